@@ -1,0 +1,133 @@
+"""Audio decoding to 16 kHz mono float32, FLAC encoding, and the reasons a clip is rejected."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from .schema import SAMPLE_RATE
+
+# Every reason a record can be rejected anywhere in import, with what it means. Stats and summaries use these keys.
+REJECT_REASONS: dict[str, str] = {
+    "malformed_manifest": "the manifest line/row could not be parsed or lacks a required field",
+    "duplicate_id": "another record of the same dataset/split already has this id",
+    "missing_audio": "the audio file named by the manifest does not exist",
+    "unreadable_audio": "the audio could not be decoded (not audio, unsupported or corrupt)",
+    "truncated_audio": "the audio ends before its header says it does",
+    "empty_audio": "the audio has no samples",
+    "silent_audio": "every sample of the audio is zero",
+    "too_long": "the audio is longer than the maximum duration",
+    "too_short": "the audio is shorter than the minimum duration",
+    "empty_text": "the transcript is empty after normalisation",
+    "undecodable_text": "the transcript is not valid UTF-8",
+    "unsupported_entry": "the manifest entry is of a kind the importer does not run (e.g. a piped wav.scp command)",
+}
+
+# Formats whose header states the exact frame count, so a short read means truncation.
+_EXACT_LENGTH_FORMATS = {"WAV", "WAVEX", "FLAC", "AIFF", "W64", "RF64", "CAF", "AU"}
+
+
+# libsndfile's log for a WAV whose data chunk is cut short: "data : 45350 (should be 1956)".
+_SHORT_CHUNK_RE = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+_STREAMING_PLACEHOLDER = 0x7FFF0000  # sizes written by programs that stream WAV to a pipe
+
+
+def _declared_minus_actual(log: str) -> int:
+    m = _SHORT_CHUNK_RE.search(log or "")
+    if not m:
+        return 0
+    declared, actual = int(m.group(1)), int(m.group(2))
+    return 0 if declared >= _STREAMING_PLACEHOLDER else max(0, declared - actual)
+
+
+class AudioRejected(Exception):
+    """A clip that cannot be used; ``reason`` is a key of REJECT_REASONS."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        assert reason in REJECT_REASONS, reason
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class DecodedAudio:
+    samples: np.ndarray  # float32, mono, SAMPLE_RATE
+    original_rate: int
+    original_channels: int
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.samples) / SAMPLE_RATE
+
+
+def decode_audio(
+    source: str | bytes,
+    max_duration_s: float | None = None,
+    min_duration_s: float = 0.0,
+) -> DecodedAudio:
+    """Decode a path or encoded bytes to 16 kHz mono float32, or raise AudioRejected with the reason."""
+    if isinstance(source, str):
+        if not os.path.exists(source):
+            raise AudioRejected("missing_audio", source)
+        if os.path.getsize(source) == 0:
+            raise AudioRejected("empty_audio", "file has 0 bytes")
+        handle: object = source
+    else:
+        if len(source) == 0:
+            raise AudioRejected("empty_audio", "0 bytes")
+        handle = io.BytesIO(source)
+    try:
+        f = sf.SoundFile(handle)
+    except Exception as e:  # libsndfile says "Format not recognised", "Error in WAV file", ...
+        raise AudioRejected("unreadable_audio", str(e).strip()[:200]) from None
+    with f:
+        rate, channels, frames = f.samplerate, f.channels, f.frames
+        if rate <= 0 or channels <= 0:
+            raise AudioRejected("unreadable_audio", f"invalid header (rate={rate}, channels={channels})")
+        if max_duration_s is not None and 0 < frames < 2**62 and frames / rate > max_duration_s:
+            raise AudioRejected("too_long", f"{frames / rate:.2f}s > {max_duration_s}s")
+        try:
+            data = f.read(dtype="float32", always_2d=True)
+        except Exception as e:
+            raise AudioRejected("truncated_audio", f"decoding stopped: {str(e).strip()[:160]}") from None
+        exact = f.format in _EXACT_LENGTH_FORMATS
+        short_by = _declared_minus_actual(f.extra_info) if exact else 0
+    if len(data) == 0:
+        raise AudioRejected("empty_audio", "no samples")
+    if exact and 0 < frames < 2**62 and len(data) < frames:
+        raise AudioRejected("truncated_audio", f"{len(data)} of {frames} frames present")
+    if short_by > 0:
+        raise AudioRejected("truncated_audio", f"data chunk is {short_by} bytes shorter than its header says")
+    mono = data.mean(axis=1) if channels > 1 else data[:, 0]
+    if rate != SAMPLE_RATE:
+        mono = soxr.resample(mono, rate, SAMPLE_RATE, quality="HQ")
+    mono = np.ascontiguousarray(mono, dtype=np.float32)
+    duration = len(mono) / SAMPLE_RATE
+    if max_duration_s is not None and duration > max_duration_s:
+        raise AudioRejected("too_long", f"{duration:.2f}s > {max_duration_s}s")
+    if duration < min_duration_s:
+        raise AudioRejected("too_short", f"{duration:.3f}s < {min_duration_s}s")
+    if not np.any(mono):
+        raise AudioRejected("silent_audio", "all samples are zero")
+    return DecodedAudio(mono, rate, channels)
+
+
+def encode_flac(samples: np.ndarray) -> bytes:
+    """16 kHz mono float32 -> FLAC (PCM_16) bytes."""
+    buf = io.BytesIO()
+    sf.write(buf, np.clip(samples, -1.0, 1.0), SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+    return buf.getvalue()
+
+
+def decode_flac(data: bytes) -> np.ndarray:
+    """Store FLAC bytes -> float32 samples (the store is always 16 kHz mono)."""
+    samples, rate = sf.read(io.BytesIO(data), dtype="float32")
+    assert rate == SAMPLE_RATE, rate
+    return samples

@@ -1,0 +1,290 @@
+"""Balancing the training mix: the paper's two-stage upsampling, temperature sampling, or nothing.
+
+    polyglot-lion balance --store store/ --split train --strategy two-stage --seed 0 --out plans/two-stage
+
+Pure, seeded functions compute a plan (which utterance ids, how many times each); the plan is written as
+Parquet of references (``index, id, language, dataset, repeat, duration_s``), never copies of the audio,
+plus ``summary.json``. ``read_balanced`` is the Ray Data adapter that streams the store through a plan.
+
+Two-stage (paper, Section 4): within a language l with datasets D_l, N*_l = max |d|; every dataset is
+replicated ceil(N*_l/|d|) times and randomly subsampled to exactly N*_l (stage 1). Then M = max_l |D_l|N*_l
+and every language pool is replicated ceil(M/|pool|) times and subsampled to exactly M (stage 2): each
+language is exactly 25% of 4M utterances. Same seed, same plan, byte for byte.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+STRATEGIES = ("two-stage", "temperature", "natural")
+PLAN_FILE = "plan.parquet"
+SUMMARY_FILE = "summary.json"
+PLAN_SCHEMA = pa.schema([("index", pa.int64()), ("id", pa.string()), ("language", pa.string()),
+                         ("dataset", pa.string()), ("repeat", pa.int32()), ("duration_s", pa.float64())])
+
+# {(language, dataset): sorted utterance ids}
+Corpus = dict[tuple[str, str], list[str]]
+
+
+def _rng(seed: int, *names: str) -> np.random.Generator:
+    """A generator for one (seed, stage, language, dataset): independent of dict order and Python's hash."""
+    words = [int.from_bytes(hashlib.sha256(n.encode()).digest()[:4], "little") for n in names]
+    return np.random.default_rng(np.random.SeedSequence([seed, *words]))
+
+
+def replicate_subsample(n_items: int, target: int, rng: np.random.Generator) -> np.ndarray:
+    """Replicate ``range(n_items)`` ceil(target/n_items) times, then subsample exactly ``target`` (no replacement)."""
+    if n_items <= 0:
+        raise ValueError(f"cannot sample {target} items from an empty set")
+    copies = math.ceil(target / n_items)
+    pool = np.tile(np.arange(n_items, dtype=np.int64), copies)
+    return pool[np.sort(rng.choice(len(pool), size=target, replace=False))]
+
+
+@dataclass(frozen=True)
+class Plan:
+    strategy: str
+    seed: int
+    rows: list[tuple[str, str, str]]  # (language, dataset, id) per occurrence, in training order
+    stage1: dict[str, int]  # language -> size after stage 1 (natural size for other strategies)
+    temperature: float | None = None
+
+    def summary(self) -> dict:
+        langs: dict[str, dict] = {}
+        per_ds = Counter((lang, ds) for lang, ds, _ in self.rows)
+        per_lang = Counter(lang for lang, _, _ in self.rows)
+        for lang in sorted(self.stage1):
+            langs[lang] = {
+                "utterances": per_lang.get(lang, 0),
+                "stage1": self.stage1[lang],
+                "datasets": {ds: n for (l2, ds), n in sorted(per_ds.items()) if l2 == lang},
+            }
+        out = {"strategy": self.strategy, "seed": self.seed, "total": len(self.rows), "languages": langs}
+        if self.temperature is not None:
+            out["temperature"] = self.temperature
+        return out
+
+
+def _check(corpus: Corpus) -> None:
+    if not corpus:
+        raise ValueError("balance: the store has no utterances in this split")
+    for (lang, ds), ids in corpus.items():
+        if not ids:
+            raise ValueError(f"balance: dataset {ds} ({lang}) has no utterances")
+
+
+def _by_language(corpus: Corpus) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for lang, ds in sorted(corpus):
+        out.setdefault(lang, []).append(ds)
+    return out
+
+
+def _shuffled(rows: list[tuple[str, str, str]], seed: int) -> list[tuple[str, str, str]]:
+    order = _rng(seed, "order").permutation(len(rows))
+    return [rows[i] for i in order]
+
+
+def plan_two_stage(corpus: Corpus, seed: int) -> Plan:
+    _check(corpus)
+    pools: dict[str, list[tuple[str, str, str]]] = {}
+    stage1: dict[str, int] = {}
+    for lang, datasets in _by_language(corpus).items():
+        n_star = max(len(corpus[(lang, d)]) for d in datasets)
+        pool = []
+        for d in datasets:
+            ids = corpus[(lang, d)]
+            pool += [(lang, d, ids[i]) for i in replicate_subsample(len(ids), n_star, _rng(seed, "stage1", lang, d))]
+        pools[lang], stage1[lang] = pool, len(pool)
+    m = max(stage1.values())
+    rows = []
+    for lang, pool in pools.items():
+        rows += [pool[i] for i in replicate_subsample(len(pool), m, _rng(seed, "stage2", lang))]
+    return Plan("two-stage", seed, _shuffled(rows, seed), stage1)
+
+
+def plan_natural(corpus: Corpus, seed: int) -> Plan:
+    _check(corpus)
+    rows = [(lang, d, uid) for (lang, d), ids in sorted(corpus.items()) for uid in ids]
+    stage1 = dict(Counter(lang for lang, _, _ in rows))
+    return Plan("natural", seed, _shuffled(rows, seed), stage1)
+
+
+def temperature_targets(sizes: dict[str, int], temperature: float, total: int) -> dict[str, int]:
+    """p_l proportional to n_l^(1/T), turned into integer counts summing to ``total`` (largest remainder)."""
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0 (is {temperature})")
+    w = {lang: n ** (1.0 / temperature) for lang, n in sizes.items()}
+    z = sum(w.values())
+    exact = {lang: total * v / z for lang, v in w.items()}
+    out = {lang: math.floor(x) for lang, x in exact.items()}
+    for lang in sorted(exact, key=lambda k: (out[k] - exact[k], k))[: total - sum(out.values())]:
+        out[lang] += 1
+    return out
+
+
+def plan_temperature(corpus: Corpus, seed: int, temperature: float = 3.0, total: int | None = None) -> Plan:
+    """Temperature sampling (Arivazhagan et al. 2019); T=1 is natural proportions, T->inf uniform.
+
+    The plan keeps the corpus size (``total`` defaults to the number of utterances); within a language,
+    datasets keep their natural proportions.
+    """
+    _check(corpus)
+    by_lang = _by_language(corpus)
+    pools = {lang: [(lang, d, uid) for d in ds for uid in corpus[(lang, d)]] for lang, ds in by_lang.items()}
+    sizes = {lang: len(p) for lang, p in pools.items()}
+    targets = temperature_targets(sizes, temperature, total or sum(sizes.values()))
+    rows = []
+    for lang, pool in pools.items():
+        if targets[lang]:
+            rows += [pool[i] for i in replicate_subsample(len(pool), targets[lang], _rng(seed, "temperature", lang))]
+    return Plan("temperature", seed, _shuffled(rows, seed), sizes, temperature)
+
+
+def make_plan(corpus: Corpus, strategy: str, seed: int, temperature: float = 3.0) -> Plan:
+    if strategy == "two-stage":
+        return plan_two_stage(corpus, seed)
+    if strategy == "natural":
+        return plan_natural(corpus, seed)
+    if strategy == "temperature":
+        return plan_temperature(corpus, seed, temperature)
+    raise ValueError(f"strategy must be one of {list(STRATEGIES)} (is {strategy!r})")
+
+
+# --- adapters: store -> corpus, plan -> files, plan -> Ray Data ---------------------------------------------
+
+def corpus_from_table(meta: pa.Table) -> tuple[Corpus, dict[str, float]]:
+    """Store metadata (id, language, dataset, duration_s) -> (corpus with sorted ids, duration per id)."""
+    corpus: Corpus = {}
+    ids, langs, dss = meta["id"].to_pylist(), meta["language"].to_pylist(), meta["dataset"].to_pylist()
+    for uid, lang, ds in zip(ids, langs, dss):
+        corpus.setdefault((lang, ds), []).append(uid)
+    for v in corpus.values():
+        v.sort()
+    return corpus, dict(zip(ids, meta["duration_s"].to_pylist()))
+
+
+def plan_table(plan: Plan, durations: dict[str, float]) -> pa.Table:
+    seen: Counter = Counter()
+    repeats = []
+    for _, _, uid in plan.rows:
+        repeats.append(seen[uid])
+        seen[uid] += 1
+    return pa.table({
+        "index": pa.array(range(len(plan.rows)), pa.int64()),
+        "id": [r[2] for r in plan.rows], "language": [r[0] for r in plan.rows],
+        "dataset": [r[1] for r in plan.rows], "repeat": pa.array(repeats, pa.int32()),
+        "duration_s": [durations[r[2]] for r in plan.rows],
+    }, schema=PLAN_SCHEMA)
+
+
+def hours_table(table: pa.Table) -> dict[str, dict[str, float]]:
+    """{language: {dataset: hours}} of a store metadata table or a plan table."""
+    out: dict[str, dict[str, float]] = {}
+    for lang, ds, dur in zip(table["language"].to_pylist(), table["dataset"].to_pylist(),
+                             table["duration_s"].to_pylist()):
+        out.setdefault(lang, {}).setdefault(ds, 0.0)
+        out[lang][ds] += dur / 3600.0
+    return out
+
+
+def write_plan(plan: Plan, durations: dict[str, float], before: pa.Table, out_dir: str,
+               extra: dict | None = None) -> dict:
+    """Write plan.parquet + summary.json (the plan summary plus hours before/after); returns the summary."""
+    os.makedirs(out_dir, exist_ok=True)
+    table = plan_table(plan, durations)
+    pq.write_table(table, Path(out_dir) / PLAN_FILE)
+    summary = plan.summary()
+    full = dict(summary, hours_before=hours_table(before), hours_after=hours_table(table), **(extra or {}))
+    (Path(out_dir) / SUMMARY_FILE).write_text(json.dumps(full, indent=2, sort_keys=True))
+    return summary
+
+
+def read_plan(plan_dir: str) -> pa.Table:
+    path = Path(plan_dir) / PLAN_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"plan {plan_dir}: no {PLAN_FILE}; run 'polyglot-lion balance' first")
+    return pq.read_table(path)
+
+
+def expand_rows(batch: pa.Table, counts: dict[str, int]) -> pa.Table:
+    """Repeat each store row as many times as the plan uses it, adding its ``repeat`` index; drop unused rows."""
+    take, repeat = [], []
+    for i, uid in enumerate(batch["id"].to_pylist()):
+        for r in range(counts.get(uid, 0)):
+            take.append(i)
+            repeat.append(r)
+    out = batch.take(pa.array(take, pa.int64()))
+    return out.append_column("repeat", pa.array(repeat, pa.int32()))
+
+
+def read_balanced(store: str, plan_dir: str, split: str = "train", columns: list[str] | None = None):
+    """A Ray Dataset of the store's utterances, each repeated as the plan says (audio read once per shard).
+
+    Rows come in shard order, not plan order: shuffle downstream (``random_shuffle`` or the trainer's
+    local shuffle buffer). The multiset of (id, repeat) equals the plan's.
+    """
+    import ray
+
+    from .store import list_partitions
+
+    plan = read_plan(plan_dir)
+    counts = Counter(plan["id"].to_pylist())
+    wanted = set(plan["dataset"].to_pylist())
+    files = [f for p in list_partitions(store, split) if p.dataset in wanted for f in p.files]
+    counts_ref = ray.put(dict(counts))
+    ds = ray.data.read_parquet(files, columns=columns)
+    return ds.map_batches(_ExpandWithPlan, fn_constructor_args=(counts_ref,), batch_format="pyarrow",
+                          compute=ray.data.ActorPoolStrategy(min_size=1, max_size=2))
+
+
+class _ExpandWithPlan:
+    def __init__(self, counts_ref):
+        import ray
+
+        self.counts = ray.get(counts_ref) if isinstance(counts_ref, ray.ObjectRef) else counts_ref
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        return expand_rows(batch, self.counts)
+
+
+def plot_balance(summary_path: str, out_png: str) -> str:
+    """Before/after bars of hours per language, stacked by dataset."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    s = json.loads(Path(summary_path).read_text())
+    langs = sorted(set(s["hours_before"]) | set(s["hours_after"]))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    cmap = plt.get_cmap("tab20")
+    for ax, key, title in ((axes[0], "hours_before", "before (natural)"),
+                           (axes[1], "hours_after", f"after ({s['strategy']}, seed {s['seed']})")):
+        for x, lang in enumerate(langs):
+            bottom = 0.0
+            for j, (ds, h) in enumerate(sorted(s[key].get(lang, {}).items())):
+                ax.bar(x, h, bottom=bottom, color=cmap(j % 20), edgecolor="white")
+                if h > 0:
+                    ax.text(x, bottom + h / 2, ds, ha="center", va="center", fontsize=7)
+                bottom += h
+            total = sum(s[key].get(lang, {}).values())
+            ax.text(x, bottom, f"{total:.2f} h", ha="center", va="bottom", fontsize=8)
+        ax.set_xticks(range(len(langs)), langs)
+        ax.set_title(title)
+    axes[0].set_ylabel("audio hours (stacked by dataset)")
+    fig.suptitle("Training mix per language")
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)
+    return out_png
