@@ -31,11 +31,10 @@ from .text import normalize_text
 
 _PART = "_part"
 _SPEC = "_spec"
-PROCESSED_SCHEMA = (
-    UTTERANCE_SCHEMA.append(pa.field("reject_reason", pa.string()))
-    .append(pa.field("reject_detail", pa.string()))
-    .append(pa.field(_PART, pa.string()))
-)
+# Processed rows are utterances plus the partition they go to (ok-{spec} or rej-{spec}). Ray writes them
+# partitioned by _part and drops that column, so accepted shards are exactly UTTERANCE_SCHEMA and need no
+# rewrite. Rejected rows never reach the store: in them ``text`` carries the reason, ``raw_text`` the detail.
+PROCESSED_SCHEMA = UTTERANCE_SCHEMA.append(pa.field(_PART, pa.string()))
 _SOURCE_WITH_SPEC = SOURCE_SCHEMA.append(pa.field(_SPEC, pa.int32()))
 
 
@@ -105,8 +104,9 @@ def process_batch(batch: pa.Table, specs: list[dict], max_duration_s: float | No
             "id": utterance_id(spec["dataset"], spec["split"], item["key"]),
             "dataset": spec["dataset"], "language": spec["language"], "split": spec["split"],
             "audio": b"", "duration_s": 0.0, "text": "", "raw_text": item["raw_text"] or "",
-            "speaker": item["speaker"], "source": item["source"], "reject_reason": None, "reject_detail": None,
+            "speaker": item["speaker"], "source": item["source"],
         }
+        reason = None
         try:
             text = normalize_text(row["raw_text"])
             if not text:
@@ -117,10 +117,12 @@ def process_batch(batch: pa.Table, specs: list[dict], max_duration_s: float | No
             audio = decode_audio(src, max_duration_s=max_duration_s, min_duration_s=min_duration_s)
             row.update(audio=encode_flac(audio.samples), duration_s=audio.duration_s, text=text)
         except AudioRejected as e:
-            row.update(reject_reason=e.reason, reject_detail=e.detail)
+            reason, detail = e.reason, e.detail
         except Exception as e:  # anything unexpected about one clip must not kill the job
-            row.update(reject_reason="unreadable_audio", reject_detail=f"{type(e).__name__}: {e}"[:200])
-        row[_PART] = f"{'rej' if row['reject_reason'] else 'ok'}-{item[_SPEC]}"
+            reason, detail = "unreadable_audio", f"{type(e).__name__}: {e}"[:200]
+        if reason:
+            row.update(audio=b"", duration_s=0.0, text=reason, raw_text=detail)
+        row[_PART] = f"{'rej' if reason else 'ok'}-{item[_SPEC]}"
         rows.append(row)
     return pa.Table.from_pylist(rows, schema=PROCESSED_SCHEMA)
 
@@ -181,9 +183,9 @@ def _commit(store: str, staging: Path, i: int, spec: ImportSpec, listed: list[di
     rejects = list(listed) + _dedupe(ok_files)
     if rej_dir.is_dir():
         for f in sorted(rej_dir.glob("*.parquet")):
-            t = pq.read_table(f, columns=["source", "reject_reason", "reject_detail"])
+            t = pq.read_table(f, columns=["source", "text", "raw_text"])  # reason, detail (see PROCESSED_SCHEMA)
             rejects += [{"source": s, "reason": r, "detail": d or ""} for s, r, d in zip(
-                t["source"].to_pylist(), t["reject_reason"].to_pylist(), t["reject_detail"].to_pylist())]
+                t["source"].to_pylist(), t["text"].to_pylist(), t["raw_text"].to_pylist())]
     built = staging / f"part-{i}"
     built.mkdir()
     utterances, seconds = 0, 0.0
