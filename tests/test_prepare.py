@@ -22,7 +22,7 @@ from polyglot_lion.testing import (
 
 pytestmark = pytest.mark.ray
 
-OPTS = PrepareOptions(max_duration_s=2.5, batch_size=4, rows_per_file=2)
+OPTS = PrepareOptions(max_duration_s=2.5, batch_size=4)
 
 
 @pytest.fixture(scope="module")
@@ -150,3 +150,21 @@ def test_bad_specs_fail_before_ray_with_all_problems(tmp_path):
     for part in ("format must be one of", "'mp4'", "does not exist", "dataset must be", "'bad name!'",
                  "language must be one of ['en', 'ms', 'ta', 'zh'] (is 'fr')", "split must be one of"):
         assert part in msg
+
+
+def test_dedupe_keeps_first_in_source_order_and_drops_exact_copies(tmp_path):
+    import pyarrow as pa
+
+    from polyglot_lion.data.prepare import PARQUET_WRITE_ARGS, _dedupe
+
+    def shard(name, rows):
+        t = pa.table({"id": [r[0] for r in rows], "source": [r[1] for r in rows], "x": list(range(len(rows)))})
+        pq.write_table(t, tmp_path / name, **PARQUET_WRITE_ARGS)
+        return str(tmp_path / name)
+
+    a = shard("a.parquet", [("u1", "m.jsonl:10"), ("u2", "m.jsonl:3")])
+    b = shard("b.parquet", [("u1", "m.jsonl:9"), ("u2", "m.jsonl:3")])  # u2: a retried task's exact copy
+    rejects = _dedupe([a, b])
+    assert rejects == [{"source": "m.jsonl:10", "reason": "duplicate_id", "detail": "u1"}]  # line 9 < line 10
+    kept = pq.read_table(a).to_pylist() + pq.read_table(b).to_pylist()
+    assert sorted((r["id"], r["source"]) for r in kept) == [("u1", "m.jsonl:9"), ("u2", "m.jsonl:3")]
