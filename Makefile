@@ -13,6 +13,7 @@ help:
 	@echo "make demo   - synth -> prepare -> balance -> stats on a synthetic four-language corpus"
 	@echo "make test   - run the test suite"
 	@echo "make setup  - install into .venv (and espeak-ng if missing)"
+	@echo "make bench-ingest - corpus import throughput vs a plain loop (see BENCHMARKS.md)"
 
 $(STAMP): pyproject.toml
 	@command -v espeak-ng >/dev/null || scripts/install-system-deps.sh

@@ -130,3 +130,11 @@ def test_cli_end_to_end(corpus, tmp_path, ray_session):
     assert Counter((r["id"], r["repeat"]) for r in rows) == Counter(
         zip(plan["id"].to_pylist(), plan["repeat"].to_pylist()))
     assert all(r["audio"][:4] == b"fLaC" for r in rows[:5])
+
+
+def test_job_entrypoints_have_help():
+    root = Path(__file__).resolve().parents[1]
+    for job, sub in (("prepare.py", "prepare"), ("balance.py", "balance")):
+        p = subprocess.run([sys.executable, str(root / "jobs" / job), "--help"], capture_output=True, text=True,
+                           timeout=60, cwd="/")
+        assert p.returncode == 0 and f"usage: polyglot-lion {sub}" in p.stdout, p.stderr

@@ -1,0 +1,19 @@
+"""Ray job: import corpora into the store (the same as ``polyglot-lion prepare``).
+
+    ray job submit --address http://127.0.0.1:8265 --working-dir . -- \
+        python jobs/prepare.py --specs corpus/corpus.json --store /shared/store
+
+Inside a Ray job RAY_ADDRESS is set, so the import runs on the cluster the job was submitted to. The store
+and inputs must be on storage every node can read (NFS, a shared volume).
+"""
+
+import sys
+
+from _bootstrap import ensure_importable
+
+ensure_importable()
+
+from polyglot_lion.cli import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main(["prepare", *sys.argv[1:]]))
