@@ -174,3 +174,39 @@ def make_hf_parquet(root: str | os.PathLike) -> tuple[str, Expected]:
     path = root / "train-00000-of-00001.parquet"
     pq.write_table(table, path)
     return str(path), Expected(3, {"unreadable_audio": 1, "empty_text": 1})
+
+
+def write_original_format_checkpoint(model, processor, out_dir: str | os.PathLike) -> str:
+    """Save a Qwen3-ASR model the way the original ``Qwen/Qwen3-ASR-*`` releases are laid out: ``thinker.*``
+    weights and a ``thinker_config`` (the layout transformers would load as random weights)."""
+    from safetensors.torch import save_file
+
+    inverse = [("model.language_model.", "thinker.model."), ("lm_head.", "thinker.lm_head."),
+               ("model.multi_modal_projector.linear_1.", "thinker.audio_tower.proj1."),
+               ("model.multi_modal_projector.linear_2.", "thinker.audio_tower.proj2."), ("model.", "thinker.")]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tensors = {}
+    for name, t in model.state_dict().items():
+        if name == "lm_head.weight" and model.config.tie_word_embeddings:
+            continue
+        for old, new in inverse:
+            if name.startswith(old):
+                name = new + name[len(old):]
+                break
+        tensors[name] = t.detach().clone().contiguous()
+    save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
+    cfg = model.config.to_dict()
+    thinker = {"audio_config": cfg["audio_config"], "text_config": cfg["text_config"],
+               "audio_token_id": cfg["audio_token_id"], "pad_token_id": cfg["pad_token_id"],
+               "eos_token_id": cfg["eos_token_id"], "tie_word_embeddings": cfg["tie_word_embeddings"]}
+    (out / "config.json").write_text(json.dumps({"architectures": ["Qwen3ASRForConditionalGeneration"],
+                                                 "model_type": "qwen3_asr", "thinker_config": thinker}, indent=2))
+    processor.save_pretrained(str(out))
+    return str(out)
+
+
+TINY_TEXTS = [
+    "hello world the cat sat on the mat", "saya suka makan nasi di pasar", "我们今天去公园", "வணக்கம் உலகம்",
+    "good morning singapore", "terima kasih banyak", "你好世界", "நன்றி நண்பன்",
+] * 4

@@ -1,0 +1,94 @@
+"""Model loading, the original-format trap, conversion, and the tiny from-scratch builder."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from polyglot_lion.model.convert import convert_checkpoint, rename_weight
+from polyglot_lion.model.loading import CheckpointFormatError, checkpoint_format, load_model
+from polyglot_lion.model.tiny import build_tiny_model, save_tiny_checkpoint
+from polyglot_lion.testing import TINY_TEXTS, write_original_format_checkpoint
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return build_tiny_model(TINY_TEXTS, seed=0)
+
+
+def test_prompt_is_the_qwen3_asr_chat_format(tiny):
+    _, processor = tiny
+    prompt = processor.apply_transcription_request(np.zeros(16000, np.float32), tokenize=False)[0]
+    assert prompt == ("<|im_start|>system\n<|im_end|>\n<|im_start|>user\n<|audio_start|><|audio_pad|><|audio_end|>"
+                      "<|im_end|>\n<|im_start|>assistant\n")
+
+
+def test_tiny_model_forward_and_generate(tiny):
+    model, processor = tiny
+    assert 1e6 < sum(p.numel() for p in model.parameters()) < 5e6
+    audio = [np.random.default_rng(0).standard_normal(24000).astype(np.float32) * 0.1]
+    prompts = processor.apply_transcription_request(audio, tokenize=False)
+    batch = processor(text=[prompts[0] + "language None<asr_text>hello world<|im_end|>"], audio=audio,
+                      output_labels=True)
+    out = model(**batch)
+    assert torch.isfinite(out.loss) and out.loss.item() > 0
+    gen = model.generate(**processor.apply_transcription_request(audio), max_new_tokens=5, do_sample=False)
+    assert gen.shape[1] > batch["input_ids"].shape[1] - 10
+
+
+def test_from_scratch_encoder_is_heard(tiny):
+    """The conv front-end's output must be on the scale of the position embedding (stock init: ~1e-4 vs ~0.5)."""
+    model, processor = tiny
+    tower = model.model.audio_tower
+    feats = processor.feature_extractor(np.random.default_rng(1).standard_normal(32000).astype(np.float32) * 0.1,
+                                        sampling_rate=16000, return_tensors="pt")["input_features"]
+    x = feats[:, :, :100].reshape(1, 1, 128, 100)
+    with torch.no_grad():
+        h = torch.nn.functional.gelu(tower.conv2d1(x))
+        h = torch.nn.functional.gelu(tower.conv2d2(h))
+        h = torch.nn.functional.gelu(tower.conv2d3(h))
+        b, c, f, t = h.shape
+        conv = tower.conv_out(h.permute(0, 3, 1, 2).reshape(b, t, c * f))
+    pos = tower.positional_embedding.positional_embedding[:t]
+    ratio = conv.std().item() / pos.std().item()
+    assert 0.1 < ratio < 10, ratio
+
+
+def test_original_format_is_refused_then_converted(tiny, tmp_path):
+    model, processor = tiny
+    orig = write_original_format_checkpoint(model, processor, tmp_path / "orig")
+    assert checkpoint_format(orig) == "original"
+    with pytest.raises(CheckpointFormatError, match="RANDOM weights.*polyglot-lion convert"):
+        load_model(orig)
+    stats = convert_checkpoint(orig, str(tmp_path / "hf"))
+    assert stats["renamed"] == stats["weights"]
+    assert checkpoint_format(tmp_path / "hf") == "transformers"
+    loaded, proc2 = load_model(str(tmp_path / "hf"))
+    want, got = model.state_dict(), loaded.state_dict()
+    assert set(want) == set(got)
+    for k in want:
+        assert torch.equal(want[k], got[k]), k
+    assert proc2.tokenizer.get_vocab() == processor.tokenizer.get_vocab()
+    with pytest.raises(CheckpointFormatError, match="already in transformers format"):
+        convert_checkpoint(str(tmp_path / "hf"), str(tmp_path / "again"))
+
+
+def test_rename_rules():
+    assert rename_weight("thinker.model.layers.0.mlp.up_proj.weight") == "model.language_model.layers.0.mlp.up_proj.weight"
+    assert rename_weight("thinker.lm_head.weight") == "lm_head.weight"
+    assert rename_weight("thinker.audio_tower.proj1.bias") == "model.multi_modal_projector.linear_1.bias"
+    assert rename_weight("thinker.audio_tower.conv2d1.weight") == "model.audio_tower.conv2d1.weight"
+
+
+def test_saved_tiny_checkpoint_loads(tmp_path):
+    path = save_tiny_checkpoint(str(tmp_path / "tiny"), TINY_TEXTS)
+    model, processor = load_model(path)
+    assert json.loads((tmp_path / "tiny" / "config.json").read_text())["model_type"] == "qwen3_asr"
+    assert processor.tokenizer.audio_token == "<|audio_pad|>"
+
+
+def test_hub_id_offline_says_so(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(FileNotFoundError, match="network access or a populated cache"):
+        load_model("Qwen/Qwen3-ASR-0.6B-hf", local_files_only=True)
