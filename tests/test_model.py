@@ -92,3 +92,17 @@ def test_hub_id_offline_says_so(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(FileNotFoundError, match="network access or a populated cache"):
         load_model("Qwen/Qwen3-ASR-0.6B-hf", local_files_only=True)
+
+
+def test_convert_cli(tiny, tmp_path):
+    import subprocess
+    import sys
+
+    model, processor = tiny
+    orig = write_original_format_checkpoint(model, processor, tmp_path / "orig")
+    run = lambda *a: subprocess.run([sys.executable, "-m", "polyglot_lion.cli", "convert", *a],  # noqa: E731
+                                    capture_output=True, text=True, timeout=120)
+    p = run(orig, str(tmp_path / "hf"))
+    assert p.returncode == 0 and "converted" in p.stdout, p.stderr
+    p = run(orig, str(tmp_path / "hf"))
+    assert p.returncode == 2 and "exists and is not empty" in p.stderr

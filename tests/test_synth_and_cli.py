@@ -75,7 +75,7 @@ def test_synth_is_seeded(tmp_path):
 
 def test_help_on_every_subcommand():
     assert "synth" in cli("--help").stdout
-    for sub in ("synth", "prepare", "balance", "stats"):
+    for sub in ("synth", "prepare", "balance", "stats", "convert"):
         assert "usage: polyglot-lion " + sub in cli(sub, "--help").stdout
 
 

@@ -4,6 +4,7 @@
     polyglot-lion prepare  --specs corpus/corpus.json --store store/
     polyglot-lion balance  --store store/ --strategy two-stage --seed 0 --out plans/two-stage --plot mix.png
     polyglot-lion stats    --store store/
+    polyglot-lion convert  ORIGINAL_CKPT CONVERTED_CKPT         # thinker.* layout -> transformers format
 """
 
 from __future__ import annotations
@@ -86,6 +87,15 @@ def _add_stats(sub) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
 
 
+def _add_convert(sub) -> None:
+    p = sub.add_parser("convert", help="convert an original-layout Qwen3-ASR checkpoint (thinker.*) to transformers format",
+                       description="Original Qwen/Qwen3-ASR-* and Polyglot-Lion checkpoints (thinker.* weights, "
+                                   "thinker_config) load in transformers as RANDOM weights; this writes a "
+                                   "transformers-format copy whose weights equal the originals.")
+    p.add_argument("src", help="original-format checkpoint folder")
+    p.add_argument("dst", help="new folder for the transformers-format checkpoint (must not exist or be empty)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -93,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"polyglot-lion {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_synth, _add_prepare, _add_balance, _add_stats):
+    for add in (_add_synth, _add_prepare, _add_balance, _add_stats, _add_convert):
         add(sub)
     return parser
 
@@ -199,7 +209,16 @@ def cmd_stats(args) -> int:
     return 0
 
 
-COMMANDS = {"synth": cmd_synth, "prepare": cmd_prepare, "balance": cmd_balance, "stats": cmd_stats}
+def cmd_convert(args) -> int:
+    from .model.convert import convert_checkpoint
+
+    stats = convert_checkpoint(args.src, args.dst)
+    print(f"converted {stats['weights']} tensors ({stats['renamed']} renamed) -> {args.dst}; "
+          f"load it with polyglot_lion.model.loading.load_model('{args.dst}')")
+    return 0
+
+
+COMMANDS = {"synth": cmd_synth, "prepare": cmd_prepare, "balance": cmd_balance, "stats": cmd_stats, "convert": cmd_convert}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -208,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except (UsageError, ValueError, FileNotFoundError, EspeakMissing) as e:
+    except (UsageError, ValueError, FileNotFoundError, FileExistsError, EspeakMissing) as e:
         print(f"polyglot-lion {args.command}: error: {e}", file=sys.stderr)
         return 2
 

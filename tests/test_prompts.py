@@ -1,0 +1,69 @@
+"""Training examples: the chat format, labels only on the answer, collation, duration bucketing."""
+
+import numpy as np
+import pytest
+
+from polyglot_lion.model.prompts import (
+    IGNORE_INDEX, PromptEncoder, answer_text, bucket_batches, collate,
+)
+from polyglot_lion.model.tiny import build_tiny_processor
+from polyglot_lion.testing import TINY_TEXTS
+
+
+@pytest.fixture(scope="module")
+def processor():
+    return build_tiny_processor(TINY_TEXTS)
+
+
+def test_answer_text():
+    assert answer_text("hello", "en") == "language None<asr_text>hello"
+    assert answer_text("hello", "en", "tagged") == "language English<asr_text>hello"
+    assert answer_text("你好", "zh", "tagged") == "language Chinese<asr_text>你好"
+    with pytest.raises(ValueError, match=r"target mode must be one of \['agnostic', 'tagged'\]"):
+        answer_text("x", "en", "forced")
+
+
+@pytest.mark.parametrize("mode", ["agnostic", "tagged"])
+def test_encode_matches_the_processor_and_masks_the_prompt(processor, mode):
+    enc = PromptEncoder(processor, mode)
+    samples = np.random.default_rng(0).standard_normal(16000 * 2 + 123).astype(np.float32) * 0.1
+    ex = enc.encode(samples, "saya suka makan", "ms")
+    # the same ids the processor makes from the full conversation text
+    prompt = processor.apply_transcription_request(samples, tokenize=False)[0]
+    answer = answer_text("saya suka makan", "ms", mode)
+    ref = processor(text=[prompt + answer + "<|im_end|>"], audio=[samples])
+    assert ex.input_ids.tolist() == ref["input_ids"][0].tolist()
+    assert np.allclose(ex.features, ref["input_features"][0].numpy())
+    # labels: -100 on the prompt and audio, the answer and <|im_end|> kept
+    n_label = int((ex.labels != IGNORE_INDEX).sum())
+    answer_ids = processor.tokenizer(answer, add_special_tokens=False)["input_ids"]
+    assert n_label == len(answer_ids) + 1
+    assert ex.labels[-1] == processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert processor.tokenizer.decode(ex.labels[ex.labels != IGNORE_INDEX][:-1]) == answer
+    assert not np.any(ex.labels[ex.input_ids == processor.audio_token_id] != IGNORE_INDEX)
+
+
+def test_collate_pads_and_measures_efficiency(processor):
+    enc = PromptEncoder(processor)
+    rng = np.random.default_rng(1)
+    exs = [enc.encode(rng.standard_normal(n).astype(np.float32) * 0.1, "hello world", "en") for n in (16000, 40000)]
+    batch = collate(exs, processor.tokenizer.pad_token_id)
+    assert batch["input_ids"].shape[0] == 2 and batch["input_features"].shape[2] % 100 == 0
+    assert batch["input_features_mask"].sum().item() == sum(e.n_frames for e in exs)
+    assert batch["labels"][0, len(exs[0].input_ids):].eq(IGNORE_INDEX).all()
+    assert 0 < batch["padding_efficiency"] < 1
+
+
+def test_bucket_batches_budget_and_determinism():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(200, 1500, 500).tolist()
+    batches = bucket_batches(lengths, max_frames=6000, max_batch_size=16, seed=3)
+    assert sorted(i for b in batches for i in b) == list(range(500))  # every item exactly once
+    for b in batches:
+        assert len(b) <= 16 and max(lengths[i] for i in b) * len(b) <= 6000 or len(b) == 1
+    eff = sum(lengths) / sum(max(lengths[i] for i in b) * len(b) for b in batches)
+    assert eff > 0.9  # little of each batch is padding
+    assert bucket_batches(lengths, 6000, 16, seed=3) == batches
+    assert bucket_batches(lengths, 6000, 16, seed=4) != batches
+    with pytest.raises(ValueError):
+        bucket_batches(lengths, 0, 16, 0)
