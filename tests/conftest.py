@@ -17,3 +17,20 @@ def ray_session():
     yield ray
     if started:
         ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def corpus_store(tmp_path_factory, ray_session):
+    """A small synthetic store and its two-stage plan, shared by training tests."""
+    from polyglot_lion.data.balance import corpus_from_table, make_plan, write_plan
+    from polyglot_lion.data.prepare import ImportSpec, PrepareOptions, prepare
+    from polyglot_lion.data.store import read_metadata
+    from polyglot_lion.data.synth import synthesize_corpus
+
+    root = tmp_path_factory.mktemp("corpus_store")
+    specs = synthesize_corpus(str(root / "corpus"), train_utterances=48, eval_utterances=2, seed=0, progress=False)
+    prepare([ImportSpec.from_dict(s) for s in specs], str(root / "store"), PrepareOptions())
+    meta = read_metadata(str(root / "store"), "train", columns=["id", "language", "dataset", "duration_s"])
+    corpus, durations = corpus_from_table(meta)
+    write_plan(make_plan(corpus, "two-stage", 0), durations, meta, str(root / "plan"))
+    return str(root / "store"), str(root / "plan")

@@ -243,9 +243,10 @@ def read_balanced(store: str, plan_dir: str, split: str = "train", columns: list
     wanted = set(plan["dataset"].to_pylist())
     files = [f for p in list_partitions(store, split) if p.dataset in wanted for f in p.files]
     counts_ref = ray.put(dict(counts))
-    ds = ray.data.read_parquet(files, columns=columns)
+    # Light stages: fractional CPUs, so they fit beside a training worker on a small node.
+    ds = ray.data.read_parquet(files, columns=columns, num_cpus=0.25)
     return ds.map_batches(_ExpandWithPlan, fn_constructor_args=(counts_ref,), batch_format="pyarrow",
-                          compute=ray.data.ActorPoolStrategy(min_size=1, max_size=2))
+                          num_cpus=0.25, compute=ray.data.ActorPoolStrategy(min_size=1, max_size=2))
 
 
 class _ExpandWithPlan:

@@ -1,0 +1,235 @@
+"""Typed training configuration: YAML plus ``key=value`` overrides, validated once, every problem in one error.
+
+    cfg = load_config("jobs/configs/qwen3_asr/tiny_cpu.yaml", ["train.max_steps=50", "run.name=try1"])
+
+Each field says what it is in its ``help``; ``describe()`` prints them all. Paths are checked here, at the
+edge, so a bad config fails before Ray starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+
+import yaml
+
+
+def _f(default, help: str, **kw):
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **kw})
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class RunSection:
+    name: str = _f("tiny-cpu", "run name: checkpoints go to OUTPUT_DIR/NAME; re-running a name resumes it")
+    output_dir: str = _f("runs", "folder for runs (checkpoints, copies of the config)")
+    seed: int = _f(0, "seed for model init, data order and dropout")
+
+
+@dataclass
+class DataSection:
+    store: str = _f("", "store folder written by 'polyglot-lion prepare' (required)")
+    plan: str = _f("", "balance plan folder written by 'polyglot-lion balance' (required)")
+    dev_split: str = _f("dev", "split used for the periodic dev loss ('' for none)")
+    dev_max_utterances: int = _f(64, "at most this many dev utterances per evaluation")
+    target_mode: str = _f("agnostic", "agnostic: 'language None<asr_text>text' (paper); tagged: the language name",
+                          choices=("agnostic", "tagged"))
+    max_frames_per_batch: int = _f(24000, "duration bucketing budget: batch size x longest clip in mel frames "
+                                          "(100 frames = 1 s)")
+    max_batch_size: int = _f(32, "at most this many clips per batch")
+    fixed_batch_size: int = _f(0, "if > 0, fixed-size batches instead of duration buckets")
+    bucket_window: int = _f(512, "clips sorted by length together when bucketing (bigger: less padding, less random)")
+
+
+@dataclass
+class ModelSection:
+    source: str = _f("tiny", "'tiny' (built in-process, random), a transformers-format folder, or a hub id")
+    tiny_vocab_size: int = _f(1000, "vocabulary of the tiny model's tokenizer (trained on the store's transcripts)")
+    freeze_audio_encoder: bool = _f(False, "train the decoder and projector only")
+    activation_checkpointing: bool = _f(False, "recompute activations in backward to save memory")
+
+
+@dataclass
+class TrainSection:
+    max_steps: int = _f(200, "optimizer steps in total (resume continues to this count)")
+    lr: float = _f(2e-5, "peak learning rate (AdamW)")
+    warmup_ratio: float = _f(0.02, "fraction of max_steps of linear warm-up, then cosine decay to 0")
+    weight_decay: float = _f(0.01, "AdamW weight decay")
+    betas: list = _f([0.9, 0.999], "AdamW betas")
+    grad_accum: int = _f(1, "micro-batches per optimizer step")
+    clip_norm: float = _f(1.0, "gradient clipping max norm (0 = off)")
+    bf16: bool = _f(True, "bf16 autocast on GPU (CPU always trains in fp32)")
+    log_every: int = _f(10, "report metrics every N steps")
+    dev_every: int = _f(100, "dev loss every N steps (0 = off)")
+    checkpoint_every: int = _f(100, "checkpoint every N steps (and at the end)")
+    keep_checkpoints: int = _f(2, "keep the last K checkpoints")
+
+
+@dataclass
+class ScalingSection:
+    num_workers: int = _f(0, "Ray Train workers; 0 = local mode in the driver process")
+    use_gpu: bool = _f(False, "one GPU per worker")
+    cpus_per_worker: int = _f(1, "CPUs reserved per worker")
+    max_failures: int = _f(0, "restart from the latest checkpoint this many times after a worker crash")
+    deepspeed_stage: int = _f(0, "0 = DDP (or single process); 2 or 3 = DeepSpeed ZeRO stage", choices=(0, 2, 3))
+
+
+@dataclass
+class TrackingSection:
+    uri: str = _f("sqlite:///mlflow.db", "MLflow tracking URI (a SQLite file by default, or an mlflow server)")
+    experiment: str = _f("polyglot-lion", "MLflow experiment")
+    registered_model: str = _f("polyglot-lion-tiny", "registered model that gets a new version per run ('' = none)")
+    gpu_hour_usd: float = _f(1.69, "price of one GPU-hour for the cost estimate (paper: $81 for 48 h)")
+
+
+@dataclass
+class Config:
+    run: RunSection = field(default_factory=RunSection)
+    data: DataSection = field(default_factory=DataSection)
+    model: ModelSection = field(default_factory=ModelSection)
+    train: TrainSection = field(default_factory=TrainSection)
+    scaling: ScalingSection = field(default_factory=ScalingSection)
+    tracking: TrackingSection = field(default_factory=TrackingSection)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def flat(self) -> dict[str, object]:
+        return {f"{s}.{k}": v for s, sec in self.to_dict().items() for k, v in sec.items()}
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _type_ok(value, tp) -> bool:
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return value is None
+    return isinstance(value, typing.get_origin(tp) or tp)
+
+
+def _merge(cfg: dict, overrides: list[str], problems: list[str]) -> dict:
+    for item in overrides:
+        if "=" not in item:
+            problems.append(f"override {item!r}: expected KEY=VALUE, e.g. train.max_steps=100")
+            continue
+        key, raw = item.split("=", 1)
+        parts = key.strip().split(".")
+        if len(parts) != 2:
+            problems.append(f"override {key!r}: keys are SECTION.FIELD, e.g. data.store")
+            continue
+        cfg.setdefault(parts[0], {})
+        if not isinstance(cfg[parts[0]], dict):
+            cfg[parts[0]] = {}
+        cfg[parts[0]][parts[1]] = yaml.safe_load(raw) if raw != "" else ""
+    return cfg
+
+
+def build_config(raw: dict, check_paths: bool = True) -> Config:
+    problems: list[str] = []
+    sections = {f.name: f.type for f in dataclasses.fields(Config)}
+    hints = typing.get_type_hints(Config)
+    values = {}
+    for name in raw:
+        if name not in sections:
+            problems.append(f"unknown section {name!r}; allowed: {sorted(sections)}")
+    for name in sections:
+        cls = hints[name]
+        given = raw.get(name) or {}
+        if not isinstance(given, dict):
+            problems.append(f"{name}: must be a mapping (is {type(given).__name__})")
+            given = {}
+        fhints = typing.get_type_hints(cls)
+        kwargs = {}
+        for key, value in given.items():
+            if key not in fhints:
+                problems.append(f"unknown key {name}.{key}; allowed: {sorted(fhints)}")
+                continue
+            tp = fhints[key]
+            if not _type_ok(value, tp):
+                problems.append(f"{name}.{key} must be {getattr(tp, '__name__', tp)} (is {value!r})")
+                continue
+            choices = next(f for f in dataclasses.fields(cls) if f.name == key).metadata.get("choices")
+            if choices and value not in choices:
+                problems.append(f"{name}.{key} must be one of {list(choices)} (is {value!r})")
+                continue
+            kwargs[key] = float(value) if tp is float else value
+        values[name] = cls(**kwargs)
+    cfg = Config(**values)
+    problems += _semantic_problems(cfg, check_paths)
+    if problems:
+        raise ConfigError("invalid training config:\n  " + "\n  ".join(problems))
+    return cfg
+
+
+def _semantic_problems(cfg: Config, check_paths: bool) -> list[str]:
+    out = []
+    t = cfg.train
+    for key, v in (("train.max_steps", t.max_steps), ("train.grad_accum", t.grad_accum),
+                   ("train.log_every", t.log_every), ("train.checkpoint_every", t.checkpoint_every),
+                   ("train.keep_checkpoints", t.keep_checkpoints), ("data.max_batch_size", cfg.data.max_batch_size),
+                   ("data.max_frames_per_batch", cfg.data.max_frames_per_batch)):
+        if v < 1:
+            out.append(f"{key} must be >= 1 (is {v})")
+    if not t.lr > 0:
+        out.append(f"train.lr must be > 0 (is {t.lr})")
+    if not 0 <= t.warmup_ratio < 1:
+        out.append(f"train.warmup_ratio must be in [0, 1) (is {t.warmup_ratio})")
+    if len(t.betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in t.betas):
+        out.append(f"train.betas must be two numbers in [0, 1) (is {t.betas})")
+    if cfg.scaling.num_workers < 0:
+        out.append(f"scaling.num_workers must be >= 0 (is {cfg.scaling.num_workers})")
+    if cfg.scaling.deepspeed_stage and not cfg.scaling.use_gpu:
+        out.append("scaling.deepspeed_stage needs scaling.use_gpu: true (DeepSpeed ZeRO runs on GPUs)")
+    if check_paths:
+        for key, path, marker in (("data.store", cfg.data.store, "data"), ("data.plan", cfg.data.plan, "plan.parquet")):
+            if not path:
+                out.append(f"{key} is required")
+            elif not os.path.exists(os.path.join(path, marker)):
+                out.append(f"{key}: {path!r} is not a {'store' if marker == 'data' else 'balance plan'} "
+                           f"(no {marker} inside)")
+    return out
+
+
+def load_config(path: str | None, overrides: list[str] = (), check_paths: bool = True) -> Config:
+    problems: list[str] = []
+    raw: dict = {}
+    if path:
+        try:
+            raw = yaml.safe_load(open(path, encoding="utf-8")) or {}
+        except OSError as e:
+            raise ConfigError(f"config {path}: cannot read it ({e.strerror})") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config {path}: not valid YAML ({e})") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"config {path}: must be a mapping of sections")
+    raw = _merge(raw, list(overrides), problems)
+    try:
+        cfg = build_config(raw, check_paths)
+    except ConfigError as e:
+        if problems:
+            raise ConfigError(str(e) + "\n  " + "\n  ".join(problems)) from None
+        raise
+    if problems:
+        raise ConfigError("invalid training config:\n  " + "\n  ".join(problems))
+    return cfg
+
+
+def describe() -> str:
+    lines = []
+    for sec in dataclasses.fields(Config):
+        for f in dataclasses.fields(typing.get_type_hints(Config)[sec.name]):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            lines.append(f"{sec.name}.{f.name} = {default!r}  # {f.metadata['help']}")
+    return "\n".join(lines)

@@ -1,0 +1,71 @@
+"""The training input: the store streamed through a balance plan, featurised in Ray Data CPU stages, then
+bucketed by duration in the worker.
+
+Ray Data (CPU):   store shards -> expand by the plan's counts -> decode FLAC -> mel features + token ids
+Train worker:     rows (in a deterministic order) -> windows of ``bucket_window`` -> duration buckets -> tensors
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from ..data.audio import decode_flac
+from ..model.prompts import Example, PromptEncoder, bucket_batches, collate
+
+FEATURE_COLUMNS = ["id", "repeat", "input_ids", "labels", "features", "n_mels", "n_frames", "duration_s"]
+
+
+class Featurize:
+    """Ray Data callable: utterance rows -> token ids, labels and mel features (as float16 bytes)."""
+
+    def __init__(self, processor_dir: str, mode: str):
+        from transformers import AutoProcessor
+
+        self.encoder = PromptEncoder(AutoProcessor.from_pretrained(processor_dir), mode)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        out = {k: [] for k in FEATURE_COLUMNS}
+        for row in batch.to_pylist():
+            ex = self.encoder.encode(decode_flac(row["audio"]), row["text"], row["language"])
+            out["id"].append(row["id"])
+            out["repeat"].append(row.get("repeat", 0))
+            out["input_ids"].append(ex.input_ids.tolist())
+            out["labels"].append(ex.labels.tolist())
+            out["features"].append(ex.features.astype(np.float16).tobytes())
+            out["n_mels"].append(ex.features.shape[0])
+            out["n_frames"].append(ex.n_frames)
+            out["duration_s"].append(row["duration_s"])
+        return pa.table(out)
+
+
+def row_to_example(row: dict) -> Example:
+    feats = np.frombuffer(row["features"], np.float16).astype(np.float32).reshape(row["n_mels"], -1)
+    return Example(np.asarray(row["input_ids"], np.int64), np.asarray(row["labels"], np.int64), feats,
+                   int(row["n_frames"]))
+
+
+def iter_micro_batches(rows, pad_id: int, seed: int, window: int, max_frames: int, max_batch_size: int,
+                       fixed_batch_size: int = 0):
+    """Rows -> collated micro-batches. Deterministic for a given row order and seed."""
+    buf: list[dict] = []
+    chunk = 0
+
+    def flush(items):
+        nonlocal chunk
+        if fixed_batch_size:
+            groups = [list(range(i, min(i + fixed_batch_size, len(items)))) for i in range(0, len(items), fixed_batch_size)]
+        else:
+            lengths = [len(np.frombuffer(it["features"], np.float16)) // it["n_mels"] for it in items]
+            groups = bucket_batches(lengths, max_frames, max_batch_size, seed=seed * 100_003 + chunk, window=len(items))
+        chunk += 1
+        for g in groups:
+            yield collate([row_to_example(items[i]) for i in g], pad_id), len(g)
+
+    for row in rows:
+        buf.append(row)
+        if len(buf) == window:
+            yield from flush(buf)
+            buf = []
+    if buf:
+        yield from flush(buf)

@@ -1,0 +1,196 @@
+"""The training loop, top to bottom: one function that each Ray Train worker runs.
+
+data -> model -> optimizer and schedule -> resume -> steps (accumulate, clip, step, log, dev loss) -> checkpoint.
+The driver (``run.py``) builds the datasets and the base model; this file holds no Ray Data or MLflow set-up.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import resource
+import tempfile
+import time
+
+import torch
+
+from ..config import build_config
+from .data import iter_micro_batches
+
+STATE_FILE = "training_state.json"
+OPTIM_FILE = "optimizer.pt"
+
+
+def warmup_cosine(max_steps: int, warmup_steps: int):
+    def f(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / max(1, warmup_steps)
+        progress = (step - warmup_steps) / max(1, max_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return f
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def _to(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items() if torch.is_tensor(v)}
+
+
+def train_loop_per_worker(config: dict) -> None:
+    import ray.train
+    import ray.train.torch
+    from transformers import AutoProcessor, Qwen3ASRForConditionalGeneration
+
+    cfg = build_config(config["cfg"], check_paths=False)
+    tr, data = cfg.train, cfg.data
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    device = ray.train.torch.get_device() if cfg.scaling.use_gpu else torch.device("cpu")
+    use_bf16 = device.type == "cuda" and tr.bf16
+    torch.manual_seed(cfg.run.seed + rank)
+
+    # --- model ---------------------------------------------------------------------------------------------
+    processor = AutoProcessor.from_pretrained(config["base_model_dir"])
+    model = Qwen3ASRForConditionalGeneration.from_pretrained(config["base_model_dir"], dtype=torch.float32)
+    if cfg.model.freeze_audio_encoder:
+        model.model.audio_tower.requires_grad_(False)
+    if cfg.model.activation_checkpointing:
+        model.gradient_checkpointing_enable()
+    resume = ray.train.get_checkpoint()
+    state = {"step": 0, "epoch": 0, "batches_done": 0}
+    if resume:
+        with resume.as_directory() as d:
+            model = Qwen3ASRForConditionalGeneration.from_pretrained(d, dtype=torch.float32)
+            state = json.loads(open(os.path.join(d, STATE_FILE)).read())
+            optim_state = torch.load(os.path.join(d, OPTIM_FILE), map_location="cpu", weights_only=False)
+    model.to(device)
+    if world > 1:
+        model = ray.train.torch.prepare_model(model, move_to_device=False)
+    core = model.module if hasattr(model, "module") else model
+
+    # --- optimizer and schedule -----------------------------------------------------------------------------
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=tr.lr, betas=tuple(tr.betas), weight_decay=tr.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, warmup_cosine(tr.max_steps, int(tr.warmup_ratio * tr.max_steps)))
+    if resume:
+        optimizer.load_state_dict(optim_state["optimizer"])
+        scheduler.load_state_dict(optim_state["scheduler"])
+
+    pad_id = processor.tokenizer.pad_token_id
+    train_shard = ray.train.get_dataset_shard("train")
+    dev_shard = ray.train.get_dataset_shard("dev") if config.get("has_dev") else None
+
+    def micro_batches(epoch: int):
+        rows = train_shard.iter_rows()
+        return iter_micro_batches(rows, pad_id, seed=cfg.run.seed * 1000 + epoch, window=data.bucket_window,
+                                  max_frames=data.max_frames_per_batch, max_batch_size=data.max_batch_size,
+                                  fixed_batch_size=data.fixed_batch_size)
+
+    def forward(batch: dict) -> torch.Tensor:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            return model(**_to(batch, device)).loss
+
+    @torch.no_grad()
+    def dev_loss() -> float:
+        model.eval()
+        total, n = 0.0, 0
+        for batch, _ in iter_micro_batches(dev_shard.iter_rows(), pad_id, seed=0, window=data.bucket_window,
+                                           max_frames=data.max_frames_per_batch, max_batch_size=data.max_batch_size):
+            total += forward(batch).item()
+            n += 1
+        model.train()
+        t = torch.tensor([total, n], dtype=torch.float64)
+        if world > 1:
+            torch.distributed.all_reduce(t)
+        return float(t[0] / max(t[1], 1))
+
+    mlflow_client = None
+    if rank == 0 and config.get("mlflow_run_id"):
+        from mlflow.tracking import MlflowClient
+
+        mlflow_client = MlflowClient(tracking_uri=cfg.tracking.uri)
+
+    def log_mlflow(metrics: dict) -> None:
+        if mlflow_client is not None:
+            from mlflow.entities import Metric
+
+            now = int(time.time() * 1000)
+            mlflow_client.log_batch(config["mlflow_run_id"], metrics=[
+                Metric(k, float(v), now, int(metrics["step"])) for k, v in metrics.items() if k != "step"])
+
+    def save_and_report(metrics: dict) -> None:
+        if rank != 0:
+            ray.train.report(metrics)
+            return
+        with tempfile.TemporaryDirectory() as d:
+            core.save_pretrained(d)
+            processor.save_pretrained(d)
+            torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
+                       os.path.join(d, OPTIM_FILE))
+            with open(os.path.join(d, STATE_FILE), "w") as f:
+                json.dump(state, f)
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
+
+    # --- steps ----------------------------------------------------------------------------------------------
+    model.train()
+    step, epoch = state["step"], state["epoch"]
+    skip = state["batches_done"]  # micro-batches of this epoch already trained on before the checkpoint
+    window = {"samples": 0, "audio_s": 0.0, "eff": 0.0, "micro": 0, "t0": time.time(), "loss": 0.0}
+    while step < tr.max_steps:
+        batches = micro_batches(epoch)
+        done_in_epoch = 0
+        accum = 0
+        for batch, n in batches:
+            if done_in_epoch < skip:  # replaying the deterministic order up to where the checkpoint was
+                done_in_epoch += 1
+                continue
+            loss = forward(batch) / tr.grad_accum
+            loss.backward()
+            done_in_epoch += 1
+            accum += 1
+            window["samples"] += n
+            window["audio_s"] += batch["input_features_mask"].sum().item() / 100.0
+            window["eff"] += batch["padding_efficiency"]
+            window["micro"] += 1
+            window["loss"] += loss.item()
+            if accum < tr.grad_accum:
+                continue
+            accum = 0
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, tr.clip_norm if tr.clip_norm > 0 else float("inf"))
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            state = {"step": step, "epoch": epoch, "batches_done": done_in_epoch}
+            last = step == tr.max_steps
+            if step % tr.log_every == 0 or step % tr.checkpoint_every == 0 or last:
+                elapsed = max(time.time() - window["t0"], 1e-9)
+                metrics = {
+                    "step": step, "epoch": epoch, "loss": window["loss"] / max(1, window["micro"] / tr.grad_accum),
+                    "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm),
+                    "samples_per_s": window["samples"] * world / elapsed,
+                    "audio_s_per_s": window["audio_s"] * world / elapsed,
+                    "padding_efficiency": window["eff"] / max(1, window["micro"]),
+                    "peak_memory_mb": _peak_memory_mb(device),
+                }
+                if dev_shard is not None and tr.dev_every and (step % tr.dev_every == 0 or last):
+                    metrics["dev_loss"] = dev_loss()
+                window = {"samples": 0, "audio_s": 0.0, "eff": 0.0, "micro": 0, "t0": time.time(), "loss": 0.0}
+                log_mlflow(metrics)
+                if step % tr.checkpoint_every == 0 or last:
+                    save_and_report(metrics)
+                else:
+                    ray.train.report(metrics)
+            if last:
+                break
+        if step >= tr.max_steps:
+            break
+        if done_in_epoch == skip:
+            raise RuntimeError("the training data is empty: the plan selects no utterances from the store")
+        epoch, skip = epoch + 1, 0

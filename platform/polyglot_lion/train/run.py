@@ -1,0 +1,141 @@
+"""The training driver: base model, datasets, Ray Train trainer, MLflow run and model registration.
+
+    polyglot-lion train --config jobs/configs/qwen3_asr/tiny_cpu.yaml data.store=store data.plan=plans/two-stage
+
+Re-running the same ``run.name`` resumes from its latest checkpoint and stops at the same total step count;
+the MLflow run of that name is continued, not duplicated.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+from ..config import Config
+from ..data.balance import read_balanced
+from ..data.store import list_partitions, read_metadata
+
+from .loop import train_loop_per_worker
+
+MLFLOW_RUN_NAME_TAG = "polyglot_lion.run_name"
+
+
+def prepare_base_model(cfg: Config, run_dir: Path) -> str:
+    """The checkpoint training starts from: the configured folder, or the tiny model built once per run."""
+    if cfg.model.source != "tiny":
+        from ..model.loading import checkpoint_format
+
+        if os.path.isdir(cfg.model.source) and checkpoint_format(cfg.model.source) == "original":
+            from ..model.loading import _refuse_original
+
+            _refuse_original(cfg.model.source)
+        return cfg.model.source
+    base = run_dir / "base_model"
+    if not (base / "config.json").exists():
+        from ..model.tiny import save_tiny_checkpoint
+
+        texts = read_metadata(cfg.data.store, "train", columns=["text"])["text"].to_pylist()
+        save_tiny_checkpoint(str(base), texts, seed=cfg.run.seed, vocab_size=cfg.model.tiny_vocab_size)
+    return str(base)
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                              cwd=os.path.dirname(__file__)).stdout.strip() or "unknown"
+    except Exception:
+        return "unknown"
+
+
+def _mlflow_run(cfg: Config, run_dir: Path) -> str:
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    mlflow.set_tracking_uri(cfg.tracking.uri)
+    client = MlflowClient()
+    exp = client.get_experiment_by_name(cfg.tracking.experiment)
+    # artifacts next to a SQLite store (not in whatever folder the job was started from)
+    artifacts = None
+    if cfg.tracking.uri.startswith("sqlite:///"):
+        artifacts = Path(cfg.tracking.uri[len("sqlite:///"):]).resolve().parent / "mlartifacts"
+        artifacts = artifacts.as_uri()
+    exp_id = exp.experiment_id if exp else client.create_experiment(cfg.tracking.experiment, artifact_location=artifacts)
+    found = client.search_runs([exp_id], f"tags.`{MLFLOW_RUN_NAME_TAG}` = '{cfg.run.name}'", max_results=1)
+    if found:
+        return found[0].info.run_id
+    run = client.create_run(exp_id, run_name=cfg.run.name, tags={
+        MLFLOW_RUN_NAME_TAG: cfg.run.name, "git_commit": _git_commit(),
+        "ray_job_id": os.environ.get("RAY_JOB_SUBMISSION_ID", os.environ.get("RAY_JOB_ID", "")),
+        "run_dir": str(run_dir)})
+    for k, v in cfg.flat().items():
+        client.log_param(run.info.run_id, k, json.dumps(v) if isinstance(v, list) else v)
+    return run.info.run_id
+
+
+def build_datasets(cfg: Config, base_model_dir: str) -> dict:
+    import ray
+
+    from .data import Featurize
+
+    # Deterministic row order (resume replays it), and no per-operator CPU reservation on small nodes.
+    ctx = ray.data.DataContext.get_current()
+    ctx.execution_options.preserve_order = True
+    ctx.op_resource_reservation_enabled = False
+    # The v2 Parquet reader adds a file-listing task that asks for a whole CPU; beside a training worker on
+    # a 2-CPU node it never got one and the job hung. We pass explicit file lists, so the v1 reader suffices.
+    ctx.use_datasource_v2 = False
+    cols = ["id", "audio", "text", "language", "duration_s"]
+    featurize = dict(fn_constructor_args=(base_model_dir, cfg.data.target_mode), batch_format="pyarrow",
+                     batch_size=32, num_cpus=0.5, compute=ray.data.ActorPoolStrategy(min_size=1, max_size=2))
+    out = {"train": read_balanced(cfg.data.store, cfg.data.plan, columns=cols).map_batches(Featurize, **featurize)}
+    if cfg.data.dev_split and list_partitions(cfg.data.store, cfg.data.dev_split):
+        files = [f for p in list_partitions(cfg.data.store, cfg.data.dev_split) for f in p.files]
+        # small: featurised once up front, so evaluating never competes with the train pipeline for CPUs
+        out["dev"] = (ray.data.read_parquet(files, columns=cols, num_cpus=0.25).limit(cfg.data.dev_max_utterances)
+                      .map_batches(Featurize, **featurize).materialize())
+    return out
+
+
+def train(cfg: Config) -> dict:
+    """Run (or resume) a training job; returns a summary with the MLflow run, checkpoint and model version."""
+    import mlflow
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    from ..runtime import init_ray
+    from ..tracking import log_training_result
+
+    run_dir = (Path(cfg.run.output_dir) / cfg.run.name).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    base = prepare_base_model(cfg, run_dir)
+    run_id = _mlflow_run(cfg, run_dir)
+    started = init_ray()
+    t0 = time.time()
+    try:
+        datasets = build_datasets(cfg, base)
+        trainer = TorchTrainer(
+            train_loop_per_worker,
+            train_loop_config={"cfg": cfg.to_dict(), "base_model_dir": base, "mlflow_run_id": run_id,
+                               "has_dev": "dev" in datasets},
+            scaling_config=ray.train.ScalingConfig(num_workers=cfg.scaling.num_workers, use_gpu=cfg.scaling.use_gpu,
+                                                   resources_per_worker={"CPU": cfg.scaling.cpus_per_worker}
+                                                   if cfg.scaling.num_workers else None),
+            run_config=ray.train.RunConfig(
+                name=cfg.run.name, storage_path=str(run_dir.parent / "_ray"),
+                checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.train.keep_checkpoints),
+                failure_config=ray.train.FailureConfig(max_failures=cfg.scaling.max_failures)),
+            datasets=datasets,
+            dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
+        )
+        result = trainer.fit()
+    finally:
+        if started:
+            ray.shutdown()
+    wall_h = (time.time() - t0) / 3600
+    gpus = cfg.scaling.num_workers if cfg.scaling.use_gpu else 0
+    mlflow.set_tracking_uri(cfg.tracking.uri)
+    return log_training_result(cfg, run_id, result, wall_h, gpus)
