@@ -75,7 +75,7 @@ def test_synth_is_seeded(tmp_path):
 
 def test_help_on_every_subcommand():
     assert "synth" in cli("--help").stdout
-    for sub in ("synth", "prepare", "balance", "stats", "convert"):
+    for sub in ("synth", "prepare", "balance", "stats", "convert", "train"):
         assert "usage: polyglot-lion " + sub in cli(sub, "--help").stdout
 
 
@@ -134,7 +134,7 @@ def test_cli_end_to_end(corpus, tmp_path, ray_session):
 
 def test_job_entrypoints_have_help():
     root = Path(__file__).resolve().parents[1]
-    for job, sub in (("prepare.py", "prepare"), ("balance.py", "balance")):
+    for job, sub in (("prepare.py", "prepare"), ("balance.py", "balance"), ("train.py", "train")):
         p = subprocess.run([sys.executable, str(root / "jobs" / job), "--help"], capture_output=True, text=True,
                            timeout=60, cwd="/")
         assert p.returncode == 0 and f"usage: polyglot-lion {sub}" in p.stdout, p.stderr

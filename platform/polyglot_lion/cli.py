@@ -5,6 +5,7 @@
     polyglot-lion balance  --store store/ --strategy two-stage --seed 0 --out plans/two-stage --plot mix.png
     polyglot-lion stats    --store store/
     polyglot-lion convert  ORIGINAL_CKPT CONVERTED_CKPT         # thinker.* layout -> transformers format
+    polyglot-lion train    --config jobs/configs/qwen3_asr/tiny_cpu.yaml data.store=store/ data.plan=plans/two-stage
 """
 
 from __future__ import annotations
@@ -96,6 +97,16 @@ def _add_convert(sub) -> None:
     p.add_argument("dst", help="new folder for the transformers-format checkpoint (must not exist or be empty)")
 
 
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="fine-tune Qwen3-ASR with Ray Train (config YAML + key=value overrides)",
+                       description="Train (or resume, for an existing run.name) with Ray Train; metrics, the "
+                                   "config and the final model go to MLflow. 'polyglot-lion train --describe' "
+                                   "lists every config key.")
+    p.add_argument("--config", help="YAML config, e.g. jobs/configs/qwen3_asr/tiny_cpu.yaml")
+    p.add_argument("overrides", nargs="*", help="SECTION.KEY=VALUE, e.g. data.store=store train.max_steps=100")
+    p.add_argument("--describe", action="store_true", help="print every config key with its default and help")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -103,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"polyglot-lion {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_synth, _add_prepare, _add_balance, _add_stats, _add_convert):
+    for add in (_add_synth, _add_prepare, _add_balance, _add_stats, _add_convert, _add_train):
         add(sub)
     return parser
 
@@ -218,7 +229,24 @@ def cmd_convert(args) -> int:
     return 0
 
 
-COMMANDS = {"synth": cmd_synth, "prepare": cmd_prepare, "balance": cmd_balance, "stats": cmd_stats, "convert": cmd_convert}
+def cmd_train(args) -> int:
+    from .config import describe, load_config
+
+    if args.describe:
+        print(describe())
+        return 0
+    cfg = load_config(args.config, args.overrides)  # every problem reported before Ray starts
+    from .train.run import train
+
+    out = train(cfg)
+    print(json.dumps(out, indent=2, default=str))
+    mv = out.get("model_version")
+    print(f"\nMLflow run {out['mlflow_run_id']} in {out['tracking_uri']}"
+          + (f"; registered {mv['name']} version {mv['version']}" if mv else ""))
+    return 0
+
+
+COMMANDS = {"synth": cmd_synth, "prepare": cmd_prepare, "balance": cmd_balance, "stats": cmd_stats, "convert": cmd_convert, "train": cmd_train}
 
 
 def main(argv: list[str] | None = None) -> int:

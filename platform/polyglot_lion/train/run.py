@@ -108,6 +108,9 @@ def train(cfg: Config) -> dict:
     from ..runtime import init_ray
     from ..tracking import log_training_result
 
+    if cfg.scaling.deepspeed_stage:
+        raise ValueError(f"scaling.deepspeed_stage={cfg.scaling.deepspeed_stage}: the DeepSpeed path is not built yet "
+                         f"(issue 3); use deepspeed_stage: 0 (DDP across scaling.num_workers)")
     run_dir = (Path(cfg.run.output_dir) / cfg.run.name).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
