@@ -89,14 +89,13 @@ def publish_partition(store: str | os.PathLike, built: Path, split: str, languag
     """Move a fully built partition folder into place, replacing the dataset/split under any language."""
     target = partition_dir(store, split, language, dataset)
     trash = Path(store) / ".trash" / uuid.uuid4().hex
-    old = [target] + [p.path for p in list_partitions(store, split)
-                      if p.dataset == dataset and p.language != language] if (Path(store) / "data").is_dir() else [target]
-    moved = []
+    old = [target]
+    if (Path(store) / "data").is_dir():  # the same dataset/split imported earlier under another language
+        old += [p.path for p in list_partitions(store, split) if p.dataset == dataset and p.language != language]
     for i, o in enumerate(old):
         if o.exists():
             trash.mkdir(parents=True, exist_ok=True)
             os.replace(o, trash / str(i))
-            moved.append(o)
     target.parent.mkdir(parents=True, exist_ok=True)
     os.replace(built, target)
     shutil.rmtree(trash, ignore_errors=True)

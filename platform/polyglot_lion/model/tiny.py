@@ -13,9 +13,6 @@ the builder re-initialises the convolutions and the projector Kaiming-normal (``
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 
 import torch
 
