@@ -7,8 +7,14 @@ import pyarrow as pa
 import pytest
 
 from polyglot_lion.data.balance import (
-    expand_rows, make_plan, plan_table, plan_temperature, plan_two_stage, replicate_subsample,
-    temperature_targets, write_plan,
+    expand_rows,
+    make_plan,
+    plan_table,
+    plan_temperature,
+    plan_two_stage,
+    replicate_subsample,
+    temperature_targets,
+    write_plan,
 )
 from polyglot_lion.data.synth import PAPER_TRAIN_HOURS
 

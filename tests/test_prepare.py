@@ -17,7 +17,11 @@ from polyglot_lion.data.schema import UTTERANCE_SCHEMA
 from polyglot_lion.data.stats import store_stats
 from polyglot_lion.data.store import list_partitions, read_metadata
 from polyglot_lion.testing import (
-    make_csv_corpus, make_hf_parquet, make_jsonl_corpus, make_kaldi_dir, make_librispeech_tree,
+    make_csv_corpus,
+    make_hf_parquet,
+    make_jsonl_corpus,
+    make_kaldi_dir,
+    make_librispeech_tree,
 )
 
 pytestmark = pytest.mark.ray

@@ -4,7 +4,11 @@ import numpy as np
 import pytest
 
 from polyglot_lion.model.prompts import (
-    IGNORE_INDEX, PromptEncoder, answer_text, bucket_batches, collate,
+    IGNORE_INDEX,
+    PromptEncoder,
+    answer_text,
+    bucket_batches,
+    collate,
 )
 from polyglot_lion.model.tiny import build_tiny_processor
 from polyglot_lion.testing import TINY_TEXTS

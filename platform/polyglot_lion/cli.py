@@ -6,12 +6,14 @@
     polyglot-lion stats    --store store/
     polyglot-lion convert  ORIGINAL_CKPT CONVERTED_CKPT         # thinker.* layout -> transformers format
     polyglot-lion train    --config jobs/configs/qwen3_asr/tiny_cpu.yaml data.store=store/ data.plan=plans/two-stage
+    polyglot-lion score    --refs refs.jsonl --hyps hyps.jsonl --language zh --json   # WER/CER, the paper's way
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 
@@ -107,6 +109,17 @@ def _add_train(sub) -> None:
     p.add_argument("--describe", action="store_true", help="print every config key with its default and help")
 
 
+def _add_score(sub) -> None:
+    p = sub.add_parser("score", help="WER (en, ta, ms) or CER (zh) of hypotheses against references",
+                       description="Score two JSONL files of {\"id\", \"text\"} lines joined by id, the paper's way: "
+                                   "normalised (lowercase, no punctuation), pooled over utterances, in percent. "
+                                   "A missing hypothesis counts as empty; empty references are dropped and counted.")
+    p.add_argument("--refs", required=True, help="reference transcripts, JSONL of {\"id\", \"text\"}")
+    p.add_argument("--hyps", required=True, help="hypotheses, JSONL of {\"id\", \"text\"}")
+    p.add_argument("--language", required=True, help="en, zh, ta or ms (zh is scored in CER, the others in WER)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a line")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -114,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"polyglot-lion {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_synth, _add_prepare, _add_balance, _add_stats, _add_convert, _add_train):
+    for add in (_add_synth, _add_prepare, _add_balance, _add_stats, _add_convert, _add_train, _add_score):
         add(sub)
     return parser
 
@@ -246,7 +259,30 @@ def cmd_train(args) -> int:
     return 0
 
 
-COMMANDS = {"synth": cmd_synth, "prepare": cmd_prepare, "balance": cmd_balance, "stats": cmd_stats, "convert": cmd_convert, "train": cmd_train}
+def cmd_score(args) -> int:
+    from .evaluation.scoring import metric_for, score_files
+
+    try:
+        metric_for(args.language)
+    except ValueError as e:
+        raise UsageError(f"--language: {e}") from None
+    for flag, path in (("--refs", args.refs), ("--hyps", args.hyps)):
+        if not os.path.isfile(path):
+            raise UsageError(f"{flag} {path}: no such file")
+    result = score_files(args.refs, args.hyps, args.language)
+    if args.json:
+        print(json.dumps(result.to_dict()))
+        return 0
+    print(f"{result.metric.upper()} {result.error_rate:.2f}% over {result.utterances} utterances "
+          f"({result.reference_units} reference {'characters' if result.metric == 'cer' else 'words'}: "
+          f"S={result.substitutions} D={result.deletions} I={result.insertions}); "
+          f"dropped empty refs {result.dropped_empty_refs}, missing hyps {result.missing_hypotheses}, "
+          f"extra hyps {result.extra_hypotheses}")
+    return 0
+
+
+COMMANDS = {"synth": cmd_synth, "prepare": cmd_prepare, "balance": cmd_balance, "stats": cmd_stats, "convert": cmd_convert, "train": cmd_train,
+            "score": cmd_score}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -73,9 +73,10 @@ class TrainSection:
 class ScalingSection:
     num_workers: int = _f(0, "Ray Train workers; 0 = local mode in the driver process")
     use_gpu: bool = _f(False, "one GPU per worker")
-    cpus_per_worker: int = _f(1, "CPUs reserved per worker")
+    cpus_per_worker: float = _f(1.0, "CPUs reserved per worker (fractions allowed, e.g. 0.5 for tests)")
     max_failures: int = _f(0, "restart from the latest checkpoint this many times after a worker crash")
-    deepspeed_stage: int = _f(0, "0 = DDP (or single process); 2 or 3 = DeepSpeed ZeRO stage", choices=(0, 2, 3))
+    deepspeed_stage: int = _f(0, "0 = DDP (or single process); 2 or 3 = DeepSpeed ZeRO stage (GPU; CPU works "
+                                 "for tests)", choices=(0, 2, 3))
 
 
 @dataclass
@@ -190,8 +191,8 @@ def _semantic_problems(cfg: Config, check_paths: bool) -> list[str]:
         out.append(f"train.betas must be two numbers in [0, 1) (is {t.betas})")
     if cfg.scaling.num_workers < 0:
         out.append(f"scaling.num_workers must be >= 0 (is {cfg.scaling.num_workers})")
-    if cfg.scaling.deepspeed_stage and not cfg.scaling.use_gpu:
-        out.append("scaling.deepspeed_stage needs scaling.use_gpu: true (DeepSpeed ZeRO runs on GPUs)")
+    if cfg.scaling.cpus_per_worker <= 0:
+        out.append(f"scaling.cpus_per_worker must be > 0 (is {cfg.scaling.cpus_per_worker})")
     if check_paths:
         for key, path, marker in (("data.store", cfg.data.store, "data"), ("data.plan", cfg.data.plan, "plan.parquet")):
             if not path:

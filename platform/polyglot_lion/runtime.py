@@ -27,3 +27,16 @@ def init_ray(num_cpus: int | None = None, object_store_mb: int | None = None, qu
             **kwargs,
         )
     return True
+
+
+def ray_job_submission_id() -> str:
+    """The ``raysubmit_...`` id when running as a Ray job's entrypoint ('' otherwise)."""
+    import json
+
+    raw = os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR")  # set by Ray's job supervisor for the entrypoint
+    if raw:
+        try:
+            return str(json.loads(raw).get("metadata", {}).get("job_submission_id", ""))
+        except (ValueError, AttributeError):
+            return ""
+    return os.environ.get("RAY_JOB_SUBMISSION_ID", "")

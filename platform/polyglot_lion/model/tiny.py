@@ -13,7 +13,6 @@ the builder re-initialises the convolutions and the projector Kaiming-normal (``
 
 from __future__ import annotations
 
-
 import torch
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|audio_start|>", "<|audio_end|>",

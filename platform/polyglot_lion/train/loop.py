@@ -2,6 +2,11 @@
 
 data -> model -> optimizer and schedule -> resume -> steps (accumulate, clip, step, log, dev loss) -> checkpoint.
 The driver (``run.py``) builds the datasets and the base model; this file holds no Ray Data or MLflow set-up.
+
+Three ways to run the same steps: one process (CPU or one GPU), DDP across Ray workers, or DeepSpeed ZeRO-2/3
+(``deepspeed.initialize`` wraps our AdamW and schedule, and then owns accumulation, clipping and bf16).
+Each backward pass is a collective when there are several ranks, so every rank runs the same number of
+micro-batches per epoch: the epoch ends for all as soon as one rank's shard runs out.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from .data import iter_micro_batches
 
 STATE_FILE = "training_state.json"
 OPTIM_FILE = "optimizer.pt"
+DS_TAG = "deepspeed"  # sub-folder of a checkpoint with DeepSpeed's (partitioned) model and optimizer states
+CRASH_MARKER = ".crash_injected"
 
 
 def warmup_cosine(max_steps: int, warmup_steps: int):
@@ -37,8 +44,28 @@ def _peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def _to(batch: dict, device: torch.device) -> dict:
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items() if torch.is_tensor(v)}
+def _to(batch: dict, device: torch.device, float_dtype: torch.dtype = torch.float32) -> dict:
+    return {k: (v.to(device, float_dtype, non_blocking=True) if v.is_floating_point() else v.to(device, non_blocking=True))
+            for k, v in batch.items() if torch.is_tensor(v)}
+
+
+def _synced(batches, world: int, device: torch.device):
+    """Yield micro-batches while every rank still has one; then drain the rest (dropped for this epoch)."""
+    import torch.distributed as dist
+
+    it = iter(batches)
+    while True:
+        item = next(it, None)
+        if world > 1:
+            more = torch.tensor([0 if item is None else 1], device=device)
+            dist.all_reduce(more, op=dist.ReduceOp.MIN)
+            if more.item() == 0:
+                for _ in it:  # finish this rank's shard so the streaming split can start the next epoch
+                    pass
+                return
+        elif item is None:
+            return
+        yield item
 
 
 def train_loop_per_worker(config: dict) -> None:
@@ -51,7 +78,10 @@ def train_loop_per_worker(config: dict) -> None:
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device() if cfg.scaling.use_gpu else torch.device("cpu")
+    ds_config = config.get("deepspeed")  # built and validated by the driver (train/zero.py)
     use_bf16 = device.type == "cuda" and tr.bf16
+    autocast = use_bf16 and not ds_config  # DeepSpeed keeps bf16 weights itself; inputs are cast instead
+    float_dtype = torch.bfloat16 if (ds_config and ds_config["bf16"]["enabled"]) else torch.float32
     torch.manual_seed(cfg.run.seed + rank)
 
     # --- model ---------------------------------------------------------------------------------------------
@@ -60,27 +90,39 @@ def train_loop_per_worker(config: dict) -> None:
     if cfg.model.freeze_audio_encoder:
         model.model.audio_tower.requires_grad_(False)
     if cfg.model.activation_checkpointing:
-        model.gradient_checkpointing_enable()
+        model.activation_checkpointing_enable()
     resume = ray.train.get_checkpoint()
     state = {"step": 0, "epoch": 0, "batches_done": 0}
     if resume:
         with resume.as_directory() as d:
             model = Qwen3ASRForConditionalGeneration.from_pretrained(d, dtype=torch.float32)
             state = json.loads(open(os.path.join(d, STATE_FILE)).read())
-            optim_state = torch.load(os.path.join(d, OPTIM_FILE), map_location="cpu", weights_only=False)
+            if not ds_config:
+                optim_state = torch.load(os.path.join(d, OPTIM_FILE), map_location="cpu", weights_only=False)
     model.to(device)
-    if world > 1:
-        model = ray.train.torch.prepare_model(model, move_to_device=False)
-    core = model.module if hasattr(model, "module") else model
 
-    # --- optimizer and schedule -----------------------------------------------------------------------------
+    # --- optimizer and schedule (DeepSpeed wraps the same ones) ---------------------------------------------
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=tr.lr, betas=tuple(tr.betas), weight_decay=tr.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_cosine(tr.max_steps, int(tr.warmup_ratio * tr.max_steps)))
-    if resume:
-        optimizer.load_state_dict(optim_state["optimizer"])
-        scheduler.load_state_dict(optim_state["scheduler"])
+    engine = None
+    if ds_config:
+        import deepspeed
+
+        engine, optimizer, _, scheduler = deepspeed.initialize(model=model, optimizer=optimizer,
+                                                               lr_scheduler=scheduler, config=ds_config)
+        model = engine
+        if resume:
+            with resume.as_directory() as d:
+                engine.load_checkpoint(os.path.join(d, DS_TAG), tag=DS_TAG)
+    else:
+        if world > 1:
+            model = ray.train.torch.prepare_model(model, move_to_device=False)
+        if resume:
+            optimizer.load_state_dict(optim_state["optimizer"])
+            scheduler.load_state_dict(optim_state["scheduler"])
+    core = model.module if hasattr(model, "module") else model
 
     pad_id = processor.tokenizer.pad_token_id
     train_shard = ray.train.get_dataset_shard("train")
@@ -93,15 +135,16 @@ def train_loop_per_worker(config: dict) -> None:
                                   fixed_batch_size=data.fixed_batch_size)
 
     def forward(batch: dict) -> torch.Tensor:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            return model(**_to(batch, device)).loss
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            return model(**_to(batch, device, float_dtype), use_cache=False).loss
 
     @torch.no_grad()
     def dev_loss() -> float:
         model.eval()
         total, n = 0.0, 0
-        for batch, _ in iter_micro_batches(dev_shard.iter_rows(), pad_id, seed=0, window=data.bucket_window,
-                                           max_frames=data.max_frames_per_batch, max_batch_size=data.max_batch_size):
+        for batch, _ in _synced(iter_micro_batches(
+                dev_shard.iter_rows(), pad_id, seed=0, window=data.bucket_window,
+                max_frames=data.max_frames_per_batch, max_batch_size=data.max_batch_size), world, device):
             total += forward(batch).item()
             n += 1
         model.train()
@@ -125,17 +168,36 @@ def train_loop_per_worker(config: dict) -> None:
                 Metric(k, float(v), now, int(metrics["step"])) for k, v in metrics.items() if k != "step"])
 
     def save_and_report(metrics: dict) -> None:
-        if rank != 0:
+        """A transformers folder inference loads as is, plus what resuming needs. With DeepSpeed every rank
+        writes its own partition files; Ray Train merges the ranks' folders into one checkpoint."""
+        if rank != 0 and not engine:
             ray.train.report(metrics)
             return
         with tempfile.TemporaryDirectory() as d:
-            core.save_pretrained(d)
-            processor.save_pretrained(d)
-            torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
-                       os.path.join(d, OPTIM_FILE))
-            with open(os.path.join(d, STATE_FILE), "w") as f:
-                json.dump(state, f)
+            state_dict = None
+            if engine:
+                engine.save_checkpoint(os.path.join(d, DS_TAG), tag=DS_TAG)
+                if engine.zero_optimization_stage() == 3:  # collective: gathers the sharded weights on rank 0
+                    state_dict = engine._zero3_consolidated_16bit_state_dict()
+            if rank == 0:
+                core.save_pretrained(d, state_dict=state_dict)
+                processor.save_pretrained(d)
+                if not engine:
+                    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
+                               os.path.join(d, OPTIM_FILE))
+                with open(os.path.join(d, STATE_FILE), "w") as f:
+                    json.dump(state, f)
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
+
+    def maybe_crash(step: int) -> None:
+        """Fault injection for tests: kill this worker process once, right after ``step``."""
+        marker = config.get("crash_marker_dir") and os.path.join(config["crash_marker_dir"], CRASH_MARKER)
+        if step == config.get("inject_crash_at_step") and not os.path.exists(marker):
+            open(marker, "w").close()
+            # Ray Train's controller learns of reported checkpoints by polling the workers; a crash within a
+            # poll of the last report would restart from the one before. Die a little later, as real faults do.
+            time.sleep(3)
+            os._exit(1)
 
     # --- steps ----------------------------------------------------------------------------------------------
     model.train()
@@ -143,36 +205,44 @@ def train_loop_per_worker(config: dict) -> None:
     skip = state["batches_done"]  # micro-batches of this epoch already trained on before the checkpoint
     window = {"samples": 0, "audio_s": 0.0, "eff": 0.0, "micro": 0, "t0": time.time(), "loss": 0.0}
     while step < tr.max_steps:
-        batches = micro_batches(epoch)
+        batches = _synced(micro_batches(epoch), world, device)
         done_in_epoch = 0
         accum = 0
         for batch, n in batches:
             if done_in_epoch < skip:  # replaying the deterministic order up to where the checkpoint was
                 done_in_epoch += 1
                 continue
-            loss = forward(batch) / tr.grad_accum
-            loss.backward()
+            loss = forward(batch)
             done_in_epoch += 1
-            accum += 1
             window["samples"] += n
             window["audio_s"] += batch["input_features_mask"].sum().item() / 100.0
             window["eff"] += batch["padding_efficiency"]
             window["micro"] += 1
             window["loss"] += loss.item()
-            if accum < tr.grad_accum:
-                continue
-            accum = 0
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, tr.clip_norm if tr.clip_norm > 0 else float("inf"))
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            if engine:  # DeepSpeed scales by the accumulation, clips and steps at the accumulation boundary
+                engine.backward(loss)
+                boundary = engine.is_gradient_accumulation_boundary()
+                engine.step()
+                if not boundary:
+                    continue
+                grad_norm = engine.get_global_grad_norm() or 0.0
+            else:
+                (loss / tr.grad_accum).backward()
+                accum += 1
+                if accum < tr.grad_accum:
+                    continue
+                accum = 0
+                grad_norm = torch.nn.utils.clip_grad_norm_(params, tr.clip_norm if tr.clip_norm > 0 else float("inf"))
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
             step += 1
             state = {"step": step, "epoch": epoch, "batches_done": done_in_epoch}
             last = step == tr.max_steps
             if step % tr.log_every == 0 or step % tr.checkpoint_every == 0 or last:
                 elapsed = max(time.time() - window["t0"], 1e-9)
                 metrics = {
-                    "step": step, "epoch": epoch, "loss": window["loss"] / max(1, window["micro"] / tr.grad_accum),
+                    "step": step, "epoch": epoch, "loss": window["loss"] / max(1, window["micro"]),
                     "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm),
                     "samples_per_s": window["samples"] * world / elapsed,
                     "audio_s_per_s": window["audio_s"] * world / elapsed,
@@ -187,6 +257,7 @@ def train_loop_per_worker(config: dict) -> None:
                     save_and_report(metrics)
                 else:
                     ray.train.report(metrics)
+            maybe_crash(step)
             if last:
                 break
         if step >= tr.max_steps:

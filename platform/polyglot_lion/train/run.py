@@ -17,7 +17,7 @@ from pathlib import Path
 from ..config import Config
 from ..data.balance import read_balanced
 from ..data.store import list_partitions, read_metadata
-
+from ..runtime import ray_job_submission_id
 from .loop import train_loop_per_worker
 
 MLFLOW_RUN_NAME_TAG = "polyglot_lion.run_name"
@@ -68,7 +68,7 @@ def _mlflow_run(cfg: Config, run_dir: Path) -> str:
         return found[0].info.run_id
     run = client.create_run(exp_id, run_name=cfg.run.name, tags={
         MLFLOW_RUN_NAME_TAG: cfg.run.name, "git_commit": _git_commit(),
-        "ray_job_id": os.environ.get("RAY_JOB_SUBMISSION_ID", os.environ.get("RAY_JOB_ID", "")),
+        "ray_job_id": ray_job_submission_id(),
         "run_dir": str(run_dir)})
     for k, v in cfg.flat().items():
         client.log_param(run.info.run_id, k, json.dumps(v) if isinstance(v, list) else v)
@@ -99,8 +99,11 @@ def build_datasets(cfg: Config, base_model_dir: str) -> dict:
     return out
 
 
-def train(cfg: Config) -> dict:
-    """Run (or resume) a training job; returns a summary with the MLflow run, checkpoint and model version."""
+def train(cfg: Config, inject_crash_at_step: int | None = None) -> dict:
+    """Run (or resume) a training job; returns a summary with the MLflow run, checkpoint and model version.
+
+    ``inject_crash_at_step`` (tests only) kills the worker once after that step, to exercise FailureConfig.
+    """
     import mlflow
     import ray.train
     from ray.train.torch import TorchTrainer
@@ -108,9 +111,14 @@ def train(cfg: Config) -> dict:
     from ..runtime import init_ray
     from ..tracking import log_training_result
 
+    ds_config = None
     if cfg.scaling.deepspeed_stage:
-        raise ValueError(f"scaling.deepspeed_stage={cfg.scaling.deepspeed_stage}: the DeepSpeed path is not built yet "
-                         f"(issue 3); use deepspeed_stage: 0 (DDP across scaling.num_workers)")
+        from .zero import check_deepspeed_config, deepspeed_config
+
+        if cfg.scaling.num_workers < 1:
+            raise ValueError("scaling.deepspeed_stage needs scaling.num_workers >= 1 (DeepSpeed runs in Ray workers)")
+        ds_config = deepspeed_config(cfg)
+        check_deepspeed_config(ds_config)  # fails here, before Ray starts, if DeepSpeed rejects it
     run_dir = (Path(cfg.run.output_dir) / cfg.run.name).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
@@ -123,7 +131,8 @@ def train(cfg: Config) -> dict:
         trainer = TorchTrainer(
             train_loop_per_worker,
             train_loop_config={"cfg": cfg.to_dict(), "base_model_dir": base, "mlflow_run_id": run_id,
-                               "has_dev": "dev" in datasets},
+                               "has_dev": "dev" in datasets, "deepspeed": ds_config,
+                               "inject_crash_at_step": inject_crash_at_step, "crash_marker_dir": str(run_dir)},
             scaling_config=ray.train.ScalingConfig(num_workers=cfg.scaling.num_workers, use_gpu=cfg.scaling.use_gpu,
                                                    resources_per_worker={"CPU": cfg.scaling.cpus_per_worker}
                                                    if cfg.scaling.num_workers else None),

@@ -1,0 +1,245 @@
+"""Training throughput of the real Qwen3-ASR architecture on one GPU: samples/s, audio-s/s, MFU, peak memory.
+
+    python benchmarks/gpu_train.py [--size 0.6b|1.7b] [--activation-checkpointing] [--out train.json]
+    python benchmarks/gpu_train.py --smoke        # tiny model, CPU, fp32, 3 steps: what the test suite runs
+
+The model is the published 0.6B (or 1.7B) architecture (``polyglot_lion.model.sizes``) randomly initialised in
+process, fp32 master weights under bf16 autocast, AdamW, gradient clipping at 1.0 -- the step of
+``polyglot_lion.train.loop``. Data is synthetic and built before timing: 5-15 s tones with harmonics and noise
+through the real feature extractor (``PromptEncoder.features``), prompts in the checkpoint's chat format, and
+answers ``language None<asr_text>`` + random token ids at ``--text-tokens-per-s`` (4/s: ~2.5 words/s of speech
+at ~1.5 tokens per word) + ``<|im_end|>``. Micro-batches of 8 are bucketed by length as the platform's loader
+does (``bucket_batches``); an optimizer step accumulates 4 of them (the paper's 8 x 4).
+
+MFU = model FLOPs per second / peak dense bf16 FLOPs of the card. Model FLOPs of a micro-batch are
+3 x forward (forward + backward), counting real (non-padding) tokens and audio only and no recomputation:
+  decoder   2 * (layer weights + lm_head) * tokens  +  2 * layers * (q heads * head_dim) * sum(seq_len^2)   (causal)
+  encoder   conv front-end per 1-s chunk (3 stride-2 3x3 convs + conv_out), 2 * (layer weights) * frames
+            + 4 * layers * d_model * sum(window_len^2) over its 8-s attention windows, + projector 2 * weights * frames
+The peak comes from a table by ``torch.cuda.get_device_name`` (H100 SXM/PCIe/NVL, H200, A100, RTX PRO 6000) or
+``--peak-tflops``; on CPU (smoke) the peak is unknown, so ``mfu`` is null unless ``--peak-tflops`` is given.
+Warm-up steps are not timed. One JSON line is printed last (and written to ``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+
+import numpy as np
+import torch
+
+# Dense (no sparsity) bf16 tensor-core peaks from NVIDIA's datasheets, TFLOP/s; first match wins.
+PEAK_BF16_TFLOPS = [("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.4), ("H200", 989.4),
+                    ("A100", 312.0), ("RTX PRO 6000", 503.8)]
+
+
+# Only the special tokens and the chat template of the in-process tokenizer matter here; a few texts train it.
+TOKENIZER_TEXTS = ["hello world the cat sat on the mat", "saya suka makan nasi di pasar", "我们今天去公园",
+                   "வணக்கம் உலகம்"] * 8
+
+
+def tone(seconds: float, freq: float, rng: np.random.Generator) -> np.ndarray:
+    """16 kHz mono: a tone with one harmonic and a little noise (no audio I/O libraries needed on the GPU box)."""
+    t = np.arange(int(seconds * 16_000)) / 16_000
+    x = 0.3 * np.sin(2 * np.pi * freq * t) + 0.1 * np.sin(4 * np.pi * freq * t) + 0.01 * rng.standard_normal(len(t))
+    return x.astype(np.float32)
+
+
+def peak_tflops(device_name: str) -> float | None:
+    for key, tflops in PEAK_BF16_TFLOPS:
+        if key.lower() in device_name.lower():
+            return tflops
+    return None
+
+
+def build_model(size: str, smoke: bool, seed: int):
+    """(model, processor): the tiny model for --smoke, else the real ``size`` with the tiny in-process tokenizer
+    (its prompts drive the model; the embedding keeps the real 151,936 rows)."""
+    from polyglot_lion.model.sizes import qwen3_asr_config
+    from polyglot_lion.model.tiny import build_tiny_model, build_tiny_processor
+    from transformers import Qwen3ASRForConditionalGeneration
+
+    if smoke:
+        return build_tiny_model(TOKENIZER_TEXTS, seed=seed)
+    processor = build_tiny_processor(TOKENIZER_TEXTS)
+    torch.manual_seed(seed)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    with torch.device(device):  # random init on the GPU: seconds instead of a minute on the CPU
+        model = Qwen3ASRForConditionalGeneration(qwen3_asr_config(size, processor.tokenizer))
+    return model, processor
+
+
+def synthetic_examples(encoder, n: int, min_s: float, max_s: float, text_tokens_per_s: float, vocab_size: int,
+                       seed: int) -> list:
+    """``n`` training Examples: tone-and-noise clips through the real feature extractor, random-id transcripts."""
+    from polyglot_lion.model.prompts import IGNORE_INDEX, Example
+
+    rng = np.random.default_rng(seed)
+    answer_prefix = encoder.processor.tokenizer("language None<asr_text>", add_special_tokens=False)["input_ids"]
+    first_plain_id = len(encoder.processor.tokenizer.all_special_ids) + 8
+    examples = []
+    for i in range(n):
+        seconds = float(rng.uniform(min_s, max_s))
+        samples = tone(seconds, float(rng.uniform(100, 300)), rng)
+        feats, n_frames = encoder.features(samples)
+        text = rng.integers(first_plain_id, vocab_size, max(1, round(text_tokens_per_s * seconds))).tolist()
+        answer = answer_prefix + text + [encoder.end_id]
+        prompt = encoder.prefix + [encoder.audio_id] * encoder.audio_tokens(n_frames) + encoder.suffix
+        examples.append(Example(np.array(prompt + answer, np.int64),
+                                np.array([IGNORE_INDEX] * len(prompt) + answer, np.int64), feats, n_frames))
+    return examples
+
+
+def training_flops(config, batch: dict) -> float:
+    """Model FLOPs of forward + backward (3 x forward) for one micro-batch; see the module docstring."""
+    from transformers.models.qwen3_asr.modeling_qwen3_asr import (
+        _get_feat_extract_output_lengths,
+    )
+
+    a, t = config.audio_config, config.text_config
+    # decoder
+    d_q, d_kv = t.num_attention_heads * t.head_dim, t.num_key_value_heads * t.head_dim
+    dec_layer = t.hidden_size * (2 * d_q + 2 * d_kv) + 3 * t.hidden_size * t.intermediate_size
+    dec_weights = t.num_hidden_layers * dec_layer + t.hidden_size * t.vocab_size
+    seq = batch["attention_mask"].sum(1).double()
+    fwd = 2 * dec_weights * seq.sum() + 2 * t.num_hidden_layers * d_q * (seq ** 2).sum()
+    # encoder conv front-end, per 1-s chunk of 2 * n_window mel frames
+    chunk = 2 * a.n_window
+    freq, time_, c_in, conv = a.num_mel_bins, chunk, 1, 0
+    for _ in range(3):
+        freq, time_ = (freq - 1) // 2 + 1, (time_ - 1) // 2 + 1
+        conv += 2 * freq * time_ * c_in * a.downsample_hidden_size * 9
+        c_in = a.downsample_hidden_size
+    conv += 2 * time_ * (a.downsample_hidden_size * freq) * a.d_model
+    mel = batch["input_features_mask"].sum(1).long()
+    fwd += conv * mel.double().sum() / chunk
+    # encoder layers, attention within windows of n_window_infer mel frames, and the projector
+    frames = _get_feat_extract_output_lengths(mel, a.n_window).double()
+    window = (a.n_window_infer // chunk) * _get_feat_extract_output_lengths(torch.tensor(chunk), a.n_window).item()
+    full, rest = torch.div(frames, window, rounding_mode="floor"), frames % window
+    sum_w2 = (full * window ** 2 + rest ** 2).sum()
+    enc_layer = 4 * a.d_model ** 2 + 2 * a.d_model * a.encoder_ffn_dim
+    fwd += 2 * a.encoder_layers * enc_layer * frames.sum() + 4 * a.encoder_layers * a.d_model * sum_w2
+    fwd += 2 * (a.d_model ** 2 + a.d_model * a.output_dim) * frames.sum()
+    return 3 * float(fwd)
+
+
+def main() -> None:
+    from polyglot_lion.model.prompts import PromptEncoder, bucket_batches, collate
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    ap.add_argument("--size", choices=["0.6b", "1.7b"], default="0.6b", help="real architecture to build")
+    ap.add_argument("--batch-size", type=int, default=8, help="clips per micro-batch (paper: 8)")
+    ap.add_argument("--grad-accum", type=int, default=4, help="micro-batches per optimizer step (paper: 4)")
+    ap.add_argument("--steps", type=int, default=15, help="timed optimizer steps")
+    ap.add_argument("--warmup-steps", type=int, default=3, help="untimed optimizer steps first")
+    ap.add_argument("--min-seconds", type=float, default=5.0, help="shortest synthetic clip")
+    ap.add_argument("--max-seconds", type=float, default=15.0, help="longest synthetic clip")
+    ap.add_argument("--text-tokens-per-s", type=float, default=4.0, help="transcript tokens per second of audio")
+    ap.add_argument("--activation-checkpointing", action="store_true", help="recompute activations in backward")
+    ap.add_argument("--lr", type=float, default=1e-5, help="AdamW learning rate")
+    ap.add_argument("--peak-tflops", type=float, default=None, help="override the card's peak bf16 TFLOP/s")
+    ap.add_argument("--seed", type=int, default=0, help="seed for weights and data")
+    ap.add_argument("--out", default=None, help="also write the JSON result to this file")
+    ap.add_argument("--smoke", action="store_true",
+                    help="tiny model on CPU, fp32, 1-2 s clips, batch 2 x 2, 1 warm-up + 2 steps (seconds)")
+    args = ap.parse_args()
+    if args.smoke:
+        args.batch_size, args.grad_accum, args.steps, args.warmup_steps = 2, 2, 2, 1
+        args.min_seconds, args.max_seconds = 1.0, 2.0
+        torch.set_num_threads(1)  # CI's few shared cores: more threads only contend
+    problems = [f"--{k.replace('_', '-')} must be > 0 (is {v})" for k, v in vars(args).items()
+                if k in ("batch_size", "grad_accum", "steps", "min_seconds", "max_seconds") and v <= 0]
+    if args.min_seconds > args.max_seconds:
+        problems.append(f"--min-seconds ({args.min_seconds}) must be <= --max-seconds ({args.max_seconds})")
+    if problems:
+        ap.error("; ".join(problems))
+
+    device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
+    use_bf16 = device.type == "cuda"
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    peak = args.peak_tflops or (peak_tflops(device_name) if device.type == "cuda" else None)
+
+    # --- model, optimizer -----------------------------------------------------------------------------------
+    model, processor = build_model(args.size, args.smoke, args.seed)
+    model.to(device).train()
+    if args.activation_checkpointing:
+        model.activation_checkpointing_enable()
+    n_params = sum(p.numel() for p in model.parameters())
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
+
+    # --- data: one optimizer step's worth of clips, bucketed into micro-batches, reused every step -----------
+    encoder = PromptEncoder(processor)
+    n_clips = args.batch_size * args.grad_accum
+    examples = synthetic_examples(encoder, n_clips, args.min_seconds, args.max_seconds, args.text_tokens_per_s,
+                                  model.config.text_config.vocab_size, args.seed)
+    lengths = [e.features.shape[1] for e in examples]
+    groups = bucket_batches(lengths, max_frames=args.batch_size * max(lengths), max_batch_size=args.batch_size,
+                            seed=args.seed, window=n_clips)
+    micro_batches = [collate([examples[i] for i in g], processor.tokenizer.pad_token_id) for g in groups]
+    step_flops = sum(training_flops(model.config, b) for b in micro_batches)
+    step_audio_s = sum(float(b["input_features_mask"].sum()) / 100.0 for b in micro_batches)
+    padding_efficiency = float(np.mean([b["padding_efficiency"] for b in micro_batches]))
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    def optimizer_step() -> float:
+        total = 0.0
+        for batch in micro_batches:
+            inputs = {k: v.to(device, non_blocking=True) for k, v in batch.items() if torch.is_tensor(v)}
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                loss = model(**inputs, use_cache=False).loss / len(micro_batches)
+            loss.backward()
+            total += loss.detach()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return float(total)
+
+    # --- steps ------------------------------------------------------------------------------------------------
+    for _ in range(args.warmup_steps):
+        optimizer_step()
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(args.steps):
+        loss = optimizer_step()
+    sync()
+    elapsed = time.perf_counter() - t0
+
+    model_tflops_per_s = step_flops * args.steps / elapsed / 1e12
+    if device.type == "cuda":
+        peak_memory_gib, memory_source = torch.cuda.max_memory_allocated(device) / 2**30, "cuda_max_allocated"
+    else:
+        peak_memory_gib, memory_source = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "cpu_max_rss"
+    result = {
+        "benchmark": "gpu_train", "size": "tiny" if args.smoke else args.size, "smoke": args.smoke,
+        "device": device_name, "dtype": "bf16-autocast" if use_bf16 else "fp32", "params": n_params,
+        "batch_size": args.batch_size, "grad_accum": args.grad_accum,
+        "activation_checkpointing": args.activation_checkpointing,
+        "clip_seconds": [args.min_seconds, args.max_seconds], "padding_efficiency": round(padding_efficiency, 4),
+        "warmup_steps": args.warmup_steps, "timed_steps": args.steps, "step_s": elapsed / args.steps,
+        "samples_per_s": n_clips * args.steps / elapsed, "audio_s_per_s": step_audio_s * args.steps / elapsed,
+        "model_tflops_per_s": model_tflops_per_s, "peak_tflops": peak,
+        "mfu": model_tflops_per_s / peak if peak else None, "peak_memory_gib": peak_memory_gib,
+        "memory_source": memory_source, "final_loss": loss,
+    }
+    print(f"{result['size']} on {device_name}: {result['samples_per_s']:.2f} samples/s, "
+          f"{result['audio_s_per_s']:.1f} audio-s/s, {model_tflops_per_s:.1f} TFLOP/s"
+          + (f" = {result['mfu']:.1%} MFU of {peak:g}" if peak else " (MFU: peak unknown)")
+          + f", peak memory {peak_memory_gib:.1f} GiB ({memory_source})")
+    line = json.dumps(result)
+    print(line)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(line + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""The GPU benchmarks never run on a GPU in CI: their --smoke mode (tiny model, CPU) keeps them from rotting,
+and the real 0.6B / 1.7B configs are checked by parameter count on the meta device (nothing allocated)."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from polyglot_lion.model.sizes import qwen3_asr_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_smoke(script: str, tmp_path: Path) -> dict:
+    out = tmp_path / f"{script}.json"
+    proc = subprocess.run([sys.executable, f"benchmarks/{script}.py", "--smoke", "--out", str(out)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert json.loads(out.read_text()) == result
+    return result
+
+
+def test_gpu_train_smoke(tmp_path):
+    r = run_smoke("gpu_train", tmp_path)
+    assert r["benchmark"] == "gpu_train" and r["smoke"] and r["device"] == "cpu" and r["dtype"] == "fp32"
+    assert (r["batch_size"], r["grad_accum"]) == (2, 2)
+    for key in ("params", "step_s", "samples_per_s", "audio_s_per_s", "model_tflops_per_s", "peak_memory_gib",
+                "padding_efficiency", "final_loss"):
+        assert r[key] > 0, key
+    assert r["audio_s_per_s"] > r["samples_per_s"]  # clips of 1-2 s
+    assert r["mfu"] is None and r["peak_tflops"] is None  # no nominal CPU peak
+
+
+def test_gpu_inference_smoke(tmp_path):
+    r = run_smoke("gpu_inference", tmp_path)
+    assert r["benchmark"] == "gpu_inference" and r["smoke"] and r["device"] == "cpu"
+    assert [p["batch_size"] for p in r["sweep"]] == [1, 2]
+    for point in r["sweep"]:
+        assert point["samples"] > 0 and point["s_per_sample"] > 0 and point["new_tokens_per_s"] > 0
+        assert point["s_per_sample_end_to_end"] >= point["s_per_sample"]
+    assert r["s_per_sample_bs1"] > 0 and r["s_per_sample_best"] > 0 and r["best_batch_size"] in (1, 2)
+    assert (r["paper_s_per_sample"], r["target_s_per_sample"]) == (0.10, 0.03)
+    assert isinstance(r["meets_target"], bool)
+
+
+@pytest.mark.parametrize("size, low, high", [("0.6b", 0.77e9, 0.80e9), ("1.7b", 1.98e9, 2.10e9)])
+def test_real_sizes_have_the_published_parameter_counts(size, low, high):
+    from transformers import Qwen3ASRForConditionalGeneration
+
+    with torch.device("meta"):
+        model = Qwen3ASRForConditionalGeneration(qwen3_asr_config(size))
+    n = sum(p.numel() for p in model.parameters())  # tied lm_head counted once
+    assert low < n < high, f"{size}: {n / 1e9:.3f}B parameters"
+    assert model.lm_head.weight is model.model.language_model.embed_tokens.weight
+    assert model.config.text_config.vocab_size == 151_936 and model.config.audio_config.num_mel_bins == 128
+
+
+def test_peak_tflops_table():
+    spec = importlib.util.spec_from_file_location("gpu_train", ROOT / "benchmarks" / "gpu_train.py")
+    gpu_train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_train)
+    assert gpu_train.peak_tflops("NVIDIA H100 80GB HBM3") == 989.4
+    assert gpu_train.peak_tflops("NVIDIA H100 PCIe") == 756.0
+    assert gpu_train.peak_tflops("NVIDIA H200") == 989.4
+    assert gpu_train.peak_tflops("NVIDIA RTX PRO 6000 Blackwell Workstation Edition") == 503.8
+    assert gpu_train.peak_tflops("Some Other GPU") is None
