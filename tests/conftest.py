@@ -34,3 +34,12 @@ def corpus_store(tmp_path_factory, ray_session):
     corpus, durations = corpus_from_table(meta)
     write_plan(make_plan(corpus, "two-stage", 0), durations, meta, str(root / "plan"))
     return str(root / "store"), str(root / "plan")
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """A tiny random Qwen3-ASR checkpoint (transformers format, with processor files)."""
+    from polyglot_lion.model.tiny import save_tiny_checkpoint
+    from polyglot_lion.testing import TINY_TEXTS
+
+    return save_tiny_checkpoint(str(tmp_path_factory.mktemp("tiny") / "ckpt"), TINY_TEXTS, seed=0)

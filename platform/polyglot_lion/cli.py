@@ -5,6 +5,8 @@
     polyglot-lion balance  --store store/ --strategy two-stage --seed 0 --out plans/two-stage --plot mix.png
     polyglot-lion stats    --store store/
     polyglot-lion convert  ORIGINAL_CKPT CONVERTED_CKPT         # thinker.* layout -> transformers format
+    polyglot-lion transcribe --model models:/polyglot-lion-tiny@champion --input calls/ --out transcripts/
+    polyglot-lion evaluate --model models:/polyglot-lion-tiny@champion --store store/ --out eval_out/
     polyglot-lion train    --config jobs/configs/qwen3_asr/tiny_cpu.yaml data.store=store/ data.plan=plans/two-stage
     polyglot-lion score    --refs refs.jsonl --hyps hyps.jsonl --language zh --json   # WER/CER, the paper's way
 """
@@ -120,6 +122,45 @@ def _add_score(sub) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a line")
 
 
+def _add_transcribe(sub) -> None:
+    p = sub.add_parser("transcribe", help="bulk-transcribe folders, archives, manifests or a store split (Ray Data)",
+                       description="Every input gets exactly one output row (id, source, text, language, duration_s, "
+                                   "error) in OUT/transcripts.parquet and OUT/transcripts.jsonl. Re-running on the "
+                                   "same OUT skips what is done and finishes the rest.")
+    p.add_argument("--model", required=True, help="checkpoint folder, models:/NAME@ALIAS, models:/NAME/VERSION, "
+                                                  "runs:/RUN_ID or a hub id")
+    p.add_argument("--input", required=True, nargs="+", help="folder tree, .tar/.tar.gz/.zip, .jsonl manifest "
+                                                             "({id, audio}) or a store folder (with --split)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--limit", type=int, help="transcribe at most N inputs (in id order)")
+    p.add_argument("--language", help="force a language (en, zh, ta, ms); default: language-agnostic")
+    p.add_argument("--max-duration", type=float, help="inputs longer than this many seconds get error too_long "
+                                                      "(default: any length, cut into chunks)")
+    p.add_argument("--split", default="test", help="split of a store input (default test)")
+    p.add_argument("--batch-size", type=int, default=16, help="clips per generate() call (default 16)")
+    p.add_argument("--actors", type=int, help="transcriber actors (default: one per GPU, else 1)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI for models:/ and runs:/ (default "
+                                          "$MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+
+
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser("evaluate", help="WER/CER on the store's test sets beside the paper's published rows",
+                       description="Transcribe every test set of the store, score it the paper's way and write "
+                                   "OUT/results.json, results.md, results.png and hypotheses.jsonl; log them to "
+                                   "MLflow and tag the model version with its scores.")
+    p.add_argument("--model", required=True, help="checkpoint folder, models:/NAME@ALIAS, models:/NAME/VERSION, "
+                                                  "runs:/RUN_ID or a hub id")
+    p.add_argument("--store", required=True, help="store folder written by 'prepare'")
+    p.add_argument("--split", default="test", help="split to evaluate (default test)")
+    p.add_argument("--benchmarks", help="comma-separated datasets or paper columns (default: all in the store)")
+    p.add_argument("--out", default="eval_out", help="output folder (default eval_out)")
+    p.add_argument("--max-utterances", type=int, help="at most N utterances per test set")
+    p.add_argument("--batch-size", type=int, default=16, help="clips per generate() call (default 16)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    p.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
+    p.add_argument("--json", action="store_true", help="print the result as JSON instead of the table")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -127,7 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"polyglot-lion {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_synth, _add_prepare, _add_balance, _add_stats, _add_convert, _add_train, _add_score):
+    for add in (_add_synth, _add_prepare, _add_balance, _add_stats, _add_convert, _add_train, _add_score,
+                _add_transcribe, _add_evaluate):
         add(sub)
     return parser
 
@@ -281,7 +323,40 @@ def cmd_score(args) -> int:
     return 0
 
 
+def cmd_transcribe(args) -> int:
+    from .inference.bulk import BulkOptions, transcribe_bulk
+
+    if args.limit is not None and args.limit < 1:
+        raise UsageError(f"--limit must be >= 1 (is {args.limit})")
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size must be >= 1 (is {args.batch_size})")
+    opts = BulkOptions(limit=args.limit, language=args.language, max_duration_s=args.max_duration,
+                       batch_size=args.batch_size, actors=args.actors, split=args.split,
+                       tracking_uri=args.tracking_uri)
+    summary = transcribe_bulk(args.model, args.input, args.out, opts)
+    print(json.dumps(summary, indent=2))
+    print(f"\n{summary['outputs']} rows ({summary['transcribed']} transcribed, "
+          f"{sum(summary['errors'].values())} with an error) in {args.out}/transcripts.parquet and .jsonl")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .evaluation.evaluate import evaluate
+
+    benchmarks = [b.strip() for b in args.benchmarks.split(",") if b.strip()] if args.benchmarks else None
+    res = evaluate(args.model, args.store, args.split, benchmarks, args.out, args.tracking_uri,
+                   args.max_utterances, args.batch_size, log_to_mlflow=not args.no_mlflow, progress=not args.json)
+    if args.json:
+        print(json.dumps(res, indent=2, ensure_ascii=False))
+        return 0
+    print(open(res["files"]["md"], encoding="utf-8").read())
+    print(f"results: {res['files']['json']}, {res['files']['md']}, {res['files']['png']}"
+          + (f"; MLflow run {res['mlflow']['run_id']} ({res['mlflow']['tracking_uri']})" if res.get("mlflow") else ""))
+    return 0
+
+
 COMMANDS = {"synth": cmd_synth, "prepare": cmd_prepare, "balance": cmd_balance, "stats": cmd_stats, "convert": cmd_convert, "train": cmd_train,
+            "transcribe": cmd_transcribe, "evaluate": cmd_evaluate,
             "score": cmd_score}
 
 

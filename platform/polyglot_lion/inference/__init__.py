@@ -1,0 +1,1 @@
+"""Transcription: one engine (Transcriber) for bulk jobs, evaluation and serving."""

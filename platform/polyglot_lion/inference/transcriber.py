@@ -1,0 +1,207 @@
+"""The one transcription engine: used by bulk transcription, evaluation and the HTTP service alike.
+
+    tr = Transcriber.load("models:/polyglot-lion-tiny@champion")     # or a folder, runs:/ID, a hub id
+    results = tr.transcribe([samples_16k, ...])                      # language-agnostic (the paper's default)
+    results = tr.transcribe([samples_16k], language="ta")            # forced: prompt ends "language Tamil<asr_text>"
+
+Per request: long audio is cut at the quietest 100 ms near each ``chunk_s`` boundary; chunks are sorted by
+duration and generated greedily in left-padded batches (capped in clips and in audio seconds); the output
+``language X<asr_text>text`` is parsed into language and text; runaway repetitions are cut. bf16 on GPU.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from ..data.schema import LANGUAGES
+
+RATE = 16_000
+_NAME_TO_CODE = {name.lower(): code for code, name in LANGUAGES.items()}
+_PREFIX_RE = re.compile(r"^\s*language\s+([^<\n]*?)\s*<asr_text>", re.IGNORECASE)
+
+
+# --- pure helpers -------------------------------------------------------------------------------------------
+
+def parse_output(raw: str) -> tuple[str | None, str]:
+    """``language English<asr_text>hello`` -> ("en", "hello"); ``language None<asr_text>x`` -> (None, "x");
+    output without the prefix -> (None, raw). Unknown language names are returned lowercased as they are."""
+    m = _PREFIX_RE.match(raw)
+    if not m:
+        return None, raw.replace("<asr_text>", " ").strip()
+    name = m.group(1).strip().lower()
+    lang = None if name in ("", "none") else _NAME_TO_CODE.get(name, name)
+    return lang, raw[m.end():].strip()
+
+
+def language_name(code_or_name: str) -> str:
+    """'ta' or 'Tamil' -> 'Tamil'; ValueError naming the allowed values otherwise."""
+    key = code_or_name.strip().lower()
+    if key in LANGUAGES:
+        return LANGUAGES[key]
+    if key in _NAME_TO_CODE:
+        return LANGUAGES[_NAME_TO_CODE[key]]
+    allowed = ", ".join(f"{c} ({n})" for c, n in LANGUAGES.items())
+    raise ValueError(f"language {code_or_name!r} is not supported; allowed: {allowed}")
+
+
+def split_points(samples: np.ndarray, chunk_s: float, rate: int = RATE, search_s: float = 5.0,
+                 window_s: float = 0.1) -> list[tuple[int, int]]:
+    """(start, end) sample ranges of at most ``chunk_s`` seconds, cut in the quietest ``window_s`` window
+    within ``search_s`` seconds (at most a quarter chunk) before each boundary, at that window's middle. Pure."""
+    n = len(samples)
+    limit = int(chunk_s * rate)
+    if n <= limit:
+        return [(0, n)]
+    win = max(1, int(window_s * rate))
+    out, start = [], 0
+    while n - start > limit:
+        boundary = start + limit
+        lo = max(start + win, boundary - int(min(search_s, chunk_s / 4) * rate))
+        seg = samples[lo:boundary].astype(np.float64) ** 2
+        if len(seg) >= win:
+            energy = np.convolve(seg, np.ones(win), mode="valid")  # energy of each window starting at lo + i
+            cut = lo + int(np.argmin(energy)) + win // 2
+        else:
+            cut = boundary
+        out.append((start, cut))
+        start = cut
+    out.append((start, n))
+    return out
+
+
+def fix_repetitions(text: str, threshold: int = 20) -> str:
+    """Cut runaway loops: a character repeated more than ``threshold`` times, or a pattern of up to 20
+    characters repeated more than ``threshold`` times in a row, is kept ``threshold`` times. Pure."""
+    text = re.sub(r"(.)\1{%d,}" % threshold, lambda m: m.group(1) * threshold, text)
+    return re.sub(r"(.{2,20}?)\1{%d,}" % threshold, lambda m: m.group(1) * threshold, text, flags=re.DOTALL)
+
+
+def max_new_tokens_for(duration_s: float, per_second: float = 25.0, floor: int = 24, cap: int = 1024) -> int:
+    """A generous token budget for a clip: enough for fast Tamil (~10 tokens/s) with room to spare."""
+    return int(min(cap, floor + per_second * duration_s))
+
+
+# --- the engine -----------------------------------------------------------------------------------------
+
+@dataclass
+class Transcription:
+    text: str
+    language: str | None  # code (en/zh/ta/ms), the forced one, or None when the model says None
+    raw: str  # decoded output of the model (all chunks, joined)
+    duration_s: float
+    seconds: float  # compute time attributed to this item (its share of its batches)
+    rtf: float  # seconds / duration_s
+    chunks: int = 1
+    timings: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Transcriber:
+    """Batched greedy transcription with a loaded Qwen3-ASR model and processor."""
+
+    def __init__(self, model, processor, source=None, batch_size: int = 16, max_batch_audio_s: float = 480.0,
+                 chunk_s: float = 30.0, repetition_threshold: int = 20):
+        import torch
+
+        self.model, self.processor, self.source = model.eval(), processor, source
+        self.device = next(model.parameters()).device
+        self.dtype = next(model.parameters()).dtype
+        self.batch_size, self.max_batch_audio_s = batch_size, max_batch_audio_s
+        self.chunk_s, self.repetition_threshold = chunk_s, repetition_threshold
+        tok = processor.tokenizer
+        self.pad_id = tok.pad_token_id
+        self.eos_ids = [i for i in {tok.convert_tokens_to_ids("<|im_end|>"), tok.eos_token_id} if i is not None]
+        self._base_prompt = processor.apply_transcription_request(np.zeros(1600, np.float32), tokenize=False)[0]
+        self._torch = torch
+
+    @classmethod
+    def load(cls, uri: str, tracking_uri: str | None = None, device: str | None = None, dtype=None,
+             **kwargs) -> "Transcriber":
+        """From a folder, ``models:/NAME@ALIAS``, ``models:/NAME/VERSION``, ``runs:/RUN_ID`` or a hub id."""
+        import torch
+
+        from ..model.loading import load_model
+        from .source import resolve_model
+
+        source = resolve_model(uri, tracking_uri)
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        dtype = dtype or (torch.bfloat16 if device.startswith("cuda") else torch.float32)
+        model, processor = load_model(source.path, dtype=dtype, device=device)
+        return cls(model, processor, source=source, **kwargs)
+
+    def describe(self) -> dict:
+        info = self.source.describe() if self.source else {}
+        return {**info, "device": str(self.device), "dtype": str(self.dtype).replace("torch.", "")}
+
+    def _generate(self, clips: list[np.ndarray], forced: str | None) -> tuple[list[str], float]:
+        torch = self._torch
+        prompt = self._base_prompt + (f"language {forced}<asr_text>" if forced else "")
+        inputs = self.processor(text=[prompt] * len(clips), audio=clips, return_tensors="pt")  # left-padded
+        inputs = {k: (v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device))
+                  for k, v in inputs.items() if torch.is_tensor(v)}
+        budget = max_new_tokens_for(max(len(c) for c in clips) / RATE)
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            out = self.model.generate(**inputs, max_new_tokens=budget, do_sample=False, num_beams=1,
+                                      eos_token_id=self.eos_ids, pad_token_id=self.pad_id)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        elapsed = time.perf_counter() - t0
+        new = out[:, inputs["input_ids"].shape[1]:]
+        return self.processor.tokenizer.batch_decode(new, skip_special_tokens=True), elapsed
+
+    def transcribe(self, audios: Sequence[np.ndarray], language: str | None = None) -> list[Transcription]:
+        """One Transcription per input (16 kHz mono float32 arrays), in input order."""
+        forced = language_name(language) if language else None
+        forced_code = _NAME_TO_CODE[forced.lower()] if forced else None
+        chunks: list[tuple[int, int, np.ndarray]] = []  # (item, chunk index, samples)
+        for i, a in enumerate(audios):
+            a = np.asarray(a, np.float32).reshape(-1)
+            for j, (s, e) in enumerate(split_points(a, self.chunk_s)):
+                chunks.append((i, j, a[s:e]))
+        order = sorted(range(len(chunks)), key=lambda k: -len(chunks[k][2]))  # longest first: little padding
+        texts: dict[tuple[int, int], str] = {}
+        secs = [0.0] * len(audios)
+        batch: list[int] = []
+
+        def run(batch: list[int]) -> None:
+            clips = [chunks[k][2] if len(chunks[k][2]) else np.zeros(160, np.float32) for k in batch]
+            outs, elapsed = self._generate(clips, forced)
+            total = sum(len(c) for c in clips) or 1
+            for k, text in zip(batch, outs):
+                i, j, clip = chunks[k]
+                texts[(i, j)] = text
+                secs[i] += elapsed * len(clip) / total  # each clip's share of its batch, by duration
+
+        for k in order:
+            audio_s = sum(len(chunks[b][2]) for b in batch + [k]) / RATE
+            if batch and (len(batch) >= self.batch_size or audio_s > self.max_batch_audio_s):
+                run(batch)
+                batch = []
+            batch.append(k)
+        if batch:
+            run(batch)
+
+        n_chunks = [0] * len(audios)
+        for i, _, _ in chunks:
+            n_chunks[i] += 1
+        results = []
+        for i, a in enumerate(audios):
+            parts = [texts[(i, j)] for j in range(n_chunks[i])]
+            parsed = [parse_output(p) for p in parts]
+            langs = [lang for lang, _ in parsed if lang]
+            joiner = "" if (forced_code or (langs[0] if langs else None)) == "zh" else " "
+            text = fix_repetitions(joiner.join(t for _, t in parsed if t).strip(), self.repetition_threshold)
+            duration = len(a) / RATE
+            lang = forced_code or (max(set(langs), key=langs.count) if langs else None)
+            results.append(Transcription(text=text, language=lang, raw="\n".join(parts), duration_s=duration,
+                                         seconds=secs[i], rtf=secs[i] / duration if duration else 0.0,
+                                         chunks=len(parts)))
+        return results
