@@ -16,7 +16,7 @@ help:
 	@echo "make bench-ingest - corpus import throughput vs a plain loop (see BENCHMARKS.md)"
 
 $(STAMP): pyproject.toml
-	@command -v espeak-ng >/dev/null || scripts/install-system-deps.sh
+	@command -v espeak-ng >/dev/null && command -v chromium >/dev/null || scripts/install-system-deps.sh
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# the CPU torch that lies on local disk; an unpinned torch would pull a multi-GB CUDA build

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# System packages the platform needs: espeak-ng speaks the synthetic corpus (tests, demo, benchmarks).
+# System packages the platform needs: espeak-ng speaks the synthetic corpus (tests, demo, benchmarks);
+# chromium runs the browser test of the Serve app's upload page (headless).
 set -euo pipefail
-if command -v espeak-ng >/dev/null; then exit 0; fi
+missing=()
+command -v espeak-ng >/dev/null || missing+=(espeak-ng)
+command -v chromium >/dev/null || missing+=(chromium)
+if [ ${#missing[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 else
-  echo "espeak-ng is missing: install the 'espeak-ng' package (Debian/Ubuntu: sudo apt-get install espeak-ng)." >&2
+  echo "missing system packages: ${missing[*]} (Debian/Ubuntu: sudo apt-get install ${missing[*]})." >&2
   exit 1
 fi

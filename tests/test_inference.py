@@ -144,6 +144,19 @@ def test_bulk_transcription_every_input_once_and_resume(tmp_path, tiny_checkpoin
     assert again["outputs"] == 15 and len(pq.read_table(out / "transcripts.parquet")) == 15
 
 
+def test_bulk_batch_without_errors_is_transcribed(tmp_path, tiny_checkpoint):
+    """Ray Data hands over an all-null error column (every row decoded) as float32 NaNs, not Nones."""
+    from polyglot_lion.inference.bulk import TranscribeAndWrite
+
+    samples = [np.sin(np.arange(n) / 20.0).astype(np.float32).tobytes() for n in (8000, 12000)]
+    batch = {"id": np.array(["a", "b"]), "source": np.array(["a.wav", "b.wav"]), "samples": np.array(samples),
+             "duration_s": np.array([0.5, 0.75]), "error": np.full(2, np.nan, np.float32)}
+    out = TranscribeAndWrite(tiny_checkpoint, str(tmp_path), None, 4, None, max_new_tokens=3)(batch)
+    assert out["error"] == [None, None]
+    rows = pq.read_table(next((tmp_path / "parts").glob("part-*.parquet"))).to_pylist()
+    assert [r["id"] for r in rows] == ["a", "b"] and all(isinstance(r["text"], str) for r in rows)
+
+
 def test_evaluate_tiny_checkpoint_writes_results_and_mlflow(tmp_path, tiny_checkpoint, corpus_store, capsys):
     from mlflow.tracking import MlflowClient
 

@@ -138,6 +138,8 @@ def _add_transcribe(sub) -> None:
                                                       "(default: any length, cut into chunks)")
     p.add_argument("--split", default="test", help="split of a store input (default test)")
     p.add_argument("--batch-size", type=int, default=16, help="clips per generate() call (default 16)")
+    p.add_argument("--max-new-tokens", type=int, help="fixed token budget per clip (default: 24 + 25 per second "
+                                                      "of the longest clip in the batch)")
     p.add_argument("--actors", type=int, help="transcriber actors (default: one per GPU, else 1)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI for models:/ and runs:/ (default "
                                           "$MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
@@ -161,6 +163,25 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--json", action="store_true", help="print the result as JSON instead of the table")
 
 
+def _add_serve(sub) -> None:
+    p = sub.add_parser("serve", help="run the HTTP transcription service (Ray Serve) in the foreground",
+                       description="Start a local Ray instance and the Serve app (OpenAI-compatible "
+                                   "POST /v1/audio/transcriptions, GET /v1/models, /healthz, an upload page at /). "
+                                   "Ctrl-C or SIGTERM stops it cleanly.")
+    p.add_argument("--model", required=True, help="checkpoint folder, models:/NAME@ALIAS, models:/NAME/VERSION or "
+                                                  "runs:/RUN_ID")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1; 0.0.0.0 to expose)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--api-key-file", help="require 'Authorization: Bearer <key>' with the key in this file "
+                                          "(or set POLYGLOT_LION_API_KEY)")
+    p.add_argument("--replicas", type=int, default=1, help="replicas (default 1)")
+    p.add_argument("--max-batch-size", type=int, default=16, help="clips per batch (default 16)")
+    p.add_argument("--max-upload-mb", type=float, default=25.0, help="upload limit, 413 above (default 25)")
+    p.add_argument("--max-audio-s", type=float, default=600.0, help="audio length limit, 413 above (default 600)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI for models:/ (default $MLFLOW_TRACKING_URI or "
+                                          "sqlite:///mlflow.db)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -169,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"polyglot-lion {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_synth, _add_prepare, _add_balance, _add_stats, _add_convert, _add_train, _add_score,
-                _add_transcribe, _add_evaluate):
+                _add_transcribe, _add_evaluate, _add_serve):
         add(sub)
     return parser
 
@@ -330,9 +351,11 @@ def cmd_transcribe(args) -> int:
         raise UsageError(f"--limit must be >= 1 (is {args.limit})")
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1 (is {args.batch_size})")
+    if args.max_new_tokens is not None and args.max_new_tokens < 1:
+        raise UsageError(f"--max-new-tokens must be >= 1 (is {args.max_new_tokens})")
     opts = BulkOptions(limit=args.limit, language=args.language, max_duration_s=args.max_duration,
-                       batch_size=args.batch_size, actors=args.actors, split=args.split,
-                       tracking_uri=args.tracking_uri)
+                       batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, actors=args.actors,
+                       split=args.split, tracking_uri=args.tracking_uri)
     summary = transcribe_bulk(args.model, args.input, args.out, opts)
     print(json.dumps(summary, indent=2))
     print(f"\n{summary['outputs']} rows ({summary['transcribed']} transcribed, "
@@ -355,8 +378,47 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    import signal
+    import threading
+
+    from .serving.app import build_app
+
+    if args.api_key_file and not os.path.isfile(args.api_key_file):
+        raise UsageError(f"--api-key-file {args.api_key_file}: no such file")
+    settings = {"model": args.model, "tracking_uri": args.tracking_uri, "api_key_file": args.api_key_file,
+                "max_batch_size": args.max_batch_size, "max_upload_mb": args.max_upload_mb,
+                "max_audio_s": args.max_audio_s}
+    from .inference.source import resolve_model
+
+    resolve_model(args.model, args.tracking_uri)  # a bad model fails here, before Ray starts
+    app = build_app(settings, {"num_replicas": args.replicas})
+    import ray
+    from ray import serve
+
+    from .runtime import init_ray
+
+    stop = threading.Event()
+    started = init_ray()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # after ray.init, which installs its own SIGTERM handler
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        serve.start(http_options={"host": args.host, "port": args.port})
+        serve.run(app, name="polyglot-lion", route_prefix="/", blocking=False)
+        print(f"serving {args.model} at http://{args.host}:{args.port}/ (OpenAI-compatible "
+              f"/v1/audio/transcriptions); Ctrl-C to stop", flush=True)
+        while not stop.wait(0.5):
+            pass
+        print("stopping...", flush=True)
+    finally:
+        serve.shutdown()
+        if started:
+            ray.shutdown()
+    return 0
+
+
 COMMANDS = {"synth": cmd_synth, "prepare": cmd_prepare, "balance": cmd_balance, "stats": cmd_stats, "convert": cmd_convert, "train": cmd_train,
-            "transcribe": cmd_transcribe, "evaluate": cmd_evaluate,
+            "transcribe": cmd_transcribe, "evaluate": cmd_evaluate, "serve": cmd_serve,
             "score": cmd_score}
 
 

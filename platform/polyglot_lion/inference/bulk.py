@@ -49,6 +49,7 @@ class BulkOptions:
     language: str | None = None  # force a language; None = agnostic
     max_duration_s: float | None = None  # longer inputs get error too_long (None: chunked, any length)
     batch_size: int = 16
+    max_new_tokens: int | None = None  # fixed generation budget per clip; None: by duration (max_new_tokens_for)
     actors: int | None = None  # transcriber actors; default: one per GPU, else 1
     split: str = "test"  # for a store input
     tracking_uri: str | None = None
@@ -221,10 +222,11 @@ class TranscribeAndWrite:
     """Actor: transcribe a batch of decoded rows with the shared Transcriber and write them as one part file."""
 
     def __init__(self, model_uri: str, out_dir: str, language: str | None, batch_size: int,
-                 tracking_uri: str | None):
+                 tracking_uri: str | None, max_new_tokens: int | None = None):
         from .transcriber import Transcriber
 
-        self.tr = Transcriber.load(model_uri, tracking_uri=tracking_uri, batch_size=batch_size)
+        self.tr = Transcriber.load(model_uri, tracking_uri=tracking_uri, batch_size=batch_size,
+                                   max_new_tokens=max_new_tokens)
         info = self.tr.describe()
         self.model = f"{info['name']}/{info['version']}" if info.get("name") else model_uri
         self.language, self.parts = language, Path(out_dir) / "parts"
@@ -233,7 +235,8 @@ class TranscribeAndWrite:
     def __call__(self, batch: dict) -> dict:
         n = len(batch["id"])
         text, lang, secs = [None] * n, [None] * n, [0.0] * n
-        err = list(batch["error"])
+        # a block in which every row decoded has an all-null error column, which reaches us as float NaNs
+        err = [e if isinstance(e, str) else None for e in batch["error"]]
         ok = [i for i in range(n) if err[i] is None]
         if ok:
             audios = [np.frombuffer(batch["samples"][i], np.float32) for i in ok]
@@ -320,7 +323,8 @@ def transcribe_bulk(model_uri: str, inputs: list[str], out_dir: str, opts: BulkO
             ds = ds.map_batches(read_and_decode, fn_kwargs={"max_duration_s": opts.max_duration_s},
                                 batch_size=32, num_cpus=0.5)
             ds = ds.map_batches(TranscribeAndWrite, fn_constructor_args=(model_uri, out_dir, opts.language,
-                                                                         opts.batch_size, opts.tracking_uri),
+                                                                         opts.batch_size, opts.tracking_uri,
+                                                                         opts.max_new_tokens),
                                 batch_size=max(opts.batch_size, 32), compute=ray.data.ActorPoolStrategy(size=actors),
                                 **res)
             for _ in ds.iter_batches(batch_size=None):

@@ -107,14 +107,17 @@ class Transcriber:
     """Batched greedy transcription with a loaded Qwen3-ASR model and processor."""
 
     def __init__(self, model, processor, source=None, batch_size: int = 16, max_batch_audio_s: float = 480.0,
-                 chunk_s: float = 30.0, repetition_threshold: int = 20):
+                 chunk_s: float = 30.0, repetition_threshold: int = 20, max_new_tokens: int | None = None):
         import torch
 
+        if max_new_tokens is not None and max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1 or None (is {max_new_tokens})")
         self.model, self.processor, self.source = model.eval(), processor, source
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
         self.batch_size, self.max_batch_audio_s = batch_size, max_batch_audio_s
         self.chunk_s, self.repetition_threshold = chunk_s, repetition_threshold
+        self.max_new_tokens = max_new_tokens  # a fixed budget per batch; None: max_new_tokens_for(longest clip)
         tok = processor.tokenizer
         self.pad_id = tok.pad_token_id
         self.eos_ids = [i for i in {tok.convert_tokens_to_ids("<|im_end|>"), tok.eos_token_id} if i is not None]
@@ -146,7 +149,7 @@ class Transcriber:
         inputs = self.processor(text=[prompt] * len(clips), audio=clips, return_tensors="pt")  # left-padded
         inputs = {k: (v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device))
                   for k, v in inputs.items() if torch.is_tensor(v)}
-        budget = max_new_tokens_for(max(len(c) for c in clips) / RATE)
+        budget = self.max_new_tokens or max_new_tokens_for(max(len(c) for c in clips) / RATE)
         t0 = time.perf_counter()
         with torch.inference_mode():
             out = self.model.generate(**inputs, max_new_tokens=budget, do_sample=False, num_beams=1,

@@ -1,0 +1,1 @@
+"""HTTP serving with Ray Serve (serving/app.py) over the shared Transcriber."""

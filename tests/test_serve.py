@@ -1,0 +1,247 @@
+"""Real HTTP against the Serve app on localhost with a tiny model registered in a real SQLite MLflow store."""
+
+import concurrent.futures as cf
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from polyglot_lion.testing import audio_bytes
+
+KEY = "s3cret-key"
+
+
+def _free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    """Two registered versions of a tiny model; alias champion -> 1."""
+    from mlflow.tracking import MlflowClient
+
+    from polyglot_lion.model.tiny import save_tiny_checkpoint
+    from polyglot_lion.testing import TINY_TEXTS
+
+    root = tmp_path_factory.mktemp("serve")
+    db = f"sqlite:///{root}/mlflow.db"
+    client = MlflowClient(tracking_uri=db)
+    client.create_registered_model("tiny-serve")
+    for seed in (0, 1):
+        client.create_model_version("tiny-serve", save_tiny_checkpoint(str(root / f"v{seed + 1}"), TINY_TEXTS, seed))
+    client.set_registered_model_alias("tiny-serve", "champion", "1")
+    (root / "key").write_text(KEY + "\n")
+    return {"db": db, "key_file": str(root / "key"), "root": root, "client": client}
+
+
+@pytest.fixture(scope="module")
+def server(ray_session, registry):
+    from ray import serve
+
+    from polyglot_lion.serving.app import build_app
+
+    port = _free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    args = {"model": "models:/tiny-serve@champion", "tracking_uri": registry["db"], "api_key_file": registry["key_file"],
+            "max_upload_mb": 1, "max_audio_s": 20, "max_batch_size": 16, "batch_wait_timeout_s": 0.1}
+    opts = {"ray_actor_options": {"num_cpus": 0.5}}
+    serve.run(build_app(args, opts), name="main", route_prefix="/", blocking=False)
+    tight = dict(args, api_key_file=None)
+    serve.run(build_app(tight, {**opts, "max_ongoing_requests": 1, "max_queued_requests": 1}), name="tight",
+              route_prefix="/tight", blocking=False)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if (httpx.get(f"{url}/healthz", timeout=2).status_code == 200
+                    and httpx.get(f"{url}/tight/healthz", timeout=2).status_code == 200):
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    yield {"url": url, "args": args, "opts": opts, **registry}
+    serve.shutdown()
+
+
+def post(url, data: bytes, key=KEY, fmt=None, language=None, name="a.wav", timeout=120):
+    fields = {"model": "polyglot-lion"}
+    if fmt:
+        fields["response_format"] = fmt
+    if language:
+        fields["language"] = language
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return httpx.post(f"{url}/v1/audio/transcriptions", files={"file": (name, data, "audio/wav")}, data=fields,
+                      headers=headers, timeout=timeout)
+
+
+def test_upload_and_response_formats(server):
+    wav = audio_bytes(1.0)
+    r = post(server["url"], wav)
+    assert r.status_code == 200 and set(r.json()) == {"text"} and r.headers["x-model-version"] == "1"
+    t = post(server["url"], wav, fmt="text")
+    assert t.status_code == 200 and t.headers["content-type"].startswith("text/plain") and t.text == r.json()["text"]
+    v = post(server["url"], wav, fmt="verbose_json", language="ms").json()
+    assert v["language"] == "ms" and v["duration"] == pytest.approx(1.0) and v["model"]["version"] == "1"
+    assert v["model"]["id"] == "tiny-serve" and v["model"]["alias"] == "champion"
+    flac = audio_bytes(1.0, fmt="FLAC")
+    assert post(server["url"], flac, name="a.flac").json()["text"] == r.json()["text"]  # same audio, same text
+
+
+def test_models_and_health(server):
+    m = httpx.get(f"{server['url']}/v1/models", headers={"Authorization": f"Bearer {KEY}"}).json()
+    assert m["data"][0]["id"] == "tiny-serve" and m["data"][0]["version"] == "1"
+    assert httpx.get(f"{server['url']}/healthz").json()["status"] == "ok"
+
+
+def test_openai_client_works_unchanged(server, tmp_path):
+    from openai import OpenAI
+
+    (tmp_path / "a.wav").write_bytes(audio_bytes(1.0))
+    client = OpenAI(base_url=f"{server['url']}/v1", api_key=KEY)
+    with open(tmp_path / "a.wav", "rb") as f:
+        out = client.audio.transcriptions.create(model="polyglot-lion", file=f)
+    assert isinstance(out.text, str)
+    with open(tmp_path / "a.wav", "rb") as f:
+        verbose = client.audio.transcriptions.create(model="polyglot-lion", file=f, response_format="verbose_json")
+    assert verbose.duration == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("case,status,needle", [
+    ("too_big", 413, "above the limit of 1 MB"),
+    ("too_long", 413, "audio is too long"),
+    ("garbage", 400, "unreadable_audio"),
+    ("empty", 400, "empty_audio"),
+    ("bad_format", 400, "response_format 'srt' is not supported"),
+    ("bad_language", 400, "language 'fr' is not supported"),
+    ("no_key", 401, "API key"),
+    ("wrong_key", 401, "API key"),
+])
+def test_errors(server, case, status, needle):
+    url = server["url"]
+    wav = audio_bytes(0.5)
+    r = {
+        "too_big": lambda: post(url, b"\x00" * (1024 * 1024 + 200_000)),
+        "too_long": lambda: post(url, audio_bytes(25.0, rate=8000)),  # 400 KB, 25 s > 20 s
+        "garbage": lambda: post(url, b"this is not audio at all" * 10),
+        "empty": lambda: post(url, b""),
+        "bad_format": lambda: post(url, wav, fmt="srt"),
+        "bad_language": lambda: post(url, wav, language="fr"),
+        "no_key": lambda: post(url, wav, key=None),
+        "wrong_key": lambda: post(url, wav, key="nope"),
+    }[case]()
+    assert r.status_code == status, r.text
+    assert needle in r.json()["error"]["message"]
+
+
+def test_missing_file_field_and_no_paths(server):
+    r = httpx.post(f"{server['url']}/v1/audio/transcriptions", data={"file": "/etc/passwd", "model": "x"},
+                   files={"other": ("x", b"1")}, headers={"Authorization": f"Bearer {KEY}"})
+    assert r.status_code == 400 and "never read" in r.json()["error"]["message"]
+
+
+def test_32_concurrent_requests_are_batched(server):
+    wavs = [audio_bytes(0.5 + 0.05 * i, seed=i) for i in range(32)]
+    solo = {i: post(server["url"], wavs[i], fmt="text").text for i in (0, 31)}
+    with cf.ThreadPoolExecutor(32) as ex:
+        rs = list(ex.map(lambda w: post(server["url"], w, fmt="verbose_json"), wavs))
+    assert all(r.status_code == 200 for r in rs), [r.status_code for r in rs]
+    assert [round(r.json()["duration"], 2) for r in rs] == [round(0.5 + 0.05 * i, 2) for i in range(32)]
+    assert rs[0].json()["text"] == solo[0] and rs[31].json()["text"] == solo[31]  # batched == alone
+    sizes = [r.json()["batch_size"] for r in rs]
+    assert max(sizes) > 1, sizes
+
+
+def test_overload_gets_503_with_retry_after(server):
+    wav = audio_bytes(1.0)
+    with cf.ThreadPoolExecutor(24) as ex:
+        rs = list(ex.map(lambda _: post(f"{server['url']}/tight", wav, key=None), range(24)))
+    codes = [r.status_code for r in rs]
+    assert set(codes) <= {200, 503} and codes.count(503) > 0 and codes.count(200) > 0, codes
+    rejected = next(r for r in rs if r.status_code == 503)
+    assert rejected.headers.get("retry-after") == "2"
+    assert httpx.get(f"{server['url']}/tight/healthz").status_code == 200  # the replica survived
+
+
+def test_version_switch_during_load_drops_nothing(server):
+    from ray import serve
+
+    from polyglot_lion.serving.app import build_app
+
+    url = server["url"]
+    wav = audio_bytes(1.0, seed=5)
+    with cf.ThreadPoolExecutor(8) as ex:
+        futures = []
+        for i in range(40):
+            futures.append(ex.submit(post, url, wav, KEY, "verbose_json"))
+            if i == 10:  # promote version 2 and redeploy with a new revision: replicas reload in place
+                server["client"].set_registered_model_alias("tiny-serve", "champion", "2")
+                user_config = {"model": "models:/tiny-serve@champion", "revision": 2, "max_batch_size": 16,
+                               "batch_wait_timeout_s": 0.1, "max_batch_audio_s": 480}
+                serve.run(build_app(server["args"], {**server["opts"], "user_config": user_config}), name="main",
+                          route_prefix="/", blocking=False)
+            time.sleep(0.1)
+        rs = [f.result() for f in futures]
+    assert all(r.status_code == 200 for r in rs), [r.status_code for r in rs]
+    deadline = time.time() + 60
+    while post(url, wav, fmt="verbose_json").json()["model"]["version"] != "2":
+        assert time.time() < deadline, "the switch to version 2 never happened"
+        time.sleep(0.5)
+    assert {r.json()["model"]["version"] for r in rs} <= {"1", "2"}
+
+
+def test_upload_page_in_headless_chromium(server, tmp_path):
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium is needed for the browser test: scripts/install-system-deps.sh"
+    from playwright.sync_api import sync_playwright
+
+    (tmp_path / "hello.wav").write_bytes(audio_bytes(1.0))
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.goto(server["url"] + "/")
+        assert "Polyglot-Lion" in page.title()
+        page.fill("#key", KEY)
+        page.set_input_files("#file", str(tmp_path / "hello.wav"))
+        page.click("#send")
+        page.wait_for_selector("#transcript[data-done='1']", timeout=60_000)
+        status = page.inner_text("#status")
+        browser.close()
+    assert "1.0 s of audio" in status and "model tiny-serve" in status
+
+
+def test_serve_cli_runs_in_foreground_and_stops_on_sigterm(registry):
+    port = _free_port()
+    env = dict(os.environ, RAY_DATA_DISABLE_PROGRESS_BARS="1")
+    env.pop("RAY_ADDRESS", None)
+    proc = subprocess.Popen([sys.executable, "-m", "polyglot_lion.cli", "serve", "--model", str(registry["root"] / "v1"),
+                             "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    try:
+        deadline = time.time() + 150
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None and time.time() < deadline, proc.stdout.read() if proc.poll() else "timeout"
+            time.sleep(1)
+        r = post(f"http://127.0.0.1:{port}", audio_bytes(0.5), key=None)
+        assert r.status_code == 200
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0, out[-2000:]
+        assert "stopping" in out
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
