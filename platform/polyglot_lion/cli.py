@@ -7,6 +7,9 @@
     polyglot-lion convert  ORIGINAL_CKPT CONVERTED_CKPT         # thinker.* layout -> transformers format
     polyglot-lion transcribe --model models:/polyglot-lion-tiny@champion --input calls/ --out transcripts/
     polyglot-lion evaluate --model models:/polyglot-lion-tiny@champion --store store/ --out eval_out/
+    polyglot-lion serve    --model models:/polyglot-lion-tiny@champion --port 8000
+    polyglot-lion models   list | show NAME | promote NAME VERSION --alias champion
+    polyglot-lion runs     compare [--experiment polyglot-lion]
     polyglot-lion train    --config jobs/configs/qwen3_asr/tiny_cpu.yaml data.store=store/ data.plan=plans/two-stage
     polyglot-lion score    --refs refs.jsonl --hyps hyps.jsonl --language zh --json   # WER/CER, the paper's way
 """
@@ -182,6 +185,34 @@ def _add_serve(sub) -> None:
                                           "sqlite:///mlflow.db)")
 
 
+def _add_models(sub) -> None:
+    p = sub.add_parser("models", help="the MLflow model registry: list, show (with eval scores), promote",
+                       description="Registered models and their versions in MLflow (tracking URI: --tracking-uri, "
+                                   "$MLFLOW_TRACKING_URI or sqlite:///mlflow.db).")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    msub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    msub.add_parser("list", help="registered models with their version count and aliases")
+    show = msub.add_parser("show", help="versions of a model with aliases, training run and evaluation scores")
+    show.add_argument("name")
+    prom = msub.add_parser("promote", help="point an alias (e.g. champion) at a version")
+    prom.add_argument("name")
+    prom.add_argument("version")
+    prom.add_argument("--alias", required=True, help="alias to set, e.g. champion or staging")
+
+
+def _add_runs(sub) -> None:
+    p = sub.add_parser("runs", help="compare training (or evaluation) runs in MLflow",
+                       description="A table of runs with their key params and metrics, newest first.")
+    rsub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    cmp_ = rsub.add_parser("compare", help="table of runs of an experiment")
+    cmp_.add_argument("--experiment", default="polyglot-lion", help="experiment (default polyglot-lion; "
+                                                                    "evaluations: polyglot-lion-eval)")
+    cmp_.add_argument("--max-runs", type=int, default=50, help="newest N runs (default 50)")
+    cmp_.add_argument("--tracking-uri", help="MLflow tracking URI")
+    cmp_.add_argument("--json", action="store_true", help="print JSON")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -190,7 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"polyglot-lion {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_synth, _add_prepare, _add_balance, _add_stats, _add_convert, _add_train, _add_score,
-                _add_transcribe, _add_evaluate, _add_serve):
+                _add_transcribe, _add_evaluate, _add_serve,
+                _add_models, _add_runs):
         add(sub)
     return parser
 
@@ -417,8 +449,37 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def cmd_models(args) -> int:
+    from . import registry
+
+    if args.action == "list":
+        rows = registry.list_models(args.tracking_uri)
+        print(json.dumps(rows, indent=2) if args.json else
+              registry.table(rows, ["name", "versions", "latest", "aliases", "updated"]) if rows
+              else "no registered models yet (training registers one per run)")
+    elif args.action == "show":
+        info = registry.show_model(args.name, args.tracking_uri)
+        print(json.dumps(info, indent=2) if args.json else registry.format_model(info))
+    else:
+        out = registry.promote(args.name, args.version, args.alias, args.tracking_uri)
+        print(json.dumps(out) if args.json else
+              f"{out['name']}@{out['alias']} -> version {out['version']}"
+              + (f" (was {out['previous']})" if out["previous"] else "")
+              + f"; serve it as models:/{out['name']}@{out['alias']}")
+    return 0
+
+
+def cmd_runs(args) -> int:
+    from . import registry
+
+    rows, cols = registry.compare_runs(args.experiment, args.tracking_uri, args.max_runs)
+    print(json.dumps(rows, indent=2, default=str) if args.json else registry.table(rows, cols))
+    return 0
+
+
 COMMANDS = {"synth": cmd_synth, "prepare": cmd_prepare, "balance": cmd_balance, "stats": cmd_stats, "convert": cmd_convert, "train": cmd_train,
             "transcribe": cmd_transcribe, "evaluate": cmd_evaluate, "serve": cmd_serve,
+            "models": cmd_models, "runs": cmd_runs,
             "score": cmd_score}
 
 
