@@ -200,3 +200,12 @@ def test_transcribe_cli_rejects_bad_language(tmp_path, tiny_checkpoint, capsys):
     assert main(["transcribe", "--model", tiny_checkpoint, "--input", str(tmp_path / "in"), "--out",
                  str(tmp_path / "o"), "--language", "fr"]) == 2
     assert "language 'fr' is not supported" in capsys.readouterr().err
+
+
+def test_is_looping():
+    from polyglot_lion.inference.transcriber import is_looping
+
+    assert is_looping([5] * 12) and not is_looping([5] * 11)
+    assert is_looping([1, 2, 3] + [7, 8] * 4) and not is_looping([1, 2, 3] + [7, 8] * 3)
+    assert is_looping(list(range(20)) + [1, 2, 3, 4, 5, 6, 7, 8] * 4)
+    assert not is_looping(list(range(40)))

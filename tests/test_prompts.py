@@ -55,7 +55,10 @@ def test_collate_pads_and_measures_efficiency(processor):
     assert batch["input_ids"].shape[0] == 2 and batch["input_features"].shape[2] % 100 == 0
     assert batch["input_features_mask"].sum().item() == sum(e.n_frames for e in exs)
     assert batch["labels"][0, len(exs[0].input_ids):].eq(IGNORE_INDEX).all()
-    assert 0 < batch["padding_efficiency"] < 1
+    padded = 2 * batch["input_features"].shape[2]  # two clips padded to the longer one (whole 1-s chunks)
+    assert batch["padding_efficiency"] == pytest.approx(sum(e.features.shape[1] for e in exs) / padded)
+    assert batch["audio_fraction"] == pytest.approx(sum(e.n_frames for e in exs) / padded)
+    assert 0 < batch["audio_fraction"] < batch["padding_efficiency"] < 1
 
 
 def test_bucket_batches_budget_and_determinism():

@@ -74,6 +74,8 @@ class ScalingSection:
     num_workers: int = _f(0, "Ray Train workers; 0 = local mode in the driver process")
     use_gpu: bool = _f(False, "one GPU per worker")
     cpus_per_worker: float = _f(1.0, "CPUs reserved per worker (fractions allowed, e.g. 0.5 for tests)")
+    torch_threads: int = _f(0, "torch intra-op threads per worker (0 = Ray's default: the worker's CPUs); "
+                               "on a small CPU node set it to the core count")
     max_failures: int = _f(0, "restart from the latest checkpoint this many times after a worker crash")
     deepspeed_stage: int = _f(0, "0 = DDP (or single process); 2 or 3 = DeepSpeed ZeRO stage (GPU; CPU works "
                                  "for tests)", choices=(0, 2, 3))

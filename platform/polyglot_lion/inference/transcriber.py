@@ -81,8 +81,36 @@ def fix_repetitions(text: str, threshold: int = 20) -> str:
     return re.sub(r"(.{2,20}?)\1{%d,}" % threshold, lambda m: m.group(1) * threshold, text, flags=re.DOTALL)
 
 
-def max_new_tokens_for(duration_s: float, per_second: float = 25.0, floor: int = 24, cap: int = 1024) -> int:
-    """A generous token budget for a clip: enough for fast Tamil (~10 tokens/s) with room to spare."""
+def is_looping(ids: Sequence[int], max_period: int = 8, min_repeats: int = 4, min_run: int = 12) -> bool:
+    """True when ``ids`` end in a loop: one token ``min_run`` times, or a pattern of 2..``max_period`` tokens
+    repeated ``min_repeats`` times in a row. Pure."""
+    n = len(ids)
+    for p in range(1, max_period + 1):
+        span = p * (min_repeats if p > 1 else min_run)
+        if p > 1 and n >= p and len(set(ids[n - p:])) == 1:
+            continue  # a run of one token is judged by min_run
+        if n >= span and all(ids[n - 1 - i] == ids[n - 1 - i - p] for i in range(span - p)):
+            return True
+    return False
+
+
+class StopOnLoop:
+    """A transformers stopping criterion: sequences that have started to loop stop generating (the guard
+    against runaway repetition; ``fix_repetitions`` then trims what was already written)."""
+
+    def __init__(self, prompt_len: int):
+        self.prompt_len = prompt_len
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        rows = input_ids[:, self.prompt_len:].tolist()
+        return torch.tensor([is_looping(r) for r in rows], device=input_ids.device)
+
+
+def max_new_tokens_for(duration_s: float, per_second: float = 15.0, floor: int = 16, cap: int = 1024) -> int:
+    """A token budget for a clip: fast Tamil speech is ~10 tokens/s in Qwen's vocabulary, plus the
+    ``language X<asr_text>`` prefix."""
     return int(min(cap, floor + per_second * duration_s))
 
 
@@ -152,8 +180,12 @@ class Transcriber:
         budget = self.max_new_tokens or max_new_tokens_for(max(len(c) for c in clips) / RATE)
         t0 = time.perf_counter()
         with torch.inference_mode():
+            from transformers import StoppingCriteriaList
+
             out = self.model.generate(**inputs, max_new_tokens=budget, do_sample=False, num_beams=1,
-                                      eos_token_id=self.eos_ids, pad_token_id=self.pad_id)
+                                      eos_token_id=self.eos_ids, pad_token_id=self.pad_id,
+                                      stopping_criteria=StoppingCriteriaList(
+                                          [StopOnLoop(inputs["input_ids"].shape[1])]))
         if self.device.type == "cuda":
             torch.cuda.synchronize()
         elapsed = time.perf_counter() - t0

@@ -75,8 +75,8 @@ class PromptEncoder:
 
 
 def collate(examples: list[Example], pad_id: int) -> dict:
-    """Right-pad tokens and mel frames; returns tensors for the model plus ``padding_efficiency``
-    (valid mel frames / padded mel frames in the batch)."""
+    """Right-pad tokens and mel frames; returns tensors for the model plus ``padding_efficiency`` (frames the
+    clips need / frames in the batch) and ``audio_fraction`` (real audio frames / frames in the batch)."""
     import torch
 
     b = len(examples)
@@ -93,11 +93,16 @@ def collate(examples: list[Example], pad_id: int) -> dict:
         ids[i, :n], labels[i, :n], attn[i, :n] = e.input_ids, e.labels, 1
         feats[i, :, : e.features.shape[1]] = e.features
         fmask[i, : e.n_frames] = 1
+    # The encoder needs each clip's frames rounded up to whole chunks (2 * n_window = 1 s); batching adds the
+    # padding from there to the longest clip. padding_efficiency measures what batching controls; audio_fraction
+    # counts all padding, the model's own rounding included.
+    needed = sum(e.features.shape[1] for e in examples)
     valid = sum(e.n_frames for e in examples)
     return {
         "input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(attn),
         "labels": torch.from_numpy(labels), "input_features": torch.from_numpy(feats),
-        "input_features_mask": torch.from_numpy(fmask), "padding_efficiency": valid / float(b * max_t),
+        "input_features_mask": torch.from_numpy(fmask), "padding_efficiency": needed / float(b * max_t),
+        "audio_fraction": valid / float(b * max_t),
     }
 
 

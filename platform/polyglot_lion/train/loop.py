@@ -83,6 +83,8 @@ def train_loop_per_worker(config: dict) -> None:
     autocast = use_bf16 and not ds_config  # DeepSpeed keeps bf16 weights itself; inputs are cast instead
     float_dtype = torch.bfloat16 if (ds_config and ds_config["bf16"]["enabled"]) else torch.float32
     torch.manual_seed(cfg.run.seed + rank)
+    if cfg.scaling.torch_threads:
+        torch.set_num_threads(cfg.scaling.torch_threads)
 
     # --- model ---------------------------------------------------------------------------------------------
     processor = AutoProcessor.from_pretrained(config["base_model_dir"])
@@ -203,7 +205,7 @@ def train_loop_per_worker(config: dict) -> None:
     model.train()
     step, epoch = state["step"], state["epoch"]
     skip = state["batches_done"]  # micro-batches of this epoch already trained on before the checkpoint
-    window = {"samples": 0, "audio_s": 0.0, "eff": 0.0, "micro": 0, "t0": time.time(), "loss": 0.0}
+    window = {"samples": 0, "audio_s": 0.0, "eff": 0.0, "audio_frac": 0.0, "micro": 0, "t0": time.time(), "loss": 0.0}
     while step < tr.max_steps:
         batches = _synced(micro_batches(epoch), world, device)
         done_in_epoch = 0
@@ -217,6 +219,7 @@ def train_loop_per_worker(config: dict) -> None:
             window["samples"] += n
             window["audio_s"] += batch["input_features_mask"].sum().item() / 100.0
             window["eff"] += batch["padding_efficiency"]
+            window["audio_frac"] += batch["audio_fraction"]
             window["micro"] += 1
             window["loss"] += loss.item()
             if engine:  # DeepSpeed scales by the accumulation, clips and steps at the accumulation boundary
@@ -247,11 +250,13 @@ def train_loop_per_worker(config: dict) -> None:
                     "samples_per_s": window["samples"] * world / elapsed,
                     "audio_s_per_s": window["audio_s"] * world / elapsed,
                     "padding_efficiency": window["eff"] / max(1, window["micro"]),
+                    "audio_fraction": window["audio_frac"] / max(1, window["micro"]),
                     "peak_memory_mb": _peak_memory_mb(device),
                 }
                 if dev_shard is not None and tr.dev_every and (step % tr.dev_every == 0 or last):
                     metrics["dev_loss"] = dev_loss()
-                window = {"samples": 0, "audio_s": 0.0, "eff": 0.0, "micro": 0, "t0": time.time(), "loss": 0.0}
+                window = {"samples": 0, "audio_s": 0.0, "eff": 0.0, "audio_frac": 0.0, "micro": 0, "t0": time.time(),
+                          "loss": 0.0}
                 log_mlflow(metrics)
                 if step % tr.checkpoint_every == 0 or last:
                     save_and_report(metrics)
