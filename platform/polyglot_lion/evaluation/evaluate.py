@@ -55,7 +55,7 @@ def _read_partition(p, limit: int | None) -> list[dict]:
 def evaluate(model_uri: str, store: str, split: str = "test", benchmarks: list[str] | None = None,
              out_dir: str | None = None, tracking_uri: str | None = None, max_utterances: int | None = None,
              batch_size: int = 16, label: str | None = None, log_to_mlflow: bool = True, transcriber=None,
-             progress: bool = True) -> dict:
+             progress: bool = True, experiment: str = EVAL_EXPERIMENT) -> dict:
     from ..data.audio import decode_flac
     from ..data.store import list_partitions
     from ..inference.source import tracking_uri as default_tracking
@@ -127,7 +127,7 @@ def evaluate(model_uri: str, store: str, split: str = "test", benchmarks: list[s
                 f.write(json.dumps(line, ensure_ascii=False) + "\n")
         out["files"] = {k: str(d / f"results.{k}") for k in ("json", "md", "png")}
     if log_to_mlflow:
-        out["mlflow"] = log_evaluation(out, default_tracking(tracking_uri), out_dir)
+        out["mlflow"] = log_evaluation(out, default_tracking(tracking_uri), out_dir, experiment)
     return out
 
 
@@ -192,13 +192,13 @@ def plot_results(res: dict, path: str, cap: float = 150.0) -> str:
     return path
 
 
-def log_evaluation(res: dict, tracking: str, out_dir: str | None) -> dict:
+def log_evaluation(res: dict, tracking: str, out_dir: str | None, experiment: str = EVAL_EXPERIMENT) -> dict:
     """An MLflow run in the eval experiment; scores also tagged onto the registered model version."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=tracking)
-    exp = client.get_experiment_by_name(EVAL_EXPERIMENT)
-    exp_id = exp.experiment_id if exp else client.create_experiment(EVAL_EXPERIMENT)
+    exp = client.get_experiment_by_name(experiment)
+    exp_id = exp.experiment_id if exp else client.create_experiment(experiment)
     m = res["model"]
     tags = {"model_uri": m["uri"], "split": res["split"], "store": res["store"]}
     if m.get("name"):
@@ -224,7 +224,7 @@ def log_evaluation(res: dict, tracking: str, out_dir: str | None) -> dict:
             client.set_model_version_tag(m["name"], m["version"], f"{prefix}.{d}", f"{e['error_rate']:.2f}")
         client.set_model_version_tag(m["name"], m["version"], f"{prefix}.average", _fmt(res["average"]))
         client.set_model_version_tag(m["name"], m["version"], f"{prefix}.run_id", rid)
-    return {"run_id": rid, "experiment": EVAL_EXPERIMENT, "tracking_uri": tracking}
+    return {"run_id": rid, "experiment": experiment, "tracking_uri": tracking}
 
 
 __all__ = ["evaluate", "markdown_table", "plot_results", "log_evaluation", "BENCHMARKS"]

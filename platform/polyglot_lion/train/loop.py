@@ -248,6 +248,7 @@ def train_loop_per_worker(config: dict) -> None:
                     "step": step, "epoch": epoch, "loss": window["loss"] / max(1, window["micro"]),
                     "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm),
                     "samples_per_s": window["samples"] * world / elapsed,
+                    "steps_per_s": window["micro"] / tr.grad_accum / elapsed,
                     "audio_s_per_s": window["audio_s"] * world / elapsed,
                     "padding_efficiency": window["eff"] / max(1, window["micro"]),
                     "audio_fraction": window["audio_frac"] / max(1, window["micro"]),

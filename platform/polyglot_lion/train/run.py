@@ -38,7 +38,11 @@ def prepare_base_model(cfg: Config, run_dir: Path) -> str:
         from ..model.tiny import save_tiny_checkpoint
 
         texts = read_metadata(cfg.data.store, "train", columns=["text"])["text"].to_pylist()
-        save_tiny_checkpoint(str(base), texts, seed=cfg.run.seed, vocab_size=cfg.model.tiny_vocab_size)
+        from ..model.tiny import PRESETS
+
+        encoder, decoder = PRESETS[cfg.model.tiny_preset]
+        save_tiny_checkpoint(str(base), texts, seed=cfg.run.seed, vocab_size=cfg.model.tiny_vocab_size,
+                             encoder=encoder, decoder=decoder)
     return str(base)
 
 
