@@ -7,7 +7,17 @@
 
 import os
 
-from polyglot_lion.serving.app import build_app
+from polyglot_lion.serving import app as serving
+
+
+def build_app(args: dict):
+    """The builder YAML configs name (``import_path: serve_apps.transcription:build_app`` with ``args``).
+
+    Serve calls a builder with exactly one argument, the ``args`` dict, and refuses one that takes more, so this does
+    not expose the library builder's ``deployment_options``: in YAML those are the ``deployments:`` section.
+    """
+    return serving.build_app(args)
+
 
 # `app` for `serve run serve_apps.transcription:app`; YAML configs use `build_app` with `args`.
 app = build_app({"model": os.environ.get("POLYGLOT_LION_MODEL", "models:/polyglot-lion-tiny@champion"),
