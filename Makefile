@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo_out
 
-.PHONY: setup demo test bench-ingest bench-serve clean help
+.PHONY: setup demo test bench-ingest bench-serve bench-bulk clean help
 .PHONY: cluster-up cluster-down submit-prepare submit-balance submit-train submit-evaluate submit-transcribe serve-deploy mlflow-ui
 
 help:
@@ -16,6 +16,7 @@ help:
 	@echo "make setup  - install into .venv (and espeak-ng if missing)"
 	@echo "make bench-ingest - corpus import throughput vs a plain loop (see BENCHMARKS.md)"
 	@echo "make bench-serve  - Serve app under 1/8/32 concurrent clients, batched vs unbatched (see BENCHMARKS.md)"
+	@echo "make bench-bulk   - bulk transcription on Ray Data vs a per-file and a batched loop (see BENCHMARKS.md)"
 	@echo "make cluster-up / cluster-down - a local Ray head node (dashboard http://127.0.0.1:8265), token auth"
 	@echo "make submit-prepare|submit-balance|submit-train|submit-evaluate|submit-transcribe - ray job submit to it"
 	@echo "make serve-deploy - serve deploy serve_apps/serve_config.yaml to it"
@@ -43,6 +44,9 @@ bench-ingest: setup
 
 bench-serve: setup
 	$(BIN)/python benchmarks/serve_load.py
+
+bench-bulk: setup
+	$(BIN)/python benchmarks/bulk_transcribe.py
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache

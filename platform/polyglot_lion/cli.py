@@ -141,7 +141,7 @@ def _add_transcribe(sub) -> None:
                                                       "(default: any length, cut into chunks)")
     p.add_argument("--split", default="test", help="split of a store input (default test)")
     p.add_argument("--batch-size", type=int, default=16, help="clips per generate() call (default 16)")
-    p.add_argument("--max-new-tokens", type=int, help="fixed token budget per clip (default: 24 + 25 per second "
+    p.add_argument("--max-new-tokens", type=int, help="fixed token budget per clip (default: 16 + 15 per second "
                                                       "of the longest clip in the batch)")
     p.add_argument("--actors", type=int, help="transcriber actors (default: one per GPU, else 1)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI for models:/ and runs:/ (default "
