@@ -7,11 +7,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo_out
 
-.PHONY: setup demo test bench-ingest bench-serve bench-bulk clean help
+.PHONY: setup demo test reproduce-mini bench-ingest bench-serve bench-bulk clean help
 .PHONY: cluster-up cluster-down submit-prepare submit-balance submit-train submit-evaluate submit-transcribe serve-deploy mlflow-ui
 
 help:
-	@echo "make demo   - synth -> prepare -> balance -> stats on a synthetic four-language corpus"
+	@echo "make demo   - the whole story: corpus -> store -> balance -> train -> evaluate -> registry -> bulk -> serve"
+	@echo "make reproduce-mini - the paper's two claims in miniature (BUDGET=75m, ABLATION_OUT=runs/ablation)"
 	@echo "make test   - run the test suite"
 	@echo "make setup  - install into .venv (and espeak-ng if missing)"
 	@echo "make bench-ingest - corpus import throughput vs a plain loop (see BENCHMARKS.md)"
@@ -38,6 +39,11 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q tests
+
+BUDGET ?= 75m
+ABLATION_OUT ?= runs/ablation
+reproduce-mini: setup
+	$(BIN)/python jobs/experiments/balance_ablation.py --out $(ABLATION_OUT) --budget $(BUDGET)
 
 bench-ingest: setup
 	$(BIN)/python benchmarks/ingest.py

@@ -3,7 +3,7 @@ loses nothing.
 
     list inputs (driver: folders, .tar/.tar.gz/.zip, JSONL manifests, a store split)
       -> drop ids already in OUT/parts (resume)
-      -> read + decode to 16 kHz (CPU tasks)               error: unreadable_audio, empty_audio, too_long, ...
+      -> read + decode to 16 kHz (CPU tasks; no GPU: in the actors)  error: unreadable_audio, empty_audio, too_long, ...
       -> transcribe (actor pool: one GPU per actor, or CPU actors) and write OUT/parts/part-*.parquet
       -> OUT/transcripts.parquet + OUT/transcripts.jsonl + OUT/summary.json (all parts, sorted by id)
 
@@ -219,20 +219,23 @@ def read_and_decode(batch: dict, max_duration_s: float | None = None) -> dict:
 
 
 class TranscribeAndWrite:
-    """Actor: transcribe a batch of decoded rows with the shared Transcriber and write them as one part file."""
+    """Actor: transcribe a batch of decoded rows (or of work items, decoded here first) with the shared
+    Transcriber and write them as one part file."""
 
     def __init__(self, model_uri: str, out_dir: str, language: str | None, batch_size: int,
-                 tracking_uri: str | None, max_new_tokens: int | None = None):
+                 tracking_uri: str | None, max_new_tokens: int | None = None, max_duration_s: float | None = None):
         from .transcriber import Transcriber
 
         self.tr = Transcriber.load(model_uri, tracking_uri=tracking_uri, batch_size=batch_size,
                                    max_new_tokens=max_new_tokens)
         info = self.tr.describe()
         self.model = f"{info['name']}/{info['version']}" if info.get("name") else model_uri
-        self.language, self.parts = language, Path(out_dir) / "parts"
+        self.language, self.max_duration_s, self.parts = language, max_duration_s, Path(out_dir) / "parts"
         self.parts.mkdir(parents=True, exist_ok=True)
 
     def __call__(self, batch: dict) -> dict:
+        if "samples" not in batch:  # work items: no separate decode stage (CPU-only, see transcribe_bulk)
+            batch = read_and_decode(batch, self.max_duration_s)
         n = len(batch["id"])
         text, lang, secs = [None] * n, [None] * n, [0.0] * n
         # a block in which every row decoded has an all-null error column, which reaches us as float NaNs
@@ -320,11 +323,14 @@ def transcribe_bulk(model_uri: str, inputs: list[str], out_dir: str, opts: BulkO
             actors = opts.actors or max(1, gpus)
             res = {"num_gpus": 1} if gpus else {"num_cpus": 1}
             ds = ray.data.from_items(todo, override_num_blocks=max(1, min(len(todo) // 32, 200)))
-            ds = ds.map_batches(read_and_decode, fn_kwargs={"max_duration_s": opts.max_duration_s},
-                                batch_size=32, num_cpus=0.5)
+            if gpus:  # decode in CPU tasks beside the GPU actors, so that the GPUs do not wait for it
+                ds = ds.map_batches(read_and_decode, fn_kwargs={"max_duration_s": opts.max_duration_s},
+                                    batch_size=32, num_cpus=0.5)
+            # Without a GPU the actors decode their own batches: decode tasks would take the cores the actors
+            # compute on, and with as many 1-CPU actors as CPUs they could never be scheduled (the job hung).
             ds = ds.map_batches(TranscribeAndWrite, fn_constructor_args=(model_uri, out_dir, opts.language,
                                                                          opts.batch_size, opts.tracking_uri,
-                                                                         opts.max_new_tokens),
+                                                                         opts.max_new_tokens, opts.max_duration_s),
                                 batch_size=max(opts.batch_size, 32), compute=ray.data.ActorPoolStrategy(size=actors),
                                 **res)
             for _ in ds.iter_batches(batch_size=None):
