@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo_out
 
-.PHONY: setup demo test reproduce-mini bench-ingest bench-serve bench-bulk clean help
+.PHONY: setup demo test reproduce-mini bench-ingest bench-train bench-serve bench-bulk clean help
 .PHONY: cluster-up cluster-down submit-prepare submit-balance submit-train submit-evaluate submit-transcribe serve-deploy mlflow-ui
 
 help:
@@ -16,6 +16,7 @@ help:
 	@echo "make test   - run the test suite"
 	@echo "make setup  - install into .venv (and espeak-ng if missing)"
 	@echo "make bench-ingest - corpus import throughput vs a plain loop (see BENCHMARKS.md)"
+	@echo "make bench-train  - training throughput: our Ray Train job vs HF Trainer with a librosa collator (see BENCHMARKS.md)"
 	@echo "make bench-serve  - Serve app under 1/8/32 concurrent clients, batched vs unbatched (see BENCHMARKS.md)"
 	@echo "make bench-bulk   - bulk transcription on Ray Data vs a per-file and a batched loop (see BENCHMARKS.md)"
 	@echo "make cluster-up / cluster-down - a local Ray head node (dashboard http://127.0.0.1:8265), token auth"
@@ -47,6 +48,9 @@ reproduce-mini: setup
 
 bench-ingest: setup
 	$(BIN)/python benchmarks/ingest.py
+
+bench-train: setup
+	$(BIN)/python benchmarks/train_throughput.py --repeats 2 --ours-threads 2 0
 
 bench-serve: setup
 	$(BIN)/python benchmarks/serve_load.py
