@@ -209,3 +209,15 @@ def test_is_looping():
     assert is_looping([1, 2, 3] + [7, 8] * 4) and not is_looping([1, 2, 3] + [7, 8] * 3)
     assert is_looping(list(range(20)) + [1, 2, 3, 4, 5, 6, 7, 8] * 4)
     assert not is_looping(list(range(40)))
+
+
+def test_decode_keeps_the_asr_text_separator(tiny_checkpoint):
+    """The tiny tokenizer marks <asr_text> special; skip_special_tokens would delete it and break parsing."""
+    from polyglot_lion.inference.transcriber import Transcriber
+
+    tr = Transcriber.load(tiny_checkpoint)
+    tok = tr.processor.tokenizer
+    ids = tok("language None<asr_text>hello world<|im_end|>", add_special_tokens=False)["input_ids"]
+    ids += [tok.pad_token_id] * 3
+    assert tr.decode(ids) == "language None<asr_text>hello world"
+    assert parse_output(tr.decode(ids)) == (None, "hello world")

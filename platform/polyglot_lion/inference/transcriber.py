@@ -150,6 +150,9 @@ class Transcriber:
         self.pad_id = tok.pad_token_id
         self.eos_ids = [i for i in {tok.convert_tokens_to_ids("<|im_end|>"), tok.eos_token_id} if i is not None]
         self._base_prompt = processor.apply_transcription_request(np.zeros(1600, np.float32), tokenize=False)[0]
+        # "<asr_text>" separates language and text; a tokenizer may mark it special, and skip_special_tokens
+        # would then delete it and glue "language None" to the text. Strip the other special tokens ourselves.
+        self._strip = sorted({t for t in tok.all_special_tokens if t != "<asr_text>"}, key=len, reverse=True)
         self._torch = torch
 
     @classmethod
@@ -190,7 +193,14 @@ class Transcriber:
             torch.cuda.synchronize()
         elapsed = time.perf_counter() - t0
         new = out[:, inputs["input_ids"].shape[1]:]
-        return self.processor.tokenizer.batch_decode(new, skip_special_tokens=True), elapsed
+        return [self.decode(row) for row in new.tolist()], elapsed
+
+    def decode(self, ids: list[int]) -> str:
+        """Generated ids -> text with ``<asr_text>`` kept and every other special token removed."""
+        text = self.processor.tokenizer.decode(ids, skip_special_tokens=False)
+        for t in self._strip:
+            text = text.replace(t, "")
+        return text
 
     def transcribe(self, audios: Sequence[np.ndarray], language: str | None = None) -> list[Transcription]:
         """One Transcription per input (16 kHz mono float32 arrays), in input order."""
