@@ -221,3 +221,20 @@ def test_decode_keeps_the_asr_text_separator(tiny_checkpoint):
     ids += [tok.pad_token_id] * 3
     assert tr.decode(ids) == "language None<asr_text>hello world"
     assert parse_output(tr.decode(ids)) == (None, "hello world")
+
+
+def test_datasets_outside_the_twelve_are_scored_too(tmp_path, tiny_checkpoint, corpus_store):
+    import shutil
+
+    from polyglot_lion.evaluation.evaluate import evaluate
+
+    store, _ = corpus_store
+    copy = tmp_path / "store"
+    shutil.copytree(store, copy)
+    shutil.move(copy / "data" / "test" / "en" / "nsc", copy / "data" / "test" / "en" / "callcentre")
+    res = evaluate(tiny_checkpoint, str(copy), benchmarks=["callcentre", "LS"], out_dir=str(tmp_path / "e"),
+                   max_utterances=1, log_to_mlflow=False, progress=False)
+    assert set(res["benchmarks"]) == {"callcentre", "librispeech"}
+    assert res["benchmarks"]["callcentre"]["benchmark"] is None and res["benchmarks"]["callcentre"]["metric"] == "wer"
+    md = (tmp_path / "e" / "results.md").read_text()
+    assert "| Fms | callcentre | Avg |" in md and "| callcentre | en | WER |" in md
