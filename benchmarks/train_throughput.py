@@ -189,6 +189,22 @@ class CpuMeter:
         return {"cpu_s": own, "others_cpu_s": others, "others_share": others / (wall * (os.cpu_count() or 1))}
 
 
+def actor_starts(stage: str) -> int | None:
+    """Actors Ray Data started for a map stage in this Ray session, from its debug log (None if unreadable)."""
+    import glob
+    import re
+
+    import ray
+
+    try:
+        logs = ray._private.worker._global_node.get_session_dir_path() + "/logs/ray-data/*.log"
+        lines = {line for f in glob.glob(logs) for line in open(f, errors="replace")
+                 if f"Scaling up MapWorker(MapBatches({stage})) actor pool by" in line}
+    except Exception:
+        return None
+    return sum(int(m.group(1)) for line in lines if (m := re.search(r"actor pool by (\d+)", line)))
+
+
 # --- the two sides --------------------------------------------------------------------------------------------
 
 def run_ours(store: str, plan: str, base: str, work: Path, steps: int, args, threads: int) -> dict:
@@ -221,6 +237,7 @@ def run_ours(store: str, plan: str, base: str, work: Path, steps: int, args, thr
         summary = train(cfg)  # Ray is already up, so train() leaves it running
         t2 = time.perf_counter()
         cpu = meter.stop()  # before shutdown, while the raylet still holds its workers' CPU time
+        cpu["featurize_actor_starts"] = actor_starts("Featurize")
     finally:
         ray.shutdown()
         os.environ.pop("RAY_worker_niceness")
