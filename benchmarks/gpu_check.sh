@@ -1,27 +1,53 @@
 #!/usr/bin/env bash
-# Both GPU benchmarks in one go, about 3-5 minutes on one H100; JSON results and a log land in $OUT.
+# The GPU benchmarks in one go, about 4-6 minutes on one H100/H200; JSON results and a log land in $OUT.
 #
 #     OUT=bench_out/gpu bash benchmarks/gpu_check.sh
 #
-# Needs a CUDA torch and transformers >= 5.24 (native qwen3_asr). Where the GPU image has an older transformers,
-# carry the wheel in .whl/ (fetched beside the repo with
-#   pip download --no-deps --only-binary=:all: -d .whl transformers==5.24.0
-# ) and this script installs it into /tmp/site first. polyglot_lion is taken from platform/, no install needed.
-set -euo pipefail
+# Needs a CUDA torch, transformers >= 5.24 (native qwen3_asr) and, for gpu_deepspeed.py, DeepSpeed (no compiled
+# ops needed: our torch AdamW is what DeepSpeed wraps). Where the GPU image lacks them or has older versions,
+# carry wheels in .whl/ and this script installs every .whl/*.whl into /tmp/site first (no index, no deps).
+# What an image with torch but no transformers 5.24 / DeepSpeed needs, fetched beside the repo:
+#   pip download --no-deps -d .whl transformers==5.24.0 hjson==3.1.0 pydantic==2.14.4 annotated-types==0.8.0 \
+#       typing-inspection==0.4.5 typing-extensions==4.16.0
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#       --platform manylinux_2_17_x86_64 -d .whl pydantic-core==2.50.5 regex==2026.11.19
+#   DS_BUILD_OPS=0 pip wheel --no-deps --no-build-isolation -w .whl deepspeed==0.19.8   # no binary wheel on PyPI
+# polyglot_lion is taken from platform/, no install needed. Each benchmark runs even if one before it failed;
+# the exit status is non-zero if any failed.
+set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-bench_out/gpu}
 PY=${PYTHON:-python3}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH="platform${PYTHONPATH:+:$PYTHONPATH}"
-if ! "$PY" -c "import transformers.models.qwen3_asr" 2>/dev/null; then
-    "$PY" -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/transformers-*.whl
+if compgen -G ".whl/*.whl" >/dev/null; then
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+        || exit 1
     export PYTHONPATH="/tmp/site:$PYTHONPATH"
 fi
+failed=()
+bench() {  # bench NAME CMD...: run one benchmark, time it, keep going if it fails
+    local name=$1 t0=$SECONDS
+    shift
+    echo "=== $name: $*"
+    "$@" || failed+=("$name")
+    echo "=== $name: $((SECONDS - t0)) s"
+}
 {
-    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-    "$PY" -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
-    "$PY" benchmarks/gpu_train.py --size 0.6b --out "$OUT/train_0.6b.json"
-    "$PY" benchmarks/gpu_train.py --size 0.6b --activation-checkpointing --out "$OUT/train_0.6b_ac.json"
-    "$PY" benchmarks/gpu_train.py --size 1.7b --out "$OUT/train_1.7b.json"
-    "$PY" benchmarks/gpu_inference.py --batch-sizes 1,8,16,32,64 --out "$OUT/inference_0.6b.json"
+    nvidia-smi
+    "$PY" -c "import torch, transformers; print('torch', torch.__version__, 'cuda', torch.version.cuda, \
+'transformers', transformers.__version__, transformers.__file__)"
+    "$PY" -c "import deepspeed, pydantic; print('deepspeed', deepspeed.__version__, 'pydantic', pydantic.__version__)"
+    bench train_0.6b "$PY" benchmarks/gpu_train.py --size 0.6b --out "$OUT/train_0.6b.json"
+    bench train_0.6b_ac "$PY" benchmarks/gpu_train.py --size 0.6b --activation-checkpointing \
+        --out "$OUT/train_0.6b_ac.json"
+    # the 1.7B job config (jobs/configs/qwen3_asr/1.7b_full_1gpu.yaml) uses activation checkpointing to fit 48 GB
+    bench train_1.7b_ac "$PY" benchmarks/gpu_train.py --size 1.7b --activation-checkpointing \
+        --out "$OUT/train_1.7b_ac.json"
+    bench deepspeed "$PY" benchmarks/gpu_deepspeed.py --size 0.6b --stages 2,3 --stage-timeout 180 \
+        --out "$OUT/deepspeed_0.6b.json"
+    bench inference "$PY" benchmarks/gpu_inference.py --batch-sizes 1,8,16,32,64 --out "$OUT/inference_0.6b.json"
+    bench train_1.7b "$PY" benchmarks/gpu_train.py --size 1.7b --out "$OUT/train_1.7b.json"
+    echo "failed: ${failed[*]:-none}"
+    [ ${#failed[@]} -eq 0 ]
 } 2>&1 | tee "$OUT/gpu_check.log"
