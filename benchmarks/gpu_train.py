@@ -2,6 +2,16 @@
 
     python benchmarks/gpu_train.py [--size 0.6b|1.7b] [--activation-checkpointing] [--out train.json]
     python benchmarks/gpu_train.py --smoke        # tiny model, CPU, fp32, 3 steps: what the test suite runs
+    python benchmarks/gpu_train.py --profile [--steps 5]   # + where the time goes (torch.profiler, timed split)
+
+Variants, to find what limits the step: ``--attn eager``, ``--encoder-attn batched`` (all 8-s windows of a
+micro-batch in one padded SDPA call instead of transformers' Python loop of one call per window),
+``--fused-adamw``, ``--no-encoder-grad`` (audio encoder frozen: a different objective, it only shows the
+encoder's share; its MFU still counts the encoder's backward, so compare s/step), ``--batch-size 32 --grad-accum 1`` (same clips per step, one big micro-batch).
+With ``--profile``, after the timed steps one more step is run with ``torch.cuda.synchronize`` timers around
+moving the batch to the device, the encoder forward, the rest of the forward, backward, clipping and the
+optimizer step, then 2 steps under ``torch.profiler`` (CPU + CUDA); both op tables (by self CUDA time and by
+self CPU time), the GPU-busy time per step and the counts of kernels and host-device syncs go to the output.
 
 The model is the published 0.6B (or 1.7B) architecture (``polyglot_lion.model.sizes``) randomly initialised in
 process, fp32 master weights under bf16 autocast, AdamW, gradient clipping at 1.0 -- the step of
@@ -93,6 +103,40 @@ def synthetic_examples(encoder, n: int, min_s: float, max_s: float, text_tokens_
     return examples
 
 
+_WINDOW_LAYOUT: dict = {}
+
+
+def batched_window_attention(self, hidden_states: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen=None,
+                             **kwargs) -> torch.Tensor:
+    """Drop-in for ``Qwen3ASRAudioAttention.forward`` (non-flash path): the packed frames are scattered into a
+    (windows, heads, longest window, head_dim) batch and attended in ONE ``scaled_dot_product_attention`` call with
+    a key-padding mask, instead of one call per window after ``lengths.tolist()``. Same result; the layout is
+    built once per forward (one host sync) and shared by all layers through ``cu_seqlens``' identity."""
+    import torch.nn.functional as F
+
+    n_frames = hidden_states.shape[0]
+    if _WINDOW_LAYOUT.get("cu") is not cu_seqlens:
+        lengths = (cu_seqlens[1:] - cu_seqlens[:-1]).long()
+        n_win, device = lengths.numel(), hidden_states.device
+        width = int(lengths.max())
+        win = torch.repeat_interleave(torch.arange(n_win, device=device), lengths, output_size=n_frames)
+        pos = torch.arange(n_frames, device=device) - cu_seqlens[:-1].long()[win]
+        key_mask = (torch.arange(width, device=device) < lengths[:, None])[:, None, None, :]
+        _WINDOW_LAYOUT.update(cu=cu_seqlens, win=win, pos=pos, mask=key_mask, n=n_win, w=width)
+    lay = _WINDOW_LAYOUT
+
+    def padded(x: torch.Tensor) -> torch.Tensor:  # (frames, heads, dim) -> (windows, heads, width, dim)
+        x = x.reshape(n_frames, self.num_heads, -1)
+        out = x.new_zeros(lay["n"], lay["w"], self.num_heads, x.shape[-1])
+        out[lay["win"], lay["pos"]] = x
+        return out.transpose(1, 2)
+
+    q, k, v = (padded(proj(hidden_states)) for proj in (self.q_proj, self.k_proj, self.v_proj))
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=lay["mask"], scale=self.scaling)
+    out = out.transpose(1, 2)[lay["win"], lay["pos"]]  # back to the packed (frames, heads, dim)
+    return self.out_proj(out.reshape(n_frames, -1))
+
+
 def training_flops(config, batch: dict) -> float:
     """Model FLOPs of forward + backward (3 x forward) for one micro-batch; see the module docstring."""
     from transformers.models.qwen3_asr.modeling_qwen3_asr import (
@@ -141,6 +185,14 @@ def main() -> None:
     ap.add_argument("--max-seconds", type=float, default=15.0, help="longest synthetic clip")
     ap.add_argument("--text-tokens-per-s", type=float, default=4.0, help="transcript tokens per second of audio")
     ap.add_argument("--activation-checkpointing", action="store_true", help="recompute activations in backward")
+    ap.add_argument("--attn", choices=["sdpa", "eager"], default="sdpa", help="attention implementation")
+    ap.add_argument("--encoder-attn", choices=["loop", "batched"], default="loop",
+                    help="audio-encoder window attention: transformers' per-window loop, or one padded call")
+    ap.add_argument("--fused-adamw", action="store_true", help="torch.optim.AdamW(fused=True) (CUDA only)")
+    ap.add_argument("--no-encoder-grad", action="store_true",
+                    help="freeze the audio encoder (its share of the step; not the platform's objective)")
+    ap.add_argument("--profile", action="store_true",
+                    help="after the timed steps: one step with synchronize timers per phase, 2 under torch.profiler")
     ap.add_argument("--lr", type=float, default=1e-5, help="AdamW learning rate")
     ap.add_argument("--peak-tflops", type=float, default=None, help="override the card's peak bf16 TFLOP/s")
     ap.add_argument("--seed", type=int, default=0, help="seed for weights and data")
@@ -167,11 +219,21 @@ def main() -> None:
     # --- model, optimizer -----------------------------------------------------------------------------------
     model, processor = build_model(args.size, args.smoke, args.seed)
     model.to(device).train()
+    if args.attn != "sdpa":
+        model.set_attn_implementation(args.attn)
+    if args.encoder_attn == "batched":
+        from transformers.models.qwen3_asr import modeling_qwen3_asr
+
+        modeling_qwen3_asr.Qwen3ASRAudioAttention.forward = batched_window_attention
+    audio_tower = model.model.audio_tower
+    if args.no_encoder_grad:
+        audio_tower.requires_grad_(False)
     if args.activation_checkpointing:
         model.activation_checkpointing_enable()
     n_params = sum(p.numel() for p in model.parameters())
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
+    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01,
+                                  **({"fused": True} if args.fused_adamw and device.type == "cuda" else {}))
 
     # --- data: one optimizer step's worth of clips, bucketed into micro-batches, reused every step -----------
     encoder = PromptEncoder(processor)
@@ -213,6 +275,17 @@ def main() -> None:
     sync()
     elapsed = time.perf_counter() - t0
 
+    profile = None
+    if args.profile:
+        try:
+            profile = profile_steps(model, audio_tower, micro_batches, optimizer, params, device, use_bf16, sync,
+                                    optimizer_step)
+        except Exception as exc:  # keep the timed result even if the profiler fails on this torch
+            import traceback
+
+            traceback.print_exc()
+            profile = {"error": repr(exc)}
+
     model_tflops_per_s = step_flops * args.steps / elapsed / 1e12
     if device.type == "cuda":
         peak_memory_gib, memory_source = torch.cuda.max_memory_allocated(device) / 2**30, "cuda_max_allocated"
@@ -229,16 +302,104 @@ def main() -> None:
         "model_tflops_per_s": model_tflops_per_s, "peak_tflops": peak,
         "mfu": model_tflops_per_s / peak if peak else None, "peak_memory_gib": peak_memory_gib,
         "memory_source": memory_source, "final_loss": loss,
+        "variant": {"attn": args.attn, "encoder_attn": args.encoder_attn, "fused_adamw": args.fused_adamw,
+                    "no_encoder_grad": args.no_encoder_grad},
+        "profile": profile,
     }
     print(f"{result['size']} on {device_name}: {result['samples_per_s']:.2f} samples/s, "
           f"{result['audio_s_per_s']:.1f} audio-s/s, {model_tflops_per_s:.1f} TFLOP/s"
           + (f" = {result['mfu']:.1%} MFU of {peak:g}" if peak else " (MFU: peak unknown)")
           + f", peak memory {peak_memory_gib:.1f} GiB ({memory_source})")
+    if profile and "error" not in profile:
+        print(profile["table_by_self_cuda"])
+        print(profile["table_by_self_cpu"])
+        print("split of one step (s, synchronize timers):", json.dumps(profile["split_s"]))
+        print(f"profiled: {profile['wall_s_per_step']:.3f} s/step wall, GPU busy {profile['gpu_busy_s_per_step']:.3f}"
+              f" s/step, {profile['kernels_per_step']} kernels/step, syncs/step {json.dumps(profile['syncs_per_step'])}")
     line = json.dumps(result)
     print(line)
     if args.out:
         with open(args.out, "w") as f:
             f.write(line + "\n")
+
+
+def profile_steps(model, audio_tower, micro_batches, optimizer, params, device, use_bf16, sync,
+                  optimizer_step, n_profiled: int = 2) -> dict:
+    """One step with synchronize timers around each phase, then ``n_profiled`` steps under torch.profiler."""
+    from torch.profiler import ProfilerActivity, profile
+
+    split = dict.fromkeys(["to_device", "forward_encoder", "forward_rest", "backward", "clip", "optimizer"], 0.0)
+    marks = {}
+
+    def pre_hook(module, args, kwargs):
+        sync()
+        marks["enc0"] = time.perf_counter()
+
+    def post_hook(module, args, kwargs, output):
+        sync()
+        marks["enc1"] = time.perf_counter()
+
+    handles = [audio_tower.register_forward_pre_hook(pre_hook, with_kwargs=True),
+               audio_tower.register_forward_hook(post_hook, with_kwargs=True)]
+    sync()
+    t_step = time.perf_counter()
+    for batch in micro_batches:
+        t0 = time.perf_counter()
+        inputs = {k: v.to(device, non_blocking=True) for k, v in batch.items() if torch.is_tensor(v)}
+        sync()
+        t1 = time.perf_counter()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            loss = model(**inputs, use_cache=False).loss / len(micro_batches)
+        sync()
+        t2 = time.perf_counter()
+        loss.backward()
+        sync()
+        t3 = time.perf_counter()
+        split["to_device"] += t1 - t0
+        split["forward_encoder"] += marks["enc1"] - marks["enc0"]
+        split["forward_rest"] += (t2 - t1) - (marks["enc1"] - marks["enc0"])
+        split["backward"] += t3 - t2
+    t0 = time.perf_counter()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    sync()
+    t1 = time.perf_counter()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    sync()
+    split["clip"], split["optimizer"] = t1 - t0, time.perf_counter() - t1
+    split["total"] = time.perf_counter() - t_step
+    for h in handles:
+        h.remove()
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    sync()
+    t0 = time.perf_counter()
+    with profile(activities=activities) as prof:
+        for _ in range(n_profiled):
+            optimizer_step()
+        sync()
+    wall = (time.perf_counter() - t0) / n_profiled
+    averages = prof.key_averages()
+
+    def table(key: str) -> str:
+        try:
+            return averages.table(sort_by=key, row_limit=25, max_name_column_width=60)
+        except (AttributeError, KeyError, ValueError):  # newer torch: "device" instead of "cuda"
+            return averages.table(sort_by=key.replace("cuda", "device"), row_limit=25, max_name_column_width=60)
+
+    kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    sync_names = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize", "aten::item",
+                  "aten::_local_scalar_dense", "cudaMemcpyAsync")
+    syncs = {name: sum(e.count for e in averages if e.key == name) / n_profiled for name in sync_names}
+    return {
+        "split_s": {k: round(v, 4) for k, v in split.items()},
+        "profiled_steps": n_profiled, "wall_s_per_step": wall,
+        "gpu_busy_s_per_step": sum(e.time_range.elapsed_us() for e in kernels) / 1e6 / n_profiled,
+        "kernels_per_step": len(kernels) / n_profiled,
+        "syncs_per_step": {k: v for k, v in syncs.items() if v},
+        "table_by_self_cuda": table("self_cuda_time_total"),
+        "table_by_self_cpu": table("self_cpu_time_total"),
+    }
 
 
 if __name__ == "__main__":
