@@ -96,26 +96,29 @@ def clip_frames(store: str, base: str) -> dict[str, tuple[int, int]]:
 
 
 def replay_our_batches(store: str, plan: str, frames: dict, epochs: int, window: int, max_frames: int,
-                       max_batch_size: int) -> list[list[str]]:
+                       max_batch_size: int, shuffle_buffer: int) -> list[list[str]]:
     """The micro-batches (as id lists) that ours trains on in ``epochs`` epochs: the row order of
-    ``read_balanced`` (store shards in order, each row repeated as the plan says) bucketed as
-    ``train.data.iter_micro_batches`` does, with the same seeds."""
+    ``read_balanced`` (shards in ``shard_order``, each row repeated as the plan says), mixed by ``shuffle_rows``
+    and bucketed as ``train.data.iter_micro_batches`` does, with the same seeds."""
     from collections import Counter
 
     import pyarrow.parquet as pq
 
-    from polyglot_lion.data.balance import read_plan
+    from polyglot_lion.data.balance import read_plan, shard_order
     from polyglot_lion.data.store import list_partitions
     from polyglot_lion.model.prompts import bucket_batches
+    from polyglot_lion.train.data import shuffle_rows
 
     table = read_plan(plan)
     counts = Counter(table["id"].to_pylist())
     wanted = set(table["dataset"].to_pylist())
-    rows = [uid for p in list_partitions(store, "train") if p.dataset in wanted for f in p.files
-            for uid in pq.read_table(f, columns=["id"])["id"].to_pylist() for _ in range(counts.get(uid, 0))]
+    files = shard_order([f for p in list_partitions(store, "train") if p.dataset in wanted for f in p.files], SEED)
+    stream = [uid for f in files for uid in pq.read_table(f, columns=["id"])["id"].to_pylist()
+              for _ in range(counts.get(uid, 0))]
     batches = []
     for epoch in range(epochs):
         seed = SEED * 1000 + epoch
+        rows = list(shuffle_rows(iter(stream), shuffle_buffer, seed))  # rank 0
         for chunk, start in enumerate(range(0, len(rows), window)):
             items = rows[start:start + window]
             lengths = [frames[uid][1] for uid in items]
@@ -224,7 +227,7 @@ def run_ours(store: str, plan: str, base: str, work: Path, steps: int, args, thr
         f"train.max_steps={steps}", f"train.log_every={args.log_every}", "train.dev_every=0",
         f"train.checkpoint_every={steps}", "scaling.num_workers=1", f"scaling.torch_threads={threads}",
         f"data.max_frames_per_batch={args.max_frames}", f"data.max_batch_size={args.max_batch_size}",
-        f"data.bucket_window={args.bucket_window}"])
+        f"data.bucket_window={args.bucket_window}", f"data.shuffle_buffer={args.shuffle_buffer}"])
     # Ray starts its workers at nice 15 and the reference runs at 0: on a busy machine that alone would decide.
     saved = os.environ.get("RAY_worker_niceness")
     os.environ["RAY_worker_niceness"] = "0"
@@ -394,6 +397,7 @@ def main() -> int:
     ap.add_argument("--max-frames", type=int, default=8000, help="ours: data.max_frames_per_batch (default 8000)")
     ap.add_argument("--max-batch-size", type=int, default=16, help="ours: data.max_batch_size (default 16)")
     ap.add_argument("--bucket-window", type=int, default=256, help="ours: data.bucket_window (default 256)")
+    ap.add_argument("--shuffle-buffer", type=int, default=2048, help="ours: data.shuffle_buffer (default 2048)")
     ap.add_argument("--ours-threads", type=int, nargs="+", default=None,
                     help="ours: scaling.torch_threads, one run of ours per value (0 = Ray's default, one thread per "
                          "CPU the worker reserves); the first is held to the targets (default: the config's)")
@@ -413,7 +417,7 @@ def main() -> int:
     store, plan, base = build_data(work, args.clips)
     frames = clip_frames(store, base)
     batches = replay_our_batches(store, plan, frames, args.epochs, args.bucket_window, args.max_frames,
-                                 args.max_batch_size)
+                                 args.max_batch_size, args.shuffle_buffer)
     expected = replay_stats(batches, frames)
     batch_size = round(expected["mean_clips_per_step"])
     plan_rows = expected["clips"] // args.epochs
@@ -447,7 +451,8 @@ def main() -> int:
         "setup": {"clips": args.clips, "plan_rows": plan_rows, "epochs": args.epochs, "repeats": args.repeats,
                   "cores": os.cpu_count(), "audio_hours_per_epoch": audio_h,
                   "ours_knobs": {"max_frames_per_batch": args.max_frames, "max_batch_size": args.max_batch_size,
-                                 "bucket_window": args.bucket_window, "torch_threads": threads},
+                                 "bucket_window": args.bucket_window,
+                                 "shuffle_buffer": args.shuffle_buffer, "torch_threads": threads},
                   "reference_batch_size": batch_size, "log_every": args.log_every, "ours_replayed": expected},
         "summary": summary, "runs": runs, "audio_s_per_s_ratio": ratio,
         "targets": {"audio_s_per_s_ratio_ge_1.3": ratio >= 1.3,

@@ -13,6 +13,7 @@ from polyglot_lion.data.balance import (
     plan_temperature,
     plan_two_stage,
     replicate_subsample,
+    shard_order,
     temperature_targets,
     write_plan,
 )
@@ -141,3 +142,12 @@ def test_expand_rows():
     out = expand_rows(batch, {"a": 2, "c": 1})
     assert out["id"].to_pylist() == ["a", "a", "c"]
     assert out["repeat"].to_pylist() == [0, 1, 0]
+
+
+def test_shard_order_spreads_datasets():
+    files = [f"data/train/{lang}/{ds}/part-{i:05d}.parquet" for lang, ds in (("en", "nsc"), ("zh", "aishell1"),
+                                                                               ("ta", "slr127")) for i in range(4)]
+    a = shard_order(files, seed=0)
+    assert sorted(a) == sorted(files) and a == shard_order(list(reversed(files)), seed=0)  # input order irrelevant
+    assert a != shard_order(files, seed=1)
+    assert len({f.split("/")[3] for f in a[:4]}) >= 2  # not dataset after dataset

@@ -28,6 +28,26 @@ def test_bad_config_names_the_key(tmp_path):
     assert "data.store: " in msg and "is not a store" in msg
 
 
+def test_shuffle_rows_mixes_datasets_deterministically():
+    from polyglot_lion.train.data import shuffle_rows
+
+    # the store streams dataset after dataset (here 4 x 300 rows); the buffer must mix them
+    stream = [(ds, i) for ds in "abcd" for i in range(300)]
+    out = list(shuffle_rows(iter(stream), 400, seed=7))
+    assert sorted(out) == sorted(stream)  # every row exactly once
+    assert out == list(shuffle_rows(iter(stream), 400, seed=7))  # resume replays the same order
+    assert out != list(shuffle_rows(iter(stream), 400, seed=8))
+    first = {ds for ds, _ in out[:100]}
+    assert len(first) >= 2, first  # stream order would give only 'a'
+    assert list(shuffle_rows(iter(stream), 0, seed=7)) == stream  # 0: off
+    assert sorted(shuffle_rows(iter(stream[:5]), 400, seed=1)) == stream[:5]
+
+
+def test_negative_shuffle_buffer_is_refused():
+    with pytest.raises(ConfigError, match=r"data.shuffle_buffer must be >= 0 \(is -1\)"):
+        load_config(CONFIG, ["data.shuffle_buffer=-1"], check_paths=False)
+
+
 @pytest.mark.ray
 def test_train_checkpoint_resume_and_mlflow(tmp_path, corpus_store):
     from mlflow.tracking import MlflowClient

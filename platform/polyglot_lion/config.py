@@ -35,7 +35,7 @@ class DataSection:
     store: str = _f("", "store folder written by 'polyglot-lion prepare' (required)")
     plan: str = _f("", "balance plan folder written by 'polyglot-lion balance' (required)")
     dev_split: str = _f("dev", "split used for the periodic dev loss ('' for none)")
-    dev_max_utterances: int = _f(64, "at most this many dev utterances per evaluation")
+    dev_max_utterances: int = _f(64, "at most this many dev utterances per evaluation, as many from each dataset")
     target_mode: str = _f("agnostic", "agnostic: 'language None<asr_text>text' (paper); tagged: the language name",
                           choices=("agnostic", "tagged"))
     max_frames_per_batch: int = _f(24000, "duration bucketing budget: batch size x longest clip in mel frames "
@@ -43,6 +43,8 @@ class DataSection:
     max_batch_size: int = _f(32, "at most this many clips per batch")
     fixed_batch_size: int = _f(0, "if > 0, fixed-size batches instead of duration buckets")
     bucket_window: int = _f(512, "clips sorted by length together when bucketing (bigger: less padding, less random)")
+    shuffle_buffer: int = _f(2048, "rows mixed in the worker's seeded shuffle buffer before bucketing (the store "
+                                   "streams dataset by dataset; 0: stream order)")
 
 
 @dataclass
@@ -187,6 +189,8 @@ def _semantic_problems(cfg: Config, check_paths: bool) -> list[str]:
                    ("data.max_frames_per_batch", cfg.data.max_frames_per_batch)):
         if v < 1:
             out.append(f"{key} must be >= 1 (is {v})")
+    if cfg.data.shuffle_buffer < 0:
+        out.append(f"data.shuffle_buffer must be >= 0 (is {cfg.data.shuffle_buffer})")
     if not t.lr > 0:
         out.append(f"train.lr must be > 0 (is {t.lr})")
     if not 0 <= t.warmup_ratio < 1:

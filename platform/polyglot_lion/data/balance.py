@@ -228,11 +228,20 @@ def expand_rows(batch: pa.Table, counts: dict[str, int]) -> pa.Table:
     return out.append_column("repeat", pa.array(repeat, pa.int32()))
 
 
-def read_balanced(store: str, plan_dir: str, split: str = "train", columns: list[str] | None = None):
+def shard_order(files: list[str], seed: int) -> list[str]:
+    """The store's shard files in a seeded random order, so every dataset is spread over the stream."""
+    files = sorted(files)
+    return [files[i] for i in np.random.default_rng(seed).permutation(len(files))]
+
+
+def read_balanced(store: str, plan_dir: str, split: str = "train", columns: list[str] | None = None,
+                  seed: int = 0):
     """A Ray Dataset of the store's utterances, each repeated as the plan says (audio read once per shard).
 
-    Rows come in shard order, not plan order: shuffle downstream (``random_shuffle`` or the trainer's
-    local shuffle buffer). The multiset of (id, repeat) equals the plan's.
+    The store is partitioned by language and dataset, so reading it in order would feed a trainer one dataset
+    after another. The shard files are read in a seeded random order instead (every dataset spread over the
+    stream), and the trainer mixes rows further in a shuffle buffer (``train.data.shuffle_rows``): repeats of
+    an utterance come out of ``expand_rows`` side by side. The multiset of (id, repeat) equals the plan's.
     """
     import ray
 
@@ -241,7 +250,7 @@ def read_balanced(store: str, plan_dir: str, split: str = "train", columns: list
     plan = read_plan(plan_dir)
     counts = Counter(plan["id"].to_pylist())
     wanted = set(plan["dataset"].to_pylist())
-    files = [f for p in list_partitions(store, split) if p.dataset in wanted for f in p.files]
+    files = shard_order([f for p in list_partitions(store, split) if p.dataset in wanted for f in p.files], seed)
     counts_ref = ray.put(dict(counts))
     # Light stages: fractional CPUs, so they fit beside a training worker on a small node.
     ds = ray.data.read_parquet(files, columns=columns, num_cpus=0.25)

@@ -2,7 +2,11 @@
 bucketed by duration in the worker.
 
 Ray Data (CPU):   store shards -> expand by the plan's counts -> decode FLAC -> mel features + token ids
-Train worker:     rows (in a deterministic order) -> windows of ``bucket_window`` -> duration buckets -> tensors
+Train worker:     rows (in a deterministic order) -> seeded shuffle buffer -> windows of ``bucket_window`` ->
+                  duration buckets -> tensors
+
+Everything in the worker is a pure function of the row order and the seed, so a resumed run replays the same
+micro-batches.
 """
 
 from __future__ import annotations
@@ -43,6 +47,24 @@ def row_to_example(row: dict) -> Example:
     feats = np.frombuffer(row["features"], np.float16).astype(np.float32).reshape(row["n_mels"], -1)
     return Example(np.asarray(row["input_ids"], np.int64), np.asarray(row["labels"], np.int64), feats,
                    int(row["n_frames"]))
+
+
+def shuffle_rows(rows, buffer_size: int, seed: int):
+    """Mix a stream in a buffer of ``buffer_size`` rows (seeded; 0 or 1 = stream order). Every row comes out once."""
+    if buffer_size <= 1:
+        yield from rows
+        return
+    rng = np.random.default_rng(seed)
+    buf: list = []
+    for row in rows:
+        if len(buf) < buffer_size:
+            buf.append(row)
+            continue
+        j = int(rng.integers(buffer_size))
+        yield buf[j]
+        buf[j] = row
+    for j in rng.permutation(len(buf)):
+        yield buf[j]
 
 
 def iter_micro_batches(rows, pad_id: int, seed: int, window: int, max_frames: int, max_batch_size: int,

@@ -21,7 +21,7 @@ import time
 import torch
 
 from ..config import build_config
-from .data import iter_micro_batches
+from .data import iter_micro_batches, shuffle_rows
 
 STATE_FILE = "training_state.json"
 OPTIM_FILE = "optimizer.pt"
@@ -131,7 +131,7 @@ def train_loop_per_worker(config: dict) -> None:
     dev_shard = ray.train.get_dataset_shard("dev") if config.get("has_dev") else None
 
     def micro_batches(epoch: int):
-        rows = train_shard.iter_rows()
+        rows = shuffle_rows(train_shard.iter_rows(), data.shuffle_buffer, seed=cfg.run.seed * 1000 + epoch + rank)
         return iter_micro_batches(rows, pad_id, seed=cfg.run.seed * 1000 + epoch, window=data.bucket_window,
                                   max_frames=data.max_frames_per_batch, max_batch_size=data.max_batch_size,
                                   fixed_batch_size=data.fixed_batch_size)

@@ -94,12 +94,15 @@ def build_datasets(cfg: Config, base_model_dir: str) -> dict:
     cols = ["id", "audio", "text", "language", "duration_s"]
     featurize = dict(fn_constructor_args=(base_model_dir, cfg.data.target_mode), batch_format="pyarrow",
                      batch_size=32, num_cpus=0.5, compute=ray.data.ActorPoolStrategy(min_size=1, max_size=2))
-    out = {"train": read_balanced(cfg.data.store, cfg.data.plan, columns=cols).map_batches(Featurize, **featurize)}
-    if cfg.data.dev_split and list_partitions(cfg.data.store, cfg.data.dev_split):
-        files = [f for p in list_partitions(cfg.data.store, cfg.data.dev_split) for f in p.files]
-        # small: featurised once up front, so evaluating never competes with the train pipeline for CPUs
-        out["dev"] = (ray.data.read_parquet(files, columns=cols, num_cpus=0.25).limit(cfg.data.dev_max_utterances)
-                      .map_batches(Featurize, **featurize).materialize())
+    out = {"train": read_balanced(cfg.data.store, cfg.data.plan, columns=cols, seed=cfg.run.seed)
+             .map_batches(Featurize, **featurize)}
+    parts = list_partitions(cfg.data.store, cfg.data.dev_split) if cfg.data.dev_split else []
+    if parts:
+        # The same number of utterances from every dataset (the dev loss is about all languages, not the first
+        # shard's); small, so featurised once up front and never competing with the train pipeline for CPUs.
+        each = max(1, cfg.data.dev_max_utterances // len(parts))
+        dev = [ray.data.read_parquet(sorted(p.files), columns=cols, num_cpus=0.25).limit(each) for p in parts]
+        out["dev"] = (dev[0].union(*dev[1:]) if len(dev) > 1 else dev[0]).map_batches(Featurize, **featurize).materialize()
     return out
 
 
@@ -145,7 +148,8 @@ def train(cfg: Config, inject_crash_at_step: int | None = None) -> dict:
                 checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.train.keep_checkpoints),
                 failure_config=ray.train.FailureConfig(max_failures=cfg.scaling.max_failures)),
             datasets=datasets,
-            dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
+            # one worker reads the whole stream itself: no split coordinator actor between it and the pipeline
+            dataset_config=ray.train.DataConfig(datasets_to_split=["train"] if cfg.scaling.num_workers > 1 else []),
         )
         result = trainer.fit()
     finally:
