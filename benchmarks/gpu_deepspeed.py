@@ -49,10 +49,11 @@ def run_stage(args) -> dict:
     """One ZeRO stage in this process; returns its result dict."""
     import deepspeed
     import torch.distributed as dist
+    from transformers import Qwen3ASRForConditionalGeneration
+
     from polyglot_lion.config import build_config
     from polyglot_lion.model.prompts import PromptEncoder, bucket_batches, collate
     from polyglot_lion.train.zero import check_deepspeed_config, deepspeed_config
-    from transformers import Qwen3ASRForConditionalGeneration
 
     for k, v in (("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", str(29500 + args.stage)), ("RANK", "0"),
                  ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0")):

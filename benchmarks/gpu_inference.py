@@ -43,9 +43,10 @@ def tone(seconds: float, freq: float, rng: np.random.Generator) -> np.ndarray:
 
 def build_model(smoke: bool, seed: int):
     """(model, processor): tiny for --smoke, else the real 0.6B with the tiny in-process tokenizer."""
+    from transformers import Qwen3ASRForConditionalGeneration
+
     from polyglot_lion.model.sizes import qwen3_asr_0_6b_config
     from polyglot_lion.model.tiny import build_tiny_model, build_tiny_processor
-    from transformers import Qwen3ASRForConditionalGeneration
 
     if smoke:
         return build_tiny_model(TOKENIZER_TEXTS, seed=seed)

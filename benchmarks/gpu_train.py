@@ -68,9 +68,10 @@ def peak_tflops(device_name: str) -> float | None:
 def build_model(size: str, smoke: bool, seed: int):
     """(model, processor): the tiny model for --smoke, else the real ``size`` with the tiny in-process tokenizer
     (its prompts drive the model; the embedding keeps the real 151,936 rows)."""
+    from transformers import Qwen3ASRForConditionalGeneration
+
     from polyglot_lion.model.sizes import qwen3_asr_config
     from polyglot_lion.model.tiny import build_tiny_model, build_tiny_processor
-    from transformers import Qwen3ASRForConditionalGeneration
 
     if smoke:
         return build_tiny_model(TOKENIZER_TEXTS, seed=seed)
