@@ -1,6 +1,6 @@
 """Ray job / script: the paper's two claims in miniature (balanced vs natural sampling; agnostic vs tagged).
 
-    python jobs/experiments/balance_ablation.py --out runs/ablation --budget 75m        # CPU, ~75 minutes
+    python jobs/experiments/balance_ablation.py --out runs/ablation --budget 60m        # CPU, ~60 minutes
     python jobs/experiments/balance_ablation.py --out runs/ablation-gpu --preset small --budget 4000,1500
     python jobs/experiments/balance_ablation.py --out /tmp/abl --smoke                  # seconds per stage
     ray job submit --address http://127.0.0.1:8265 --runtime-env cluster/runtime_env.yaml -- \
@@ -39,11 +39,11 @@ def main(argv=None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="output folder (corpus, store, runs, results)")
-    p.add_argument("--budget", default="75m", help="75m (minutes, calibrated on this machine) or BASE,FT steps")
+    p.add_argument("--budget", default="60m", help="60m (minutes, calibrated on this machine) or BASE,FT steps")
     p.add_argument("--preset", default="tiny", choices=("tiny", "small"), help="model size (small: for a GPU)")
     p.add_argument("--seeds", default="0,1", help="seeds of the natural vs two-stage comparison (default 0,1)")
-    p.add_argument("--train-utterances", type=int, default=2400, help="synthetic train utterances (default 2400)")
-    p.add_argument("--eval-utterances", type=int, default=10, help="test utterances per dataset (default 10)")
+    p.add_argument("--train-utterances", type=int, default=4800, help="synthetic train utterances (default 4800)")
+    p.add_argument("--eval-utterances", type=int, default=20, help="test utterances per dataset (default 20)")
     p.add_argument("--torch-threads", type=int, default=2, help="torch threads of the training worker")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default sqlite:///OUT/mlflow.db)")
     p.add_argument("--smoke", action="store_true", help="tiny sizes and steps: checks that every stage runs")

@@ -43,6 +43,8 @@ class DataSection:
     max_batch_size: int = _f(32, "at most this many clips per batch")
     fixed_batch_size: int = _f(0, "if > 0, fixed-size batches instead of duration buckets")
     bucket_window: int = _f(512, "clips sorted by length together when bucketing (bigger: less padding, less random)")
+    featurize_actors: int = _f(4, "at most this many Ray Data actors decode and featurise (0.5 CPU each); on a "
+                                  "small node keep their CPUs + the workers' within the node's")
     shuffle_buffer: int = _f(2048, "rows mixed in the worker's seeded shuffle buffer before bucketing (the store "
                                    "streams dataset by dataset; 0: stream order)")
 
@@ -186,7 +188,8 @@ def _semantic_problems(cfg: Config, check_paths: bool) -> list[str]:
     for key, v in (("train.max_steps", t.max_steps), ("train.grad_accum", t.grad_accum),
                    ("train.log_every", t.log_every), ("train.checkpoint_every", t.checkpoint_every),
                    ("train.keep_checkpoints", t.keep_checkpoints), ("data.max_batch_size", cfg.data.max_batch_size),
-                   ("data.max_frames_per_batch", cfg.data.max_frames_per_batch)):
+                   ("data.max_frames_per_batch", cfg.data.max_frames_per_batch),
+                   ("data.featurize_actors", cfg.data.featurize_actors)):
         if v < 1:
             out.append(f"{key} must be >= 1 (is {v})")
     if cfg.data.shuffle_buffer < 0:

@@ -1,8 +1,8 @@
 """The paper's two claims in miniature, run entirely through the platform: balanced vs natural sampling, and
 language-agnostic vs tagged targets.
 
-    python jobs/experiments/balance_ablation.py --out runs/ablation --budget-minutes 75        # CPU miniature
-    python jobs/experiments/balance_ablation.py --out runs/ablation-gpu --preset small --budget-steps 3000,6000
+    python jobs/experiments/balance_ablation.py --out runs/ablation --budget 60m        # CPU miniature
+    python jobs/experiments/balance_ablation.py --out runs/ablation-gpu --preset small --budget 6000,3000
     python jobs/experiments/balance_ablation.py --out /tmp/abl --smoke                          # the test suite
 
 1. a skewed synthetic corpus shaped like the paper's Table 1 (dev and test sets per dataset) -> the store;
@@ -32,9 +32,9 @@ class AblationOptions:
     preset: str = "tiny"
     base_steps: int | None = None  # None: from budget_minutes
     ft_steps: int | None = None
-    budget_minutes: float = 75.0
-    train_utterances: int = 2400
-    eval_utterances: int = 10
+    budget_minutes: float = 60.0
+    train_utterances: int = 4800
+    eval_utterances: int = 20
     max_eval_utterances: int | None = None
     smoke: bool = False
     tracking_uri: str | None = None
@@ -67,14 +67,24 @@ def _overrides(opts: AblationOptions, store: str, plan: str, name: str, seed: in
             f"scaling.torch_threads={opts.torch_threads}", "data.dev_max_utterances=48"]
 
 
-def _calibrate(opts: AblationOptions, store: str, plan: str, db: str) -> float:
-    """Optimizer steps per second of this machine on this model (a short run, startup excluded)."""
+def _calibrate(opts: AblationOptions, store: str, plan: str, db: str) -> tuple[float, float]:
+    """(optimizer steps per second once running, seconds a train() call costs besides its steps) on this machine:
+    a short run; the rate is the median over its log windows after the first (start-up, buffer fill)."""
+    import statistics
+
+    from mlflow.tracking import MlflowClient
+
     from .config import load_config
     from .train.run import train
 
-    steps = 40
-    out = train(load_config(CONFIG, _overrides(opts, store, plan, "calibration", 0, steps, db)))
-    return float(out["metrics"]["steps_per_s"])
+    steps = 200
+    t = time.time()
+    out = train(load_config(CONFIG, _overrides(opts, store, plan, "calibration", 0, steps, db) + ["train.log_every=20"]))
+    wall = time.time() - t
+    history = MlflowClient(tracking_uri=db).get_metric_history(out["mlflow_run_id"], "steps_per_s")
+    rates = [m.value for m in sorted(history, key=lambda m: m.step)][1:]
+    rate = statistics.median(rates) if rates else steps / wall
+    return rate, max(0.0, wall - steps / rate)
 
 
 def run_ablation(opts: AblationOptions) -> dict:
@@ -122,14 +132,20 @@ def run_ablation(opts: AblationOptions) -> dict:
         # 3. budget -> steps
         if opts.base_steps is None or opts.ft_steps is None:
             t = time.time()
-            rate = _calibrate(opts, store, plans["two-stage-s0"], db)
+            rate, overhead = _calibrate(opts, store, plans["two-stage-s0"], db)
             timings["calibration_s"] = time.time() - t
-            train_s = max(60.0, opts.budget_minutes * 60 * 0.8 - timings["calibration_s"] - timings["corpus_s"])
             n = len(opts.planned_runs())
-            opts.base_steps = opts.base_steps or max(10, int(rate * train_s * 0.4))
-            opts.ft_steps = opts.ft_steps or max(10, int(rate * train_s * 0.6 / n))
-            print(f"calibrated {rate:.2f} steps/s -> base {opts.base_steps} steps, {n} fine-tunes of "
-                  f"{opts.ft_steps} steps", flush=True)
+            # what is left for steps: the budget less what is spent, each train() call's fixed cost, the
+            # evaluations (~30 s a model) and a margin; steps run ~15% slower than the calibrated rate over a
+            # long run (epoch boundaries, checkpoints, dev loss)
+            fixed = timings["calibration_s"] + timings["corpus_s"] + (n + 1) * (overhead + 30)
+            train_s = max(60.0, opts.budget_minutes * 60 * 0.95 - fixed)
+            total = rate * 0.85 * train_s
+            opts.base_steps = opts.base_steps or max(10, int(total * 0.4))
+            opts.ft_steps = opts.ft_steps or max(10, int(total * 0.6 / n))
+            timings.update(calibrated_steps_per_s=rate, train_call_overhead_s=overhead)
+            print(f"calibrated {rate:.2f} steps/s, {overhead:.0f} s per training job -> base {opts.base_steps} "
+                  f"steps, {n} fine-tunes of {opts.ft_steps} steps", flush=True)
 
         # 4. base model: English and Mandarin only
         t = time.time()

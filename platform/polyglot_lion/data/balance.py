@@ -255,7 +255,7 @@ def read_balanced(store: str, plan_dir: str, split: str = "train", columns: list
     # Light stages: fractional CPUs, so they fit beside a training worker on a small node.
     ds = ray.data.read_parquet(files, columns=columns, num_cpus=0.25)
     return ds.map_batches(_ExpandWithPlan, fn_constructor_args=(counts_ref,), batch_format="pyarrow",
-                          num_cpus=0.25, compute=ray.data.ActorPoolStrategy(min_size=1, max_size=2))
+                          num_cpus=0.25, compute=ray.data.ActorPoolStrategy(size=1))
 
 
 class _ExpandWithPlan:

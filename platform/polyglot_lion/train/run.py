@@ -91,9 +91,13 @@ def build_datasets(cfg: Config, base_model_dir: str) -> dict:
     # The v2 Parquet reader adds a file-listing task that asks for a whole CPU; beside a training worker on
     # a 2-CPU node it never got one and the job hung. We pass explicit file lists, so the v1 reader suffices.
     ctx.use_datasource_v2 = False
+    # Ray Data's downstream-capacity backpressure held the featuriser to one task while the trainer starved
+    # (its big feature blocks count against a small object-store budget): training ran at a quarter speed.
+    ctx.downstream_capacity_backpressure_ratio = None
     cols = ["id", "audio", "text", "language", "duration_s"]
     featurize = dict(fn_constructor_args=(base_model_dir, cfg.data.target_mode), batch_format="pyarrow",
-                     batch_size=32, num_cpus=0.5, compute=ray.data.ActorPoolStrategy(min_size=1, max_size=2))
+                     batch_size=32, num_cpus=0.5,
+                     compute=ray.data.ActorPoolStrategy(min_size=1, max_size=cfg.data.featurize_actors))
     out = {"train": read_balanced(cfg.data.store, cfg.data.plan, columns=cols, seed=cfg.run.seed)
              .map_batches(Featurize, **featurize)}
     parts = list_partitions(cfg.data.store, cfg.data.dev_split) if cfg.data.dev_split else []
@@ -148,8 +152,7 @@ def train(cfg: Config, inject_crash_at_step: int | None = None) -> dict:
                 checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.train.keep_checkpoints),
                 failure_config=ray.train.FailureConfig(max_failures=cfg.scaling.max_failures)),
             datasets=datasets,
-            # one worker reads the whole stream itself: no split coordinator actor between it and the pipeline
-            dataset_config=ray.train.DataConfig(datasets_to_split=["train"] if cfg.scaling.num_workers > 1 else []),
+            dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
         )
         result = trainer.fit()
     finally:
