@@ -69,3 +69,12 @@ def test_peak_tflops_table():
     assert gpu_train.peak_tflops("NVIDIA H200") == 989.4
     assert gpu_train.peak_tflops("NVIDIA RTX PRO 6000 Blackwell Workstation Edition") == 503.8
     assert gpu_train.peak_tflops("Some Other GPU") is None
+
+
+def test_gpu_deepspeed_smoke(tmp_path):
+    """The GPU DeepSpeed check (ZeRO-2 and ZeRO-3 without Ray, checkpoint, 16-bit gather, reload) in its CPU mode."""
+    r = run_smoke("gpu_deepspeed", tmp_path)
+    assert r["benchmark"] == "gpu_deepspeed" and r["smoke"] and r["all_ok"]
+    assert [s["stage"] for s in r["stages"]] == [2, 3]
+    for s in r["stages"]:
+        assert s["ok"] and s["gather_load_ok"] and s["n_mismatched"] == 0 and s["n_missing"] == 0

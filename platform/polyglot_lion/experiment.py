@@ -61,7 +61,7 @@ def _overrides(opts: AblationOptions, store: str, plan: str, name: str, seed: in
             f"run.seed={seed}", f"tracking.uri={db}", f"tracking.experiment={EXPERIMENT}",
             "tracking.registered_model=ablation-tiny", f"model.source={source}", f"model.tiny_preset={opts.preset}",
             f"data.target_mode={mode}", f"train.max_steps={steps}", f"train.log_every={every}",
-            f"train.dev_every={0 if opts.smoke else max(1, steps // 4)}", f"train.checkpoint_every={steps}",
+            f"train.dev_every={0 if opts.smoke else every * 3}", f"train.checkpoint_every={steps}",
             f"train.lr={lr}", "train.warmup_ratio=0.05", "train.betas=[0.9, 0.98]", "data.max_frames_per_batch=8000",
             "data.max_batch_size=16", "scaling.num_workers=1", "scaling.cpus_per_worker=1",
             f"scaling.torch_threads={opts.torch_threads}", "data.dev_max_utterances=48"]

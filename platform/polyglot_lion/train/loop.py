@@ -242,7 +242,8 @@ def train_loop_per_worker(config: dict) -> None:
             step += 1
             state = {"step": step, "epoch": epoch, "batches_done": done_in_epoch}
             last = step == tr.max_steps
-            if step % tr.log_every == 0 or step % tr.checkpoint_every == 0 or last:
+            dev_due = dev_shard is not None and tr.dev_every and (step % tr.dev_every == 0 or last)
+            if step % tr.log_every == 0 or step % tr.checkpoint_every == 0 or dev_due or last:
                 elapsed = max(time.time() - window["t0"], 1e-9)
                 metrics = {
                     "step": step, "epoch": epoch, "loss": window["loss"] / max(1, window["micro"]),
@@ -254,7 +255,7 @@ def train_loop_per_worker(config: dict) -> None:
                     "audio_fraction": window["audio_frac"] / max(1, window["micro"]),
                     "peak_memory_mb": _peak_memory_mb(device),
                 }
-                if dev_shard is not None and tr.dev_every and (step % tr.dev_every == 0 or last):
+                if dev_due:
                     metrics["dev_loss"] = dev_loss()
                 window = {"samples": 0, "audio_s": 0.0, "eff": 0.0, "audio_frac": 0.0, "micro": 0, "t0": time.time(),
                           "loss": 0.0}
