@@ -32,7 +32,8 @@ def prepare_base_model(cfg: Config, run_dir: Path) -> str:
             from ..model.loading import _refuse_original
 
             _refuse_original(cfg.model.source)
-        return cfg.model.source
+        # a local folder as an absolute path: Ray workers (the featurisers) do not share the driver's cwd
+        return os.path.abspath(cfg.model.source) if os.path.isdir(cfg.model.source) else cfg.model.source
     base = run_dir / "base_model"
     if not (base / "config.json").exists():
         from ..model.tiny import save_tiny_checkpoint
