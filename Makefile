@@ -12,7 +12,7 @@ DEMO_DIR ?= demo_out
 
 help:
 	@echo "make demo   - the whole story: corpus -> store -> balance -> train -> evaluate -> registry -> bulk -> serve"
-	@echo "make reproduce-mini - the paper's two claims in miniature (BUDGET=60m, ABLATION_OUT=runs/ablation)"
+	@echo "make reproduce-mini - the paper's two claims in miniature (BUDGET=70m, ABLATION_OUT=runs/ablation)"
 	@echo "make test   - run the test suite"
 	@echo "make setup  - install into .venv (and espeak-ng if missing)"
 	@echo "make bench-ingest - corpus import throughput vs a plain loop (see BENCHMARKS.md)"
@@ -41,7 +41,7 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest -q tests
 
-BUDGET ?= 60m
+BUDGET ?= 70m
 ABLATION_OUT ?= runs/ablation
 reproduce-mini: setup
 	$(BIN)/python jobs/experiments/balance_ablation.py --out $(ABLATION_OUT) --budget $(BUDGET)

@@ -151,3 +151,14 @@ def test_shard_order_spreads_datasets():
     assert sorted(a) == sorted(files) and a == shard_order(list(reversed(files)), seed=0)  # input order irrelevant
     assert a != shard_order(files, seed=1)
     assert len({f.split("/")[3] for f in a[:4]}) >= 2  # not dataset after dataset
+
+
+def test_shard_order_passes_each_in_its_own_order():
+    files = [f"data/train/en/nsc/part-{i:05d}.parquet" for i in range(6)]
+    three = shard_order(files, seed=3, passes=3)
+    assert len(three) == 18 and three[:6] == shard_order(files, seed=3)  # pass 0 is the one-pass order
+    for p in range(3):
+        assert sorted(three[p * 6:(p + 1) * 6]) == sorted(files)  # every pass has every shard once
+    assert three[6:12] != three[:6] and three == shard_order(files, seed=3, passes=3)
+    with pytest.raises(ValueError, match="passes must be >= 1"):
+        shard_order(files, seed=0, passes=0)

@@ -130,6 +130,10 @@ def test_cli_end_to_end(corpus, tmp_path, ray_session):
     assert Counter((r["id"], r["repeat"]) for r in rows) == Counter(
         zip(plan["id"].to_pylist(), plan["repeat"].to_pylist()))
     assert all(r["audio"][:4] == b"fLaC" for r in rows[:5])
+    # two epochs in one read: each row twice (data.plan_passes)
+    twice = read_balanced(str(store), str(tmp_path / "plan"), columns=["id"], passes=2).take_all()
+    assert Counter((r["id"], r["repeat"]) for r in twice) == Counter(
+        {k: 2 * v for k, v in Counter(zip(plan["id"].to_pylist(), plan["repeat"].to_pylist())).items()})
 
 
 def test_job_entrypoints_have_help():

@@ -46,6 +46,8 @@ def test_shuffle_rows_mixes_datasets_deterministically():
 def test_negative_shuffle_buffer_is_refused():
     with pytest.raises(ConfigError, match=r"data.shuffle_buffer must be >= 0 \(is -1\)"):
         load_config(CONFIG, ["data.shuffle_buffer=-1"], check_paths=False)
+    with pytest.raises(ConfigError, match=r"data.plan_passes must be >= 1 \(is 0\)"):
+        load_config(CONFIG, ["data.plan_passes=0"], check_paths=False)
 
 
 @pytest.mark.ray
@@ -69,7 +71,9 @@ def test_train_checkpoint_resume_and_mlflow(tmp_path, corpus_store):
     assert {"dev_loss", "lr", "grad_norm", "samples_per_s", "audio_s_per_s", "padding_efficiency",
             "peak_memory_mb"} <= set(client.get_run(first["mlflow_run_id"]).data.metrics)
     state = json.loads(open(f"{second['checkpoint']}/training_state.json").read())
-    assert state["step"] == 6
+    assert state["step"] == 6 and state["read"] == 0
+    epochs = [v for _, v in _history(tmp_path, first["mlflow_run_id"], "epoch")]
+    assert len(epochs) == 2 and 0 < epochs[0] < epochs[1]  # fractional epochs of the plan, growing
     assert sorted(str(v.version) for v in client.search_model_versions("name='polyglot-lion-tiny'")) == ["1", "2"]
 
 
@@ -177,3 +181,29 @@ def test_crashed_worker_restarts_from_latest_checkpoint(tmp_path, corpus_store):
     assert os.path.exists(f"{tmp_path}/runs/crash/.crash_injected")
     assert out["metrics"]["step"] == 6
     assert [s for s, _ in _history(tmp_path, out["mlflow_run_id"])] == [3, 6]
+
+
+@pytest.mark.ray
+def test_restart_replays_the_same_batches_across_passes(tmp_path, corpus_store):
+    """A worker that dies mid-read (two epochs of the plan per read) resumes on exactly the micro-batches an
+    uninterrupted run trains on: every step's loss equals the uninterrupted run's, the replayed step included."""
+    import math
+
+    from polyglot_lion.data.balance import read_plan
+    from polyglot_lion.train.run import train
+
+    store, plan = corpus_store
+    per_pass = math.ceil(read_plan(plan).num_rows / 8)  # about the micro-batches of one epoch (fixed batches of 8)
+    total, cut = per_pass + 4, per_pass - 2  # the checkpoint late in pass 0; the run ends in pass 1
+    kw = {"data.fixed_batch_size": 8, "data.plan_passes": 2, "train.log_every": 1, "train.max_steps": total,
+          "train.checkpoint_every": cut, "scaling.max_failures": 1}
+    full = train(load_config(CONFIG, _overrides(tmp_path, store, plan, "uninterrupted", **kw)))
+    crashed = train(load_config(CONFIG, _overrides(tmp_path, store, plan, "crashed", **kw)),
+                    inject_crash_at_step=cut + 1)
+    want = dict(_history(tmp_path, full["mlflow_run_id"]))
+    got = _history(tmp_path, crashed["mlflow_run_id"])
+    assert sorted(want) == list(range(1, total + 1)) and [s for s, _ in got].count(cut + 1) == 2  # replayed once
+    for step, loss in got:
+        assert loss == pytest.approx(want[step], rel=1e-4, abs=1e-5), (step, loss, want[step])
+    epochs = [v for _, v in _history(tmp_path, full["mlflow_run_id"], "epoch")]
+    assert epochs[-1] > 1.0  # the run went into the second epoch of the read

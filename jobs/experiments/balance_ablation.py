@@ -1,10 +1,10 @@
 """Ray job / script: the paper's two claims in miniature (balanced vs natural sampling; agnostic vs tagged).
 
-    python jobs/experiments/balance_ablation.py --out runs/ablation --budget 60m        # CPU, ~60 minutes
+    python jobs/experiments/balance_ablation.py --out runs/ablation --budget 70m        # CPU, ~70 minutes
     python jobs/experiments/balance_ablation.py --out runs/ablation-gpu --preset small --budget 4000,1500
     python jobs/experiments/balance_ablation.py --out /tmp/abl --smoke                  # seconds per stage
     ray job submit --address http://127.0.0.1:8265 --runtime-env cluster/runtime_env.yaml -- \
-        python jobs/experiments/balance_ablation.py --out /shared/ablation --budget 60m
+        python jobs/experiments/balance_ablation.py --out /shared/ablation --budget 70m
 
 Writes OUT/results.json, OUT/results.md and OUT/results.png; every run is in the MLflow experiment
 'balance-ablation' (OUT/mlflow.db unless --tracking-uri).
@@ -39,7 +39,8 @@ def main(argv=None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="output folder (corpus, store, runs, results)")
-    p.add_argument("--budget", default="60m", help="60m (minutes, calibrated on this machine) or BASE,FT steps")
+    p.add_argument("--budget", default="70m", help="70m (minutes, calibrated on this machine) or BASE,FT steps")
+    p.add_argument("--ft-lr", type=float, default=1e-3, help="peak learning rate of the fine-tunes (default 1e-3)")
     p.add_argument("--preset", default="tiny", choices=("tiny", "small"), help="model size (small: for a GPU)")
     p.add_argument("--seeds", default="0,1", help="seeds of the natural vs two-stage comparison (default 0,1)")
     p.add_argument("--train-utterances", type=int, default=4800, help="synthetic train utterances (default 4800)")
@@ -53,7 +54,8 @@ def main(argv=None) -> int:
         raise SystemExit("--seeds: give at least one seed")
     opts = AblationOptions(out=args.out, seeds=seeds, preset=args.preset, train_utterances=args.train_utterances,
                            eval_utterances=args.eval_utterances, smoke=args.smoke, tracking_uri=args.tracking_uri,
-                           torch_threads=args.torch_threads, **parse_budget(args.budget))
+                           torch_threads=args.torch_threads, ft_lr=args.ft_lr,
+                           **parse_budget(args.budget))
     result = run_ablation(opts)
     print(open(os.path.join(args.out, "results.md"), encoding="utf-8").read())
     print(f"results: {args.out}/results.json, results.md, results.png; MLflow: {result['tracking_uri']} "

@@ -47,6 +47,9 @@ class DataSection:
                                   "small node keep their CPUs + the workers' within the node's")
     shuffle_buffer: int = _f(2048, "rows mixed in the worker's seeded shuffle buffer before bucketing (the store "
                                    "streams dataset by dataset; 0: stream order)")
+    plan_passes: int = _f(1, "epochs of the plan per read of the dataset, each in its own seeded shard order; > 1 "
+                             "spares a small corpus the input pipeline's restart (featurisers, shuffle buffer) at "
+                             "every epoch, at the cost of a longer replay when resuming")
 
 
 @dataclass
@@ -189,7 +192,8 @@ def _semantic_problems(cfg: Config, check_paths: bool) -> list[str]:
                    ("train.log_every", t.log_every), ("train.checkpoint_every", t.checkpoint_every),
                    ("train.keep_checkpoints", t.keep_checkpoints), ("data.max_batch_size", cfg.data.max_batch_size),
                    ("data.max_frames_per_batch", cfg.data.max_frames_per_batch),
-                   ("data.featurize_actors", cfg.data.featurize_actors)):
+                   ("data.featurize_actors", cfg.data.featurize_actors),
+                   ("data.plan_passes", cfg.data.plan_passes)):
         if v < 1:
             out.append(f"{key} must be >= 1 (is {v})")
     if cfg.data.shuffle_buffer < 0:

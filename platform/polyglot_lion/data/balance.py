@@ -228,20 +228,29 @@ def expand_rows(batch: pa.Table, counts: dict[str, int]) -> pa.Table:
     return out.append_column("repeat", pa.array(repeat, pa.int32()))
 
 
-def shard_order(files: list[str], seed: int) -> list[str]:
-    """The store's shard files in a seeded random order, so every dataset is spread over the stream."""
+def shard_order(files: list[str], seed: int, passes: int = 1) -> list[str]:
+    """The store's shard files in a seeded random order, so every dataset is spread over the stream; with
+    ``passes`` > 1, that many passes one after another, each in its own order (pass 0 is the one-pass order)."""
+    if passes < 1:
+        raise ValueError(f"passes must be >= 1 (is {passes})")
     files = sorted(files)
-    return [files[i] for i in np.random.default_rng(seed).permutation(len(files))]
+    out = []
+    for p in range(passes):
+        rng = np.random.default_rng(seed if p == 0 else [seed, p])
+        out += [files[i] for i in rng.permutation(len(files))]
+    return out
 
 
 def read_balanced(store: str, plan_dir: str, split: str = "train", columns: list[str] | None = None,
-                  seed: int = 0):
+                  seed: int = 0, passes: int = 1):
     """A Ray Dataset of the store's utterances, each repeated as the plan says (audio read once per shard).
 
     The store is partitioned by language and dataset, so reading it in order would feed a trainer one dataset
     after another. The shard files are read in a seeded random order instead (every dataset spread over the
     stream), and the trainer mixes rows further in a shuffle buffer (``train.data.shuffle_rows``): repeats of
-    an utterance come out of ``expand_rows`` side by side. The multiset of (id, repeat) equals the plan's.
+    an utterance come out of ``expand_rows`` side by side. The multiset of (id, repeat) equals the plan's
+    (``passes`` times: one read of the dataset then makes that many epochs, each in its own shard order, which
+    spares a small corpus the input pipeline's restart at every epoch).
     """
     import ray
 
@@ -250,10 +259,14 @@ def read_balanced(store: str, plan_dir: str, split: str = "train", columns: list
     plan = read_plan(plan_dir)
     counts = Counter(plan["id"].to_pylist())
     wanted = set(plan["dataset"].to_pylist())
-    files = shard_order([f for p in list_partitions(store, split) if p.dataset in wanted for f in p.files], seed)
+    shards = [f for p in list_partitions(store, split) if p.dataset in wanted for f in p.files]
+    files = shard_order(shards, seed, passes)
     counts_ref = ray.put(dict(counts))
-    # Light stages: fractional CPUs, so they fit beside a training worker on a small node.
-    ds = ray.data.read_parquet(files, columns=columns, num_cpus=0.25)
+    # Light stages: fractional CPUs, so they fit beside a training worker on a small node. One read per pass,
+    # chained: Ray's file-listing reader drops a path it has already seen.
+    reads = [ray.data.read_parquet(files[i:i + len(shards)], columns=columns, num_cpus=0.25)
+             for i in range(0, len(files), len(shards))]
+    ds = reads[0].union(*reads[1:]) if len(reads) > 1 else reads[0]
     return ds.map_batches(_ExpandWithPlan, fn_constructor_args=(counts_ref,), batch_format="pyarrow",
                           num_cpus=0.25, compute=ray.data.ActorPoolStrategy(size=1))
 

@@ -6,7 +6,8 @@ The driver (``run.py``) builds the datasets and the base model; this file holds 
 Three ways to run the same steps: one process (CPU or one GPU), DDP across Ray workers, or DeepSpeed ZeRO-2/3
 (``deepspeed.initialize`` wraps our AdamW and schedule, and then owns accumulation, clipping and bf16).
 Each backward pass is a collective when there are several ranks, so every rank runs the same number of
-micro-batches per epoch: the epoch ends for all as soon as one rank's shard runs out.
+micro-batches per read of the dataset: the read ends for all as soon as one rank's shard runs out. One read is
+``data.plan_passes`` epochs of the plan (``read_balanced``); each read restarts the Ray Data pipeline.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def _to(batch: dict, device: torch.device, float_dtype: torch.dtype = torch.floa
 
 
 def _synced(batches, world: int, device: torch.device):
-    """Yield micro-batches while every rank still has one; then drain the rest (dropped for this epoch)."""
+    """Yield micro-batches while every rank still has one; then drain the rest (dropped for this read)."""
     import torch.distributed as dist
 
     it = iter(batches)
@@ -60,7 +61,7 @@ def _synced(batches, world: int, device: torch.device):
             more = torch.tensor([0 if item is None else 1], device=device)
             dist.all_reduce(more, op=dist.ReduceOp.MIN)
             if more.item() == 0:
-                for _ in it:  # finish this rank's shard so the streaming split can start the next epoch
+                for _ in it:  # finish this rank's shard so the streaming split can start the next read
                     pass
                 return
         elif item is None:
@@ -94,7 +95,7 @@ def train_loop_per_worker(config: dict) -> None:
     if cfg.model.activation_checkpointing:
         model.activation_checkpointing_enable()
     resume = ray.train.get_checkpoint()
-    state = {"step": 0, "epoch": 0, "batches_done": 0}
+    state = {"step": 0, "read": 0, "batches_done": 0}
     if resume:
         with resume.as_directory() as d:
             model = Qwen3ASRForConditionalGeneration.from_pretrained(d, dtype=torch.float32)
@@ -130,9 +131,9 @@ def train_loop_per_worker(config: dict) -> None:
     train_shard = ray.train.get_dataset_shard("train")
     dev_shard = ray.train.get_dataset_shard("dev") if config.get("has_dev") else None
 
-    def micro_batches(epoch: int):
-        rows = shuffle_rows(train_shard.iter_rows(), data.shuffle_buffer, seed=cfg.run.seed * 1000 + epoch + rank)
-        return iter_micro_batches(rows, pad_id, seed=cfg.run.seed * 1000 + epoch, window=data.bucket_window,
+    def micro_batches(read: int):
+        rows = shuffle_rows(train_shard.iter_rows(), data.shuffle_buffer, seed=cfg.run.seed * 1000 + read + rank)
+        return iter_micro_batches(rows, pad_id, seed=cfg.run.seed * 1000 + read, window=data.bucket_window,
                                   max_frames=data.max_frames_per_batch, max_batch_size=data.max_batch_size,
                                   fixed_batch_size=data.fixed_batch_size)
 
@@ -203,19 +204,21 @@ def train_loop_per_worker(config: dict) -> None:
 
     # --- steps ----------------------------------------------------------------------------------------------
     model.train()
-    step, epoch = state["step"], state["epoch"]
-    skip = state["batches_done"]  # micro-batches of this epoch already trained on before the checkpoint
+    step, read = state["step"], state["read"]
+    skip = state["batches_done"]  # micro-batches of this read already trained on before the checkpoint
+    plan_rows = config.get("plan_rows") or 0  # rows of one epoch of the plan (for the fractional epoch metric)
     window = {"samples": 0, "audio_s": 0.0, "eff": 0.0, "audio_frac": 0.0, "micro": 0, "t0": time.time(), "loss": 0.0}
     while step < tr.max_steps:
-        batches = _synced(micro_batches(epoch), world, device)
-        done_in_epoch = 0
+        batches = _synced(micro_batches(read), world, device)
+        done_in_read = rows_in_read = 0
         accum = 0
         for batch, n in batches:
-            if done_in_epoch < skip:  # replaying the deterministic order up to where the checkpoint was
-                done_in_epoch += 1
+            rows_in_read += n
+            if done_in_read < skip:  # replaying the deterministic order up to where the checkpoint was
+                done_in_read += 1
                 continue
             loss = forward(batch)
-            done_in_epoch += 1
+            done_in_read += 1
             window["samples"] += n
             window["audio_s"] += batch["input_features_mask"].sum().item() / 100.0
             window["eff"] += batch["padding_efficiency"]
@@ -240,13 +243,14 @@ def train_loop_per_worker(config: dict) -> None:
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
             step += 1
-            state = {"step": step, "epoch": epoch, "batches_done": done_in_epoch}
+            state = {"step": step, "read": read, "batches_done": done_in_read}
             last = step == tr.max_steps
             dev_due = dev_shard is not None and tr.dev_every and (step % tr.dev_every == 0 or last)
             if step % tr.log_every == 0 or step % tr.checkpoint_every == 0 or dev_due or last:
                 elapsed = max(time.time() - window["t0"], 1e-9)
                 metrics = {
-                    "step": step, "epoch": epoch, "loss": window["loss"] / max(1, window["micro"]),
+                    "step": step, "loss": window["loss"] / max(1, window["micro"]),
+                    "epoch": read * data.plan_passes + (rows_in_read * world / plan_rows if plan_rows else 0.0),
                     "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm),
                     "samples_per_s": window["samples"] * world / elapsed,
                     "steps_per_s": window["micro"] / tr.grad_accum / elapsed,
@@ -269,6 +273,6 @@ def train_loop_per_worker(config: dict) -> None:
                 break
         if step >= tr.max_steps:
             break
-        if done_in_epoch == skip:
+        if done_in_read == skip:
             raise RuntimeError("the training data is empty: the plan selects no utterances from the store")
-        epoch, skip = epoch + 1, 0
+        read, skip = read + 1, 0

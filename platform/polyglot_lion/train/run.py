@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from ..config import Config
-from ..data.balance import read_balanced
+from ..data.balance import read_balanced, read_plan
 from ..data.store import list_partitions, read_metadata
 from ..runtime import ray_job_submission_id
 from .loop import train_loop_per_worker
@@ -99,7 +99,8 @@ def build_datasets(cfg: Config, base_model_dir: str) -> dict:
     featurize = dict(fn_constructor_args=(base_model_dir, cfg.data.target_mode), batch_format="pyarrow",
                      batch_size=32, num_cpus=0.5,
                      compute=ray.data.ActorPoolStrategy(min_size=1, max_size=cfg.data.featurize_actors))
-    out = {"train": read_balanced(cfg.data.store, cfg.data.plan, columns=cols, seed=cfg.run.seed)
+    out = {"train": read_balanced(cfg.data.store, cfg.data.plan, columns=cols, seed=cfg.run.seed,
+                                       passes=cfg.data.plan_passes)
              .map_batches(Featurize, **featurize)}
     parts = list_partitions(cfg.data.store, cfg.data.dev_split) if cfg.data.dev_split else []
     if parts:
@@ -144,6 +145,7 @@ def train(cfg: Config, inject_crash_at_step: int | None = None) -> dict:
             train_loop_per_worker,
             train_loop_config={"cfg": cfg.to_dict(), "base_model_dir": base, "mlflow_run_id": run_id,
                                "has_dev": "dev" in datasets, "deepspeed": ds_config,
+                               "plan_rows": read_plan(cfg.data.plan).num_rows,
                                "inject_crash_at_step": inject_crash_at_step, "crash_marker_dir": str(run_dir)},
             scaling_config=ray.train.ScalingConfig(num_workers=cfg.scaling.num_workers, use_gpu=cfg.scaling.use_gpu,
                                                    resources_per_worker={"CPU": cfg.scaling.cpus_per_worker}
