@@ -4,9 +4,9 @@
     python benchmarks/gpu_train.py --smoke        # tiny model, CPU, fp32, 3 steps: what the test suite runs
     python benchmarks/gpu_train.py --profile [--steps 5]   # + where the time goes (torch.profiler, timed split)
 
-Variants, to find what limits the step: ``--attn eager``, ``--encoder-attn batched`` (all 8-s windows of a
-micro-batch in one padded SDPA call instead of transformers' Python loop of one call per window),
-``--fused-adamw``, ``--no-encoder-grad`` (audio encoder frozen: a different objective, it only shows the
+Variants, to find what limits the step: ``--attn eager``, ``--encoder-attn loop`` (transformers' Python loop of
+one attention call per 8-s window instead of the platform's one padded SDPA call for all windows),
+``--no-fused-adamw``, ``--no-encoder-grad`` (audio encoder frozen: a different objective, it only shows the
 encoder's share; its MFU still counts the encoder's backward, so compare s/step), ``--batch-size 32 --grad-accum 1`` (same clips per step, one big micro-batch).
 With ``--profile``, after the timed steps one more step is run with ``torch.cuda.synchronize`` timers around
 moving the batch to the device, the encoder forward, the rest of the forward, backward, clipping and the
@@ -104,40 +104,6 @@ def synthetic_examples(encoder, n: int, min_s: float, max_s: float, text_tokens_
     return examples
 
 
-_WINDOW_LAYOUT: dict = {}
-
-
-def batched_window_attention(self, hidden_states: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen=None,
-                             **kwargs) -> torch.Tensor:
-    """Drop-in for ``Qwen3ASRAudioAttention.forward`` (non-flash path): the packed frames are scattered into a
-    (windows, heads, longest window, head_dim) batch and attended in ONE ``scaled_dot_product_attention`` call with
-    a key-padding mask, instead of one call per window after ``lengths.tolist()``. Same result; the layout is
-    built once per forward (one host sync) and shared by all layers through ``cu_seqlens``' identity."""
-    import torch.nn.functional as F
-
-    n_frames = hidden_states.shape[0]
-    if _WINDOW_LAYOUT.get("cu") is not cu_seqlens:
-        lengths = (cu_seqlens[1:] - cu_seqlens[:-1]).long()
-        n_win, device = lengths.numel(), hidden_states.device
-        width = int(lengths.max())
-        win = torch.repeat_interleave(torch.arange(n_win, device=device), lengths, output_size=n_frames)
-        pos = torch.arange(n_frames, device=device) - cu_seqlens[:-1].long()[win]
-        key_mask = (torch.arange(width, device=device) < lengths[:, None])[:, None, None, :]
-        _WINDOW_LAYOUT.update(cu=cu_seqlens, win=win, pos=pos, mask=key_mask, n=n_win, w=width)
-    lay = _WINDOW_LAYOUT
-
-    def padded(x: torch.Tensor) -> torch.Tensor:  # (frames, heads, dim) -> (windows, heads, width, dim)
-        x = x.reshape(n_frames, self.num_heads, -1)
-        out = x.new_zeros(lay["n"], lay["w"], self.num_heads, x.shape[-1])
-        out[lay["win"], lay["pos"]] = x
-        return out.transpose(1, 2)
-
-    q, k, v = (padded(proj(hidden_states)) for proj in (self.q_proj, self.k_proj, self.v_proj))
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=lay["mask"], scale=self.scaling)
-    out = out.transpose(1, 2)[lay["win"], lay["pos"]]  # back to the packed (frames, heads, dim)
-    return self.out_proj(out.reshape(n_frames, -1))
-
-
 def training_flops(config, batch: dict) -> float:
     """Model FLOPs of forward + backward (3 x forward) for one micro-batch; see the module docstring."""
     from transformers.models.qwen3_asr.modeling_qwen3_asr import (
@@ -187,9 +153,11 @@ def main() -> None:
     ap.add_argument("--text-tokens-per-s", type=float, default=4.0, help="transcript tokens per second of audio")
     ap.add_argument("--activation-checkpointing", action="store_true", help="recompute activations in backward")
     ap.add_argument("--attn", choices=["sdpa", "eager"], default="sdpa", help="attention implementation")
-    ap.add_argument("--encoder-attn", choices=["loop", "batched"], default="loop",
-                    help="audio-encoder window attention: transformers' per-window loop, or one padded call")
-    ap.add_argument("--fused-adamw", action="store_true", help="torch.optim.AdamW(fused=True) (CUDA only)")
+    ap.add_argument("--encoder-attn", choices=["loop", "batched"], default="batched",
+                    help="audio-encoder window attention: one padded call (the platform's default, "
+                         "model.encoder_attention) or transformers' per-window loop")
+    ap.add_argument("--no-fused-adamw", dest="fused_adamw", action="store_false",
+                    help="plain AdamW instead of AdamW(fused=True), which the platform's loop uses on a GPU")
     ap.add_argument("--no-encoder-grad", action="store_true",
                     help="freeze the audio encoder (its share of the step; not the platform's objective)")
     ap.add_argument("--profile", action="store_true",
@@ -223,9 +191,9 @@ def main() -> None:
     if args.attn != "sdpa":
         model.set_attn_implementation(args.attn)
     if args.encoder_attn == "batched":
-        from transformers.models.qwen3_asr import modeling_qwen3_asr
+        from polyglot_lion.model.encoder_attention import use_batched_encoder_attention
 
-        modeling_qwen3_asr.Qwen3ASRAudioAttention.forward = batched_window_attention
+        use_batched_encoder_attention(model)
     audio_tower = model.model.audio_tower
     if args.no_encoder_grad:
         audio_tower.requires_grad_(False)

@@ -10,8 +10,7 @@ row of the two-stage balance plan (each utterance as many times as the plan uses
 
 - ours: ``polyglot_lion.train.run.train`` with jobs/configs/qwen3_asr/tiny_cpu.yaml and overrides, on a local
   Ray session of 2 CPUs: Ray Data decodes and featurises in CPU actors, the worker buckets clips by duration
-  under a frames budget; the ``--epochs`` epochs are one read of the dataset (``data.plan_passes``), so the
-  input pipeline starts once, as the reference's DataLoader does. Its ``max_steps`` is the number of micro-batches that ``--epochs`` epochs make,
+  under a frames budget. Its ``max_steps`` is the number of micro-batches that ``--epochs`` epochs make,
   computed beforehand by replaying its bucketing over the plan (pure functions, same seeds; checked against
   the padding it logs per window).
 - reference: what Qwen3-ASR's ``finetuning/qwen3_asr_sft.py`` does: ``Trainer`` with a fixed batch size,
@@ -98,10 +97,9 @@ def clip_frames(store: str, base: str) -> dict[str, tuple[int, int]]:
 
 def replay_our_batches(store: str, plan: str, frames: dict, epochs: int, window: int, max_frames: int,
                        max_batch_size: int, shuffle_buffer: int) -> list[list[str]]:
-    """The micro-batches (as id lists) that ours trains on in ``epochs`` epochs, all in one read of the dataset
-    (``data.plan_passes=epochs``): the row order of ``read_balanced`` (shards in ``shard_order``, each row
-    repeated as the plan says), mixed by ``shuffle_rows`` and bucketed as ``train.data.iter_micro_batches``
-    does, with the same seeds."""
+    """The micro-batches (as id lists) that ours trains on in ``epochs`` epochs: the row order of
+    ``read_balanced`` (shards in ``shard_order``, each row repeated as the plan says), mixed by ``shuffle_rows``
+    and bucketed as ``train.data.iter_micro_batches`` does, with the same seeds."""
     from collections import Counter
 
     import pyarrow.parquet as pq
@@ -114,18 +112,19 @@ def replay_our_batches(store: str, plan: str, frames: dict, epochs: int, window:
     table = read_plan(plan)
     counts = Counter(table["id"].to_pylist())
     wanted = set(table["dataset"].to_pylist())
-    files = shard_order([f for p in list_partitions(store, "train") if p.dataset in wanted for f in p.files], SEED,
-                        passes=epochs)
-    ids = {f: pq.read_table(f, columns=["id"])["id"].to_pylist() for f in set(files)}
-    stream = [uid for f in files for uid in ids[f] for _ in range(counts.get(uid, 0))]
+    files = shard_order([f for p in list_partitions(store, "train") if p.dataset in wanted for f in p.files], SEED)
+    stream = [uid for f in files for uid in pq.read_table(f, columns=["id"])["id"].to_pylist()
+              for _ in range(counts.get(uid, 0))]
     batches = []
-    seed = SEED * 1000  # read 0
-    rows = list(shuffle_rows(iter(stream), shuffle_buffer, seed))  # rank 0
-    for chunk, start in enumerate(range(0, len(rows), window)):
-        items = rows[start:start + window]
-        lengths = [frames[uid][1] for uid in items]
-        for g in bucket_batches(lengths, max_frames, max_batch_size, seed=seed * 100_003 + chunk, window=len(items)):
-            batches.append([items[i] for i in g])
+    for epoch in range(epochs):
+        seed = SEED * 1000 + epoch
+        rows = list(shuffle_rows(iter(stream), shuffle_buffer, seed))  # rank 0
+        for chunk, start in enumerate(range(0, len(rows), window)):
+            items = rows[start:start + window]
+            lengths = [frames[uid][1] for uid in items]
+            for g in bucket_batches(lengths, max_frames, max_batch_size, seed=seed * 100_003 + chunk,
+                                    window=len(items)):
+                batches.append([items[i] for i in g])
     return batches
 
 
@@ -228,8 +227,7 @@ def run_ours(store: str, plan: str, base: str, work: Path, steps: int, args, thr
         f"train.max_steps={steps}", f"train.log_every={args.log_every}", "train.dev_every=0",
         f"train.checkpoint_every={steps}", "scaling.num_workers=1", f"scaling.torch_threads={threads}",
         f"data.max_frames_per_batch={args.max_frames}", f"data.max_batch_size={args.max_batch_size}",
-        f"data.bucket_window={args.bucket_window}", f"data.shuffle_buffer={args.shuffle_buffer}",
-        f"data.plan_passes={args.epochs}"])
+        f"data.bucket_window={args.bucket_window}", f"data.shuffle_buffer={args.shuffle_buffer}"])
     # Ray starts its workers at nice 15 and the reference runs at 0: on a busy machine that alone would decide.
     saved = os.environ.get("RAY_worker_niceness")
     os.environ["RAY_worker_niceness"] = "0"

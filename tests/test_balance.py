@@ -7,7 +7,7 @@ import pyarrow as pa
 import pytest
 
 from polyglot_lion.data.balance import (
-    expand_rows,
+    attach_counts,
     make_plan,
     plan_table,
     plan_temperature,
@@ -137,11 +137,14 @@ def test_unknown_strategy_and_empty_corpus():
         make_plan({}, "two-stage", 0)
 
 
-def test_expand_rows():
+def test_attach_counts_then_expand_repeats():
+    from polyglot_lion.train.data import expand_repeats
+
     batch = pa.table({"id": ["a", "b", "c"], "x": [1, 2, 3]})
-    out = expand_rows(batch, {"a": 2, "c": 1})
-    assert out["id"].to_pylist() == ["a", "a", "c"]
-    assert out["repeat"].to_pylist() == [0, 1, 0]
+    out = attach_counts(batch, {"a": 2, "c": 1})
+    assert out["id"].to_pylist() == ["a", "c"] and out["count"].to_pylist() == [2, 1]  # b is not in the plan
+    rows = list(expand_repeats(out.to_pylist()))
+    assert [(r["id"], r["repeat"], r["x"]) for r in rows] == [("a", 0, 1), ("a", 1, 1), ("c", 0, 3)]
 
 
 def test_shard_order_spreads_datasets():

@@ -106,3 +106,35 @@ def test_convert_cli(tiny, tmp_path):
     assert p.returncode == 0 and "converted" in p.stdout, p.stderr
     p = run(orig, str(tmp_path / "hf"))
     assert p.returncode == 2 and "exists and is not empty" in p.stderr
+
+
+def test_batched_encoder_attention_equals_the_loop():
+    """model.encoder_attention=batched: same loss and gradients as transformers' one-call-per-window loop, on a
+    batch of clips of different lengths (several attention windows each, padded frames in the batch)."""
+    from polyglot_lion.model.encoder_attention import use_batched_encoder_attention
+    from polyglot_lion.model.prompts import PromptEncoder, collate
+
+    rng = np.random.default_rng(0)
+    model, processor = build_tiny_model(TINY_TEXTS, seed=0)
+    enc = PromptEncoder(processor, "agnostic")
+    batch = collate([enc.encode(rng.standard_normal(int(16000 * s)).astype(np.float32) * 0.1, text, "en")
+                     for s, text in ((3.2, "hello world"), (11.5, "a longer clip"), (17.0, "the longest one"))],
+                    processor.tokenizer.pad_token_id)
+    inputs = {k: v for k, v in batch.items() if torch.is_tensor(v)}
+
+    def loss_and_grads():
+        model.zero_grad()
+        loss = model(**inputs, use_cache=False).loss
+        loss.backward()
+        return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    loop_loss, loop_grads = loss_and_grads()
+    assert use_batched_encoder_attention(model) == len(model.model.audio_tower.layers)
+    batched_loss, batched_grads = loss_and_grads()
+    assert batched_loss == pytest.approx(loop_loss, rel=1e-5)
+    assert set(batched_grads) == set(loop_grads)
+    for name, g in loop_grads.items():
+        torch.testing.assert_close(batched_grads[name], g, rtol=1e-4, atol=1e-6, msg=name)
+    # another model in the same process keeps transformers' forward
+    other, _ = build_tiny_model(TINY_TEXTS, seed=1)
+    assert "forward" not in vars(other.model.audio_tower.layers[0].self_attn)

@@ -12,6 +12,7 @@ import pytest
 from polyglot_lion.data.balance import read_balanced, read_plan
 from polyglot_lion.data.schema import LANGUAGES
 from polyglot_lion.data.synth import PAPER_TRAIN_HOURS, make_sentence, synthesize_corpus
+from polyglot_lion.train.data import expand_repeats
 
 
 def cli(*args, check=True):
@@ -125,13 +126,15 @@ def test_cli_end_to_end(corpus, tmp_path, ray_session):
 
     # the Ray Data adapter streams the store through the plan: same multiset of (id, repeat)
     plan = read_plan(str(tmp_path / "plan"))
-    rows = read_balanced(str(store), str(tmp_path / "plan"), columns=["id", "language", "audio"]).take_all()
+    once = read_balanced(str(store), str(tmp_path / "plan"), columns=["id", "language", "audio"]).take_all()
+    assert len({r["id"] for r in once}) == len(once) == len(set(plan["id"].to_pylist()))  # each utterance once
+    rows = list(expand_repeats(once))
     assert len(rows) == plan.num_rows
     assert Counter((r["id"], r["repeat"]) for r in rows) == Counter(
         zip(plan["id"].to_pylist(), plan["repeat"].to_pylist()))
     assert all(r["audio"][:4] == b"fLaC" for r in rows[:5])
     # two epochs in one read: each row twice (data.plan_passes)
-    twice = read_balanced(str(store), str(tmp_path / "plan"), columns=["id"], passes=2).take_all()
+    twice = list(expand_repeats(read_balanced(str(store), str(tmp_path / "plan"), columns=["id"], passes=2).take_all()))
     assert Counter((r["id"], r["repeat"]) for r in twice) == Counter(
         {k: 2 * v for k, v in Counter(zip(plan["id"].to_pylist(), plan["repeat"].to_pylist())).items()})
 

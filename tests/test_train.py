@@ -75,6 +75,10 @@ def test_train_checkpoint_resume_and_mlflow(tmp_path, corpus_store):
     epochs = [v for _, v in _history(tmp_path, first["mlflow_run_id"], "epoch")]
     assert len(epochs) == 2 and 0 < epochs[0] < epochs[1]  # fractional epochs of the plan, growing
     assert sorted(str(v.version) for v in client.search_model_versions("name='polyglot-lion-tiny'")) == ["1", "2"]
+    plots = [f.path for f in client.list_artifacts(first["mlflow_run_id"], "plots")]
+    assert plots == ["plots/training_curves.png"]
+    png = client.download_artifacts(first["mlflow_run_id"], "plots/training_curves.png", str(tmp_path))
+    assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
 
 
 def _overrides(tmp_path, store, plan, name, **kw):

@@ -48,8 +48,8 @@ class DataSection:
     shuffle_buffer: int = _f(2048, "rows mixed in the worker's seeded shuffle buffer before bucketing (the store "
                                    "streams dataset by dataset; 0: stream order)")
     plan_passes: int = _f(1, "epochs of the plan per read of the dataset, each in its own seeded shard order; > 1 "
-                             "spares a small corpus the input pipeline's restart (featurisers, shuffle buffer) at "
-                             "every epoch, at the cost of a longer replay when resuming")
+                             "spares the input pipeline's restart at every epoch where the object store holds "
+                             "that many epochs of audio (Ray Data reads ahead), and lengthens a resume's replay")
 
 
 @dataclass
@@ -60,6 +60,9 @@ class ModelSection:
                           choices=("tiny", "small"))
     freeze_audio_encoder: bool = _f(False, "train the decoder and projector only")
     activation_checkpointing: bool = _f(False, "recompute activations in backward to save memory")
+    encoder_attention: str = _f("batched", "audio encoder attention without flash attention: batched (all windows "
+                                           "in one call) or loop (transformers' call per window; same result)",
+                                choices=("batched", "loop"))
 
 
 @dataclass

@@ -65,7 +65,7 @@ def _overrides(opts: AblationOptions, store: str, plan: str, name: str, seed: in
             f"run.seed={seed}", f"tracking.uri={db}", f"tracking.experiment={EXPERIMENT}",
             "tracking.registered_model=ablation-tiny", f"model.source={source}", f"model.tiny_preset={opts.preset}",
             f"data.target_mode={mode}", f"train.max_steps={steps}", f"train.log_every={every}",
-            f"train.dev_every={dev_every}", f"train.checkpoint_every={steps}", "data.plan_passes=8",
+            f"train.dev_every={dev_every}", f"train.checkpoint_every={steps}",
             f"train.lr={lr}", "train.warmup_ratio=0.05", "train.betas=[0.9, 0.98]", "data.max_frames_per_batch=8000",
             "data.max_batch_size=16", "scaling.num_workers=1", "scaling.cpus_per_worker=1",
             f"scaling.torch_threads={opts.torch_threads}", "data.dev_max_utterances=48"]
@@ -142,8 +142,7 @@ def run_ablation(opts: AblationOptions) -> dict:
             n = len(opts.planned_runs())
             # what is left for steps: the budget less what is spent, each train() call's fixed cost, the
             # evaluations (~5 s a model here) and a margin. Over a long run steps go ~0.8x the calibrated rate
-            # (measured on the fine-tunes, 2026-11-26); each read of the data restarts the featurisers and
-            # refills the shuffle buffer (~15-30 s), hence 8 epochs of the plan per read (data.plan_passes).
+            # (measured on the fine-tunes, 2026-11-26): each epoch restarts the input pipeline (~15 s here).
             fixed = timings["calibration_s"] + timings["corpus_s"] + (n + 1) * (overhead + 15)
             train_s = max(60.0, opts.budget_minutes * 60 * 0.93 - fixed)
             total = rate * 0.8 * train_s

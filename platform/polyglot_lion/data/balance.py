@@ -217,15 +217,14 @@ def read_plan(plan_dir: str) -> pa.Table:
     return pq.read_table(path)
 
 
-def expand_rows(batch: pa.Table, counts: dict[str, int]) -> pa.Table:
-    """Repeat each store row as many times as the plan uses it, adding its ``repeat`` index; drop unused rows."""
-    take, repeat = [], []
-    for i, uid in enumerate(batch["id"].to_pylist()):
-        for r in range(counts.get(uid, 0)):
-            take.append(i)
-            repeat.append(r)
-    out = batch.take(pa.array(take, pa.int64()))
-    return out.append_column("repeat", pa.array(repeat, pa.int32()))
+def attach_counts(batch: pa.Table, counts: dict[str, int]) -> pa.Table:
+    """Keep the store rows the plan uses, each once with how many times the plan uses it (``count``); drop the
+    rest. The repeats are made where they cost nothing: ``train.data.expand_repeats`` in the trainer, after
+    featurisation (copying audio per repeat in Ray Data cost more CPU than decoding it)."""
+    ids = batch["id"].to_pylist()
+    keep = [i for i, uid in enumerate(ids) if counts.get(uid, 0) > 0]
+    out = batch.take(pa.array(keep, pa.int64()))
+    return out.append_column("count", pa.array([counts[ids[i]] for i in keep], pa.int32()))
 
 
 def shard_order(files: list[str], seed: int, passes: int = 1) -> list[str]:
@@ -243,14 +242,15 @@ def shard_order(files: list[str], seed: int, passes: int = 1) -> list[str]:
 
 def read_balanced(store: str, plan_dir: str, split: str = "train", columns: list[str] | None = None,
                   seed: int = 0, passes: int = 1):
-    """A Ray Dataset of the store's utterances, each repeated as the plan says (audio read once per shard).
+    """A Ray Dataset of the store's utterances that the plan uses, each once with its ``count`` (how many times
+    the plan uses it); ``train.data.expand_repeats`` turns a row into its ``count`` occurrences, side by side.
 
     The store is partitioned by language and dataset, so reading it in order would feed a trainer one dataset
     after another. The shard files are read in a seeded random order instead (every dataset spread over the
-    stream), and the trainer mixes rows further in a shuffle buffer (``train.data.shuffle_rows``): repeats of
-    an utterance come out of ``expand_rows`` side by side. The multiset of (id, repeat) equals the plan's
-    (``passes`` times: one read of the dataset then makes that many epochs, each in its own shard order, which
-    spares a small corpus the input pipeline's restart at every epoch).
+    stream), and the trainer mixes rows further in a shuffle buffer (``train.data.shuffle_rows``). Expanded,
+    the multiset of (id, repeat) equals the plan's (``passes`` times: one read of the dataset then makes that
+    many epochs, each in its own shard order, which spares a small corpus the input pipeline's restart at
+    every epoch).
     """
     import ray
 
@@ -264,21 +264,24 @@ def read_balanced(store: str, plan_dir: str, split: str = "train", columns: list
     counts_ref = ray.put(dict(counts))
     # Light stages: fractional CPUs, so they fit beside a training worker on a small node. One read per pass,
     # chained: Ray's file-listing reader drops a path it has already seen.
-    reads = [ray.data.read_parquet(files[i:i + len(shards)], columns=columns, num_cpus=0.25)
-             for i in range(0, len(files), len(shards))]
-    ds = reads[0].union(*reads[1:]) if len(reads) > 1 else reads[0]
-    return ds.map_batches(_ExpandWithPlan, fn_constructor_args=(counts_ref,), batch_format="pyarrow",
+    if not ray.data.DataContext.get_current().use_datasource_v2:
+        ds = ray.data.read_parquet(files, columns=columns, num_cpus=0.25)
+    else:
+        reads = [ray.data.read_parquet(files[i:i + len(shards)], columns=columns, num_cpus=0.25)
+                 for i in range(0, len(files), len(shards))]
+        ds = reads[0].union(*reads[1:]) if len(reads) > 1 else reads[0]
+    return ds.map_batches(_AttachCounts, fn_constructor_args=(counts_ref,), batch_format="pyarrow",
                           num_cpus=0.25, compute=ray.data.ActorPoolStrategy(size=1))
 
 
-class _ExpandWithPlan:
+class _AttachCounts:
     def __init__(self, counts_ref):
         import ray
 
         self.counts = ray.get(counts_ref) if isinstance(counts_ref, ray.ObjectRef) else counts_ref
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        return expand_rows(batch, self.counts)
+        return attach_counts(batch, self.counts)
 
 
 def plot_balance(summary_path: str, out_png: str) -> str:

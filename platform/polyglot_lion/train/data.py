@@ -1,9 +1,10 @@
 """The training input: the store streamed through a balance plan, featurised in Ray Data CPU stages, then
 bucketed by duration in the worker.
 
-Ray Data (CPU):   store shards -> expand by the plan's counts -> decode FLAC -> mel features + token ids
-Train worker:     rows (in a deterministic order) -> seeded shuffle buffer -> windows of ``bucket_window`` ->
-                  duration buckets -> tensors
+Ray Data (CPU):   store shards -> keep the plan's utterances, with their counts -> decode FLAC -> mel features
+                  + token ids (once per utterance and epoch, however often the plan repeats it)
+Train worker:     rows (in a deterministic order) -> each ``count`` times -> seeded shuffle buffer -> windows
+                  of ``bucket_window`` -> duration buckets -> tensors
 
 Everything in the worker is a pure function of the row order and the seed, so a resumed run replays the same
 micro-batches.
@@ -17,7 +18,7 @@ import pyarrow as pa
 from ..data.audio import decode_flac
 from ..model.prompts import Example, PromptEncoder, bucket_batches, collate
 
-FEATURE_COLUMNS = ["id", "repeat", "input_ids", "labels", "features", "n_mels", "n_frames", "duration_s"]
+FEATURE_COLUMNS = ["id", "count", "input_ids", "labels", "features", "n_mels", "n_frames", "duration_s"]
 
 
 class Featurize:
@@ -33,7 +34,7 @@ class Featurize:
         for row in batch.to_pylist():
             ex = self.encoder.encode(decode_flac(row["audio"]), row["text"], row["language"])
             out["id"].append(row["id"])
-            out["repeat"].append(row.get("repeat", 0))
+            out["count"].append(row.get("count", 1))
             out["input_ids"].append(ex.input_ids.tolist())
             out["labels"].append(ex.labels.tolist())
             out["features"].append(ex.features.astype(np.float16).tobytes())
@@ -47,6 +48,14 @@ def row_to_example(row: dict) -> Example:
     feats = np.frombuffer(row["features"], np.float16).astype(np.float32).reshape(row["n_mels"], -1)
     return Example(np.asarray(row["input_ids"], np.int64), np.asarray(row["labels"], np.int64), feats,
                    int(row["n_frames"]))
+
+
+def expand_repeats(rows):
+    """Each row ``count`` times (default 1), side by side, with its ``repeat`` index: the plan's upsampling,
+    made after featurisation (the occurrences share one row's features). Pure."""
+    for row in rows:
+        for r in range(int(row.get("count", 1))):
+            yield {**row, "repeat": r}
 
 
 def shuffle_rows(rows, buffer_size: int, seed: int):

@@ -22,7 +22,8 @@ import time
 import torch
 
 from ..config import build_config
-from .data import iter_micro_batches, shuffle_rows
+from ..model.encoder_attention import use_batched_encoder_attention
+from .data import expand_repeats, iter_micro_batches, shuffle_rows
 
 STATE_FILE = "training_state.json"
 OPTIM_FILE = "optimizer.pt"
@@ -102,11 +103,14 @@ def train_loop_per_worker(config: dict) -> None:
             state = json.loads(open(os.path.join(d, STATE_FILE)).read())
             if not ds_config:
                 optim_state = torch.load(os.path.join(d, OPTIM_FILE), map_location="cpu", weights_only=False)
+    if cfg.model.encoder_attention == "batched":
+        use_batched_encoder_attention(model)
     model.to(device)
 
     # --- optimizer and schedule (DeepSpeed wraps the same ones) ---------------------------------------------
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=tr.lr, betas=tuple(tr.betas), weight_decay=tr.weight_decay)
+    fused = {"fused": True} if device.type == "cuda" and not ds_config else {}  # one kernel per step on a GPU
+    optimizer = torch.optim.AdamW(params, lr=tr.lr, betas=tuple(tr.betas), weight_decay=tr.weight_decay, **fused)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_cosine(tr.max_steps, int(tr.warmup_ratio * tr.max_steps)))
     engine = None
@@ -132,7 +136,9 @@ def train_loop_per_worker(config: dict) -> None:
     dev_shard = ray.train.get_dataset_shard("dev") if config.get("has_dev") else None
 
     def micro_batches(read: int):
-        rows = shuffle_rows(train_shard.iter_rows(), data.shuffle_buffer, seed=cfg.run.seed * 1000 + read + rank)
+        # rank 0's seed is the bucketing seed; other ranks' differ from every (read, rank) pair's
+        rows = shuffle_rows(expand_repeats(train_shard.iter_rows()), data.shuffle_buffer,
+                            seed=cfg.run.seed * 1000 + read + rank * 100_003)
         return iter_micro_batches(rows, pad_id, seed=cfg.run.seed * 1000 + read, window=data.bucket_window,
                                   max_frames=data.max_frames_per_batch, max_batch_size=data.max_batch_size,
                                   fixed_batch_size=data.fixed_batch_size)
