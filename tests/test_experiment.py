@@ -1,19 +1,18 @@
 """The balance ablation in --smoke mode: every stage runs and the outputs have their shapes (not the numbers)."""
 
 import json
-import subprocess
 import sys
 
 import pytest
 
 
 @pytest.mark.ray
-def test_balance_ablation_smoke(tmp_path):
+def test_balance_ablation_smoke(tmp_path, ray_session):
+    """In the suite's Ray session (the script is the same call: jobs/experiments/balance_ablation.py --smoke)."""
+    from polyglot_lion.experiment import AblationOptions, run_ablation
+
     out = tmp_path / "abl"
-    proc = subprocess.run([sys.executable, "jobs/experiments/balance_ablation.py", "--out", str(out), "--smoke"],
-                          capture_output=True, text=True, timeout=900,
-                          env={**__import__("os").environ, "RAY_DATA_DISABLE_PROGRESS_BARS": "1"})
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run_ablation(AblationOptions(out=str(out), smoke=True))
     res = json.loads((out / "results.json").read_text())
     names = [r["name"] for r in res["runs"]]
     assert names == ["base-en-zh", "natural-agnostic-s0", "temperature-agnostic-s0", "two-stage-agnostic-s0",

@@ -44,7 +44,8 @@ class DataSection:
     fixed_batch_size: int = _f(0, "if > 0, fixed-size batches instead of duration buckets")
     bucket_window: int = _f(512, "clips sorted by length together when bucketing (bigger: less padding, less random)")
     featurize_actors: int = _f(4, "at most this many Ray Data actors decode and featurise (0.5 CPU each); on a "
-                                  "small node keep their CPUs + the workers' within the node's")
+                                  "small node keep their CPUs + the workers' within the node's; 0: Ray Data tasks "
+                                  "instead (processes reused across jobs, the processor cached in each)")
     shuffle_buffer: int = _f(2048, "rows mixed in the worker's seeded shuffle buffer before bucketing (the store "
                                    "streams dataset by dataset; 0: stream order)")
     plan_passes: int = _f(1, "epochs of the plan per read of the dataset, each in its own seeded shard order; > 1 "
@@ -195,10 +196,11 @@ def _semantic_problems(cfg: Config, check_paths: bool) -> list[str]:
                    ("train.log_every", t.log_every), ("train.checkpoint_every", t.checkpoint_every),
                    ("train.keep_checkpoints", t.keep_checkpoints), ("data.max_batch_size", cfg.data.max_batch_size),
                    ("data.max_frames_per_batch", cfg.data.max_frames_per_batch),
-                   ("data.featurize_actors", cfg.data.featurize_actors),
                    ("data.plan_passes", cfg.data.plan_passes)):
         if v < 1:
             out.append(f"{key} must be >= 1 (is {v})")
+    if cfg.data.featurize_actors < 0:
+        out.append(f"data.featurize_actors must be >= 0 (is {cfg.data.featurize_actors}; 0: Ray Data tasks)")
     if cfg.data.shuffle_buffer < 0:
         out.append(f"data.shuffle_buffer must be >= 0 (is {cfg.data.shuffle_buffer})")
     if not t.lr > 0:

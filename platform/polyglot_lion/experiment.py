@@ -68,7 +68,10 @@ def _overrides(opts: AblationOptions, store: str, plan: str, name: str, seed: in
             f"train.dev_every={dev_every}", f"train.checkpoint_every={steps}",
             f"train.lr={lr}", "train.warmup_ratio=0.05", "train.betas=[0.9, 0.98]", "data.max_frames_per_batch=8000",
             "data.max_batch_size=16", "scaling.num_workers=1", "scaling.cpus_per_worker=1",
-            f"scaling.torch_threads={opts.torch_threads}", "data.dev_max_utterances=48"]
+            f"scaling.torch_threads={opts.torch_threads}", "data.dev_max_utterances=48"] + (
+        # smoke: the training loop in the driver (Train's local mode) and featurising tasks whose processes are
+        # reused from job to job, so eight short jobs do not pay eight Ray Train and actor start-ups
+        ["scaling.num_workers=0", "data.featurize_actors=0"] if opts.smoke else [])
 
 
 def _calibrate(opts: AblationOptions, store: str, plan: str, db: str) -> tuple[float, float]:

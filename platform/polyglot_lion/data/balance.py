@@ -261,7 +261,6 @@ def read_balanced(store: str, plan_dir: str, split: str = "train", columns: list
     wanted = set(plan["dataset"].to_pylist())
     shards = [f for p in list_partitions(store, split) if p.dataset in wanted for f in p.files]
     files = shard_order(shards, seed, passes)
-    counts_ref = ray.put(dict(counts))
     # Light stages: fractional CPUs, so they fit beside a training worker on a small node. One read per pass,
     # chained: Ray's file-listing reader drops a path it has already seen.
     if not ray.data.DataContext.get_current().use_datasource_v2:
@@ -270,18 +269,9 @@ def read_balanced(store: str, plan_dir: str, split: str = "train", columns: list
         reads = [ray.data.read_parquet(files[i:i + len(shards)], columns=columns, num_cpus=0.25)
                  for i in range(0, len(files), len(shards))]
         ds = reads[0].union(*reads[1:]) if len(reads) > 1 else reads[0]
-    return ds.map_batches(_AttachCounts, fn_constructor_args=(counts_ref,), batch_format="pyarrow",
-                          num_cpus=0.25, compute=ray.data.ActorPoolStrategy(size=1))
-
-
-class _AttachCounts:
-    def __init__(self, counts_ref):
-        import ray
-
-        self.counts = ray.get(counts_ref) if isinstance(counts_ref, ray.ObjectRef) else counts_ref
-
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        return attach_counts(batch, self.counts)
+    # a task, not an actor: Ray puts the counts in the object store once, and task processes are reused
+    # across datasets (an actor is a fresh process, and its start-up, per training job)
+    return ds.map_batches(attach_counts, fn_args=(dict(counts),), batch_format="pyarrow", num_cpus=0.25)
 
 
 def plot_balance(summary_path: str, out_png: str) -> str:

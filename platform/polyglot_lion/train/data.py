@@ -22,26 +22,49 @@ FEATURE_COLUMNS = ["id", "count", "input_ids", "labels", "features", "n_mels", "
 
 
 class Featurize:
-    """Ray Data callable: utterance rows -> token ids, labels and mel features (as float16 bytes)."""
+    """Ray Data callable class (actor pool): utterance rows -> token ids, labels and mel features (float16 bytes)."""
 
     def __init__(self, processor_dir: str, mode: str):
-        from transformers import AutoProcessor
-
-        self.encoder = PromptEncoder(AutoProcessor.from_pretrained(processor_dir), mode)
+        self.encoder = _encoder(processor_dir, mode)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        out = {k: [] for k in FEATURE_COLUMNS}
-        for row in batch.to_pylist():
-            ex = self.encoder.encode(decode_flac(row["audio"]), row["text"], row["language"])
-            out["id"].append(row["id"])
-            out["count"].append(row.get("count", 1))
-            out["input_ids"].append(ex.input_ids.tolist())
-            out["labels"].append(ex.labels.tolist())
-            out["features"].append(ex.features.astype(np.float16).tobytes())
-            out["n_mels"].append(ex.features.shape[0])
-            out["n_frames"].append(ex.n_frames)
-            out["duration_s"].append(row["duration_s"])
-        return pa.table(out)
+        return featurize_rows(batch, self.encoder)
+
+
+def featurize_batch(batch: pa.Table, processor_dir: str, mode: str) -> pa.Table:
+    """Ray Data function (task pool, ``data.featurize_actors: 0``): as ``Featurize``; the processor is cached
+    per worker process, and Ray reuses task processes across datasets, so consecutive jobs in one session (the
+    test suite, an experiment's fine-tunes) pay the imports and the processor load once, not once per job."""
+    return featurize_rows(batch, _encoder(processor_dir, mode))
+
+
+_ENCODERS: dict[tuple[str, str], PromptEncoder] = {}
+
+
+def _encoder(processor_dir: str, mode: str) -> PromptEncoder:
+    key = (processor_dir, mode)
+    if key not in _ENCODERS:
+        from transformers import AutoProcessor
+
+        if len(_ENCODERS) >= 4:  # a long-lived task process serves many jobs: keep the latest few
+            _ENCODERS.pop(next(iter(_ENCODERS)))
+        _ENCODERS[key] = PromptEncoder(AutoProcessor.from_pretrained(processor_dir), mode)
+    return _ENCODERS[key]
+
+
+def featurize_rows(batch: pa.Table, encoder: PromptEncoder) -> pa.Table:
+    out = {k: [] for k in FEATURE_COLUMNS}
+    for row in batch.to_pylist():
+        ex = encoder.encode(decode_flac(row["audio"]), row["text"], row["language"])
+        out["id"].append(row["id"])
+        out["count"].append(row.get("count", 1))
+        out["input_ids"].append(ex.input_ids.tolist())
+        out["labels"].append(ex.labels.tolist())
+        out["features"].append(ex.features.astype(np.float16).tobytes())
+        out["n_mels"].append(ex.features.shape[0])
+        out["n_frames"].append(ex.n_frames)
+        out["duration_s"].append(row["duration_s"])
+    return pa.table(out)
 
 
 def row_to_example(row: dict) -> Example:

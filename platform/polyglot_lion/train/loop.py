@@ -12,10 +12,12 @@ micro-batches per read of the dataset: the read ends for all as soon as one rank
 
 from __future__ import annotations
 
+import glob
 import json
 import math
 import os
 import resource
+import shutil
 import tempfile
 import time
 
@@ -49,6 +51,15 @@ def _peak_memory_mb(device: torch.device) -> float:
 def _to(batch: dict, device: torch.device, float_dtype: torch.dtype = torch.float32) -> dict:
     return {k: (v.to(device, float_dtype, non_blocking=True) if v.is_floating_point() else v.to(device, non_blocking=True))
             for k, v in batch.items() if torch.is_tensor(v)}
+
+
+def _latest_local_checkpoint(local_dir: str):
+    """The newest complete checkpoint a local-mode run kept in its folder (None: start from scratch)."""
+    import ray.train
+
+    done = [d for d in sorted(glob.glob(os.path.join(local_dir, "checkpoint_step_*")))
+            if os.path.exists(os.path.join(d, STATE_FILE))]
+    return ray.train.Checkpoint.from_directory(done[-1]) if done else None
 
 
 def _synced(batches, world: int, device: torch.device):
@@ -95,7 +106,8 @@ def train_loop_per_worker(config: dict) -> None:
         model.model.audio_tower.requires_grad_(False)
     if cfg.model.activation_checkpointing:
         model.activation_checkpointing_enable()
-    resume = ray.train.get_checkpoint()
+    local_dir = config.get("local_checkpoint_dir")  # Train's local mode (num_workers 0): no Ray storage
+    resume = ray.train.get_checkpoint() or (local_dir and _latest_local_checkpoint(local_dir))
     state = {"step": 0, "read": 0, "batches_done": 0}
     if resume:
         with resume.as_directory() as d:
@@ -196,7 +208,15 @@ def train_loop_per_worker(config: dict) -> None:
                                os.path.join(d, OPTIM_FILE))
                 with open(os.path.join(d, STATE_FILE), "w") as f:
                     json.dump(state, f)
-            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
+            if local_dir:  # local mode reports a folder as is: keep it in the run folder, the last K of them
+                kept = os.path.join(local_dir, f"checkpoint_step_{state['step']:08d}")
+                shutil.rmtree(kept, ignore_errors=True)
+                shutil.copytree(d, kept)
+                for old in sorted(glob.glob(os.path.join(local_dir, "checkpoint_step_*")))[:-tr.keep_checkpoints]:
+                    shutil.rmtree(old, ignore_errors=True)
+                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(kept))
+            else:
+                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
 
     def maybe_crash(step: int) -> None:
         """Fault injection for tests: kill this worker process once, right after ``step``."""

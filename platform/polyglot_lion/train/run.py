@@ -83,7 +83,7 @@ def _mlflow_run(cfg: Config, run_dir: Path) -> str:
 def build_datasets(cfg: Config, base_model_dir: str) -> dict:
     import ray
 
-    from .data import Featurize
+    from .data import Featurize, featurize_batch
 
     # Deterministic row order (resume replays it), and no per-operator CPU reservation on small nodes.
     ctx = ray.data.DataContext.get_current()
@@ -96,19 +96,23 @@ def build_datasets(cfg: Config, base_model_dir: str) -> dict:
     # (its big feature blocks count against a small object-store budget): training ran at a quarter speed.
     ctx.downstream_capacity_backpressure_ratio = None
     cols = ["id", "audio", "text", "language", "duration_s"]
-    featurize = dict(fn_constructor_args=(base_model_dir, cfg.data.target_mode), batch_format="pyarrow",
-                     batch_size=32, num_cpus=0.5,
-                     compute=ray.data.ActorPoolStrategy(min_size=1, max_size=cfg.data.featurize_actors))
+    args = (base_model_dir, cfg.data.target_mode)
+    if cfg.data.featurize_actors:
+        featurize = dict(fn=Featurize, fn_constructor_args=args, batch_format="pyarrow", batch_size=32, num_cpus=0.5,
+                         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=cfg.data.featurize_actors))
+    else:  # tasks: processes reused across jobs (the processor cached in each), no actor start-up per job
+        featurize = dict(fn=featurize_batch, fn_args=args, batch_format="pyarrow", batch_size=32, num_cpus=0.5)
     out = {"train": read_balanced(cfg.data.store, cfg.data.plan, columns=cols, seed=cfg.run.seed,
                                        passes=cfg.data.plan_passes)
-             .map_batches(Featurize, **featurize)}
-    parts = list_partitions(cfg.data.store, cfg.data.dev_split) if cfg.data.dev_split else []
+             .map_batches(**featurize)}
+    # no dev set is featurised for a job that never computes a dev loss
+    parts = list_partitions(cfg.data.store, cfg.data.dev_split) if cfg.data.dev_split and cfg.train.dev_every else []
     if parts:
         # The same number of utterances from every dataset (the dev loss is about all languages, not the first
         # shard's); small, so featurised once up front and never competing with the train pipeline for CPUs.
         each = max(1, cfg.data.dev_max_utterances // len(parts))
         dev = [ray.data.read_parquet(sorted(p.files), columns=cols, num_cpus=0.25).limit(each) for p in parts]
-        out["dev"] = (dev[0].union(*dev[1:]) if len(dev) > 1 else dev[0]).map_batches(Featurize, **featurize).materialize()
+        out["dev"] = (dev[0].union(*dev[1:]) if len(dev) > 1 else dev[0]).map_batches(**featurize).materialize()
     return out
 
 
@@ -124,6 +128,8 @@ def train(cfg: Config, inject_crash_at_step: int | None = None) -> dict:
     from ..runtime import init_ray
     from ..tracking import log_training_result
 
+    if inject_crash_at_step is not None and not cfg.scaling.num_workers:
+        raise ValueError("inject_crash_at_step needs scaling.num_workers >= 1 (local mode would kill this process)")
     ds_config = None
     if cfg.scaling.deepspeed_stage:
         from .zero import check_deepspeed_config, deepspeed_config
@@ -146,7 +152,8 @@ def train(cfg: Config, inject_crash_at_step: int | None = None) -> dict:
             train_loop_config={"cfg": cfg.to_dict(), "base_model_dir": base, "mlflow_run_id": run_id,
                                "has_dev": "dev" in datasets, "deepspeed": ds_config,
                                "plan_rows": read_plan(cfg.data.plan).num_rows,
-                               "inject_crash_at_step": inject_crash_at_step, "crash_marker_dir": str(run_dir)},
+                               "inject_crash_at_step": inject_crash_at_step, "crash_marker_dir": str(run_dir),
+                               "local_checkpoint_dir": None if cfg.scaling.num_workers else str(run_dir / "checkpoints")},
             scaling_config=ray.train.ScalingConfig(num_workers=cfg.scaling.num_workers, use_gpu=cfg.scaling.use_gpu,
                                                    resources_per_worker={"CPU": cfg.scaling.cpus_per_worker}
                                                    if cfg.scaling.num_workers else None),
