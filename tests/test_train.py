@@ -224,3 +224,14 @@ def test_featurize_task_equals_actor(corpus_store, tiny_checkpoint):
     assert data.featurize_batch(rows, tiny_checkpoint, "agnostic").equals(want)  # from the cache
     assert (tiny_checkpoint, "agnostic") in data._ENCODERS
     assert not data.featurize_batch(rows, tiny_checkpoint, "tagged").equals(want)  # the mode is part of the key
+
+
+def test_local_checkpoints_ignore_a_copy_in_progress(tmp_path):
+    from polyglot_lion.train.loop import _latest_local_checkpoint, _local_checkpoints
+
+    assert _latest_local_checkpoint(str(tmp_path)) is None
+    for name in ("checkpoint_step_00000003", "checkpoint_step_00000006", "checkpoint_step_00000009.partial"):
+        (tmp_path / name).mkdir()
+    assert [p.rsplit("/", 1)[1] for p in _local_checkpoints(str(tmp_path))] == [
+        "checkpoint_step_00000003", "checkpoint_step_00000006"]
+    assert _latest_local_checkpoint(str(tmp_path)).path.endswith("checkpoint_step_00000006")

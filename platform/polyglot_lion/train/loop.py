@@ -53,12 +53,16 @@ def _to(batch: dict, device: torch.device, float_dtype: torch.dtype = torch.floa
             for k, v in batch.items() if torch.is_tensor(v)}
 
 
+def _local_checkpoints(local_dir: str) -> list[str]:
+    """The complete checkpoints a local-mode run kept in its folder, oldest first (a copy in progress is not one)."""
+    return sorted(d for d in glob.glob(os.path.join(local_dir, "checkpoint_step_*")) if not d.endswith(".partial"))
+
+
 def _latest_local_checkpoint(local_dir: str):
-    """The newest complete checkpoint a local-mode run kept in its folder (None: start from scratch)."""
+    """The newest complete checkpoint a local-mode run kept (None: start from scratch)."""
     import ray.train
 
-    done = [d for d in sorted(glob.glob(os.path.join(local_dir, "checkpoint_step_*")))
-            if os.path.exists(os.path.join(d, STATE_FILE))]
+    done = _local_checkpoints(local_dir)
     return ray.train.Checkpoint.from_directory(done[-1]) if done else None
 
 
@@ -210,9 +214,11 @@ def train_loop_per_worker(config: dict) -> None:
                     json.dump(state, f)
             if local_dir:  # local mode reports a folder as is: keep it in the run folder, the last K of them
                 kept = os.path.join(local_dir, f"checkpoint_step_{state['step']:08d}")
-                shutil.rmtree(kept, ignore_errors=True)
-                shutil.copytree(d, kept)
-                for old in sorted(glob.glob(os.path.join(local_dir, "checkpoint_step_*")))[:-tr.keep_checkpoints]:
+                for stale in (kept, kept + ".partial"):
+                    shutil.rmtree(stale, ignore_errors=True)
+                shutil.copytree(d, kept + ".partial")  # renamed when complete: a crash mid-copy leaves no
+                os.replace(kept + ".partial", kept)    # folder that looks like a checkpoint
+                for old in _local_checkpoints(local_dir)[:-tr.keep_checkpoints]:
                     shutil.rmtree(old, ignore_errors=True)
                 ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(kept))
             else:
