@@ -39,7 +39,7 @@ demo: setup
 	$(BIN)/python -m polyglot_lion.demo --out $(DEMO_DIR)
 
 test: setup
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=15 tests
 
 BUDGET ?= 70m
 ABLATION_OUT ?= runs/ablation
@@ -50,7 +50,7 @@ bench-ingest: setup
 	$(BIN)/python benchmarks/ingest.py
 
 bench-train: setup
-	$(BIN)/python benchmarks/train_throughput.py --repeats 2 --ours-threads 2 0
+	$(BIN)/python benchmarks/train_throughput.py --repeats 2 --ours-passes 1 2
 
 bench-serve: setup
 	$(BIN)/python benchmarks/serve_load.py

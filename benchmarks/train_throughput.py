@@ -1,7 +1,7 @@
 """Training throughput: our Ray Train job vs the Qwen3-ASR reference recipe (transformers.Trainer), one run.
 
     python benchmarks/train_throughput.py                       # 400 synthetic clips, 2 epochs of the plan per side
-    python benchmarks/train_throughput.py --repeats 2 --ours-threads 2 0    # as in BENCHMARKS.md
+    python benchmarks/train_throughput.py --repeats 2 --ours-passes 1 2     # as in BENCHMARKS.md (make bench-train)
     python benchmarks/train_throughput.py --quick               # 160 clips, 1 epoch: checks that it works
 
 Both sides train the same tiny random Qwen3-ASR checkpoint (built once) on CPU in fp32 with the same optimizer
@@ -210,8 +210,10 @@ def actor_starts(stage: str) -> int | None:
 
 # --- the two sides --------------------------------------------------------------------------------------------
 
-def run_ours(store: str, plan: str, base: str, work: Path, steps: int, args, threads: int) -> dict:
-    """Our job, as a user runs it (``scaling.torch_threads=threads``); the steady state from its MLflow history."""
+def run_ours(store: str, plan: str, base: str, work: Path, steps: int, args, threads: int, passes: int = 1) -> dict:
+    """Our job, as a user runs it (``scaling.torch_threads=threads``, ``data.plan_passes=passes``: epochs of the
+    plan per read of the dataset, each read restarting the Ray Data pipeline); the steady state from its MLflow
+    history."""
     import ray
     from mlflow.tracking import MlflowClient
 
@@ -227,7 +229,8 @@ def run_ours(store: str, plan: str, base: str, work: Path, steps: int, args, thr
         f"train.max_steps={steps}", f"train.log_every={args.log_every}", "train.dev_every=0",
         f"train.checkpoint_every={steps}", "scaling.num_workers=1", f"scaling.torch_threads={threads}",
         f"data.max_frames_per_batch={args.max_frames}", f"data.max_batch_size={args.max_batch_size}",
-        f"data.bucket_window={args.bucket_window}", f"data.shuffle_buffer={args.shuffle_buffer}"])
+        f"data.bucket_window={args.bucket_window}", f"data.shuffle_buffer={args.shuffle_buffer}",
+        f"data.plan_passes={passes}"])
     # Ray starts its workers at nice 15 and the reference runs at 0: on a busy machine that alone would decide.
     saved = os.environ.get("RAY_worker_niceness")
     os.environ["RAY_worker_niceness"] = "0"
@@ -401,6 +404,9 @@ def main() -> int:
     ap.add_argument("--ours-threads", type=int, nargs="+", default=None,
                     help="ours: scaling.torch_threads, one run of ours per value (0 = Ray's default, one thread per "
                          "CPU the worker reserves); the first is held to the targets (default: the config's)")
+    ap.add_argument("--ours-passes", type=int, nargs="+", default=None,
+                    help="ours: data.plan_passes, one run of ours per value (default: the config's, 1); with 2 "
+                         "epochs, 2 = one read of the dataset, so no pipeline restart at the epoch boundary")
     ap.add_argument("--log-every", type=int, default=10, help="steps per log window on both sides (default 10)")
     ap.add_argument("--max-load", type=float, default=0, help="before each run, wait (up to 30 min) until the "
                                                               "1-minute load average is at most this (0 = no wait)")
@@ -426,7 +432,8 @@ def main() -> int:
           f"steps of {expected['mean_clips_per_step']:.2f} clips on average (replayed); reference: batch size "
           f"{batch_size}, {args.epochs * math.ceil(plan_rows / batch_size)} steps", flush=True)
 
-    sides = ["reference"] + [f"ours_threads_{t}" for t in threads]
+    passes = args.ours_passes or [load_config(CONFIG, check_paths=False).data.plan_passes]
+    sides = ["reference"] + [f"ours_threads_{t}_passes_{p}" for t in threads for p in passes]
     runs: dict[str, list[dict]] = {k: [] for k in sides}
     for rep in range(args.repeats):
         for side in sides:
@@ -434,7 +441,8 @@ def main() -> int:
             if side == "reference":
                 r = run_reference(store, plan, base, work, batch_size, args)
             else:
-                r = run_ours(store, plan, base, work, expected["steps"], args, int(side.rsplit("_", 1)[1]))
+                _, _, t, _, p = side.split("_")
+                r = run_ours(store, plan, base, work, expected["steps"], args, int(t), int(p))
                 # the replay is right if it predicts the padding of every logged window
                 r["replay_max_window_error"] = max(abs(w["padding_efficiency"] - sum(
                     batch_padding(b, frames)[0] for b in batches[w["end_step"] - w["steps"]:w["end_step"]])
@@ -452,7 +460,8 @@ def main() -> int:
                   "cores": os.cpu_count(), "audio_hours_per_epoch": audio_h,
                   "ours_knobs": {"max_frames_per_batch": args.max_frames, "max_batch_size": args.max_batch_size,
                                  "bucket_window": args.bucket_window,
-                                 "shuffle_buffer": args.shuffle_buffer, "torch_threads": threads},
+                                 "shuffle_buffer": args.shuffle_buffer, "torch_threads": threads,
+                                 "plan_passes": passes},
                   "reference_batch_size": batch_size, "log_every": args.log_every, "ours_replayed": expected},
         "summary": summary, "runs": runs, "audio_s_per_s_ratio": ratio,
         "targets": {"audio_s_per_s_ratio_ge_1.3": ratio >= 1.3,
@@ -463,13 +472,14 @@ def main() -> int:
 
     print(f"\n{plan_rows} plan rows x {args.epochs} epochs; steady state = every log window of {args.log_every} "
           f"steps but the first; median of {args.repeats} round(s)\n")
-    print("| side | torch threads | steps | clips/step | samples/s | audio-s/s | padding efficiency | audio fraction "
+    print("| side | torch threads | epochs per read | steps | clips/step | samples/s | audio-s/s | padding efficiency | audio fraction "
           "| steady (s) | wall (s) | others' CPU | audio-s/s vs reference |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for side in sides:
         r = summary[side]
         label = "reference: HF Trainer, librosa collator" if side == "reference" else "ours: Ray Train + Ray Data"
-        print(f"| {label} | {r['torch_threads']} | {r['steps']} | {r['clips_per_step']:.1f} | {r['samples_per_s']:.1f} "
+        per_read = "-" if side == "reference" else side.rsplit("_", 1)[1]
+        print(f"| {label} | {r['torch_threads']} | {per_read} | {r['steps']} | {r['clips_per_step']:.1f} | {r['samples_per_s']:.1f} "
               f"| {r['audio_s_per_s']:.1f} | {r['padding_efficiency']:.1%} | {r['audio_fraction']:.1%} "
               f"| {r['steady_s']:.1f} | {r['wall_s']:.1f} | {r['others_share']:.0%} "
               f"| {r['audio_s_per_s'] / reference['audio_s_per_s']:.2f}x |")

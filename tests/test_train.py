@@ -43,11 +43,82 @@ def test_shuffle_rows_mixes_datasets_deterministically():
     assert sorted(shuffle_rows(iter(stream[:5]), 400, seed=1)) == stream[:5]
 
 
+class _Shard:
+    """A stand-in for a streaming-split shard: each ``iter_rows()`` is one read (an epoch) of 5 rows; it records
+    when each read started and can fail in the middle of one."""
+
+    def __init__(self, fail_in_read=None):
+        import threading
+
+        self.started, self.fail_in_read, self.lock = [], fail_in_read, threading.Lock()
+
+    def iter_rows(self):
+        with self.lock:
+            read = len(self.started)
+            self.started.append(read)
+        for i in range(5):
+            if read == self.fail_in_read and i == 2:
+                raise OSError(f"bad shard file in read {read}")
+            yield {"read": read, "i": i}
+
+
+def _wait_for(cond, timeout=10.0):
+    import time
+
+    end = time.time() + timeout
+    while not cond() and time.time() < end:
+        time.sleep(0.01)
+    return cond()
+
+
+def test_shard_reads_start_the_next_read_while_this_one_trains():
+    from polyglot_lion.train.data import ShardReads
+
+    shard = _Shard()
+    reads = ShardReads(shard, first_read=3, ahead_rows=4)
+    try:
+        rows = reads.rows(3)
+        first = [next(rows) for _ in range(5)]  # read 3 drained into the loop's buffers, not yet finished
+        # the next read is started in the background, before the loop asks for it
+        assert _wait_for(lambda: len(shard.started) == 2), shard.started
+        assert list(rows) == []
+        assert first + list(reads.rows(4)) + list(reads.rows(5)) == [
+            {"read": r, "i": i} for r in (0, 1, 2) for i in range(5)]  # the shard's rows, in its order
+        with pytest.raises(ValueError, match="read 9 asked for, but the next read is 6"):
+            next(reads.rows(9))
+        partial = reads.rows(6)
+        assert next(partial) == {"read": 3, "i": 0}
+        assert next(reads.rows(7)) == {"read": 4, "i": 0}  # the rest of an unfinished read is passed over
+    finally:
+        reads.close()
+
+    off = _Shard()
+    reads = ShardReads(off, first_read=0, ahead_rows=0)  # off: a read starts when it is asked for
+    assert len(list(reads.rows(0))) == 5 and off.started == [0]
+    assert len(list(reads.rows(1))) == 5 and off.started == [0, 1]
+
+
+def test_shard_reads_raise_a_pipeline_error_in_the_loop():
+    from polyglot_lion.train.data import ShardReads
+
+    reads = ShardReads(_Shard(fail_in_read=1), first_read=0, ahead_rows=2)
+    try:
+        assert len(list(reads.rows(0))) == 5
+        rows = reads.rows(1)
+        assert [next(rows), next(rows)] == [{"read": 1, "i": 0}, {"read": 1, "i": 1}]
+        with pytest.raises(OSError, match="bad shard file in read 1"):
+            next(rows)
+    finally:
+        reads.close()
+
+
 def test_negative_shuffle_buffer_is_refused():
     with pytest.raises(ConfigError, match=r"data.shuffle_buffer must be >= 0 \(is -1\)"):
         load_config(CONFIG, ["data.shuffle_buffer=-1"], check_paths=False)
     with pytest.raises(ConfigError, match=r"data.plan_passes must be >= 1 \(is 0\)"):
         load_config(CONFIG, ["data.plan_passes=0"], check_paths=False)
+    with pytest.raises(ConfigError, match=r"data.read_ahead_rows must be >= 0 \(is -2; 0: no read-ahead\)"):
+        load_config(CONFIG, ["data.read_ahead_rows=-2"], check_paths=False)
 
 
 @pytest.mark.ray
@@ -112,10 +183,13 @@ def test_loss_goes_down_and_checkpoint_generates(tmp_path, corpus_store):
 
     store, plan = corpus_store
     out = train(load_config(CONFIG, _overrides(tmp_path, store, plan, "learn", **{
-        "train.max_steps": 40, "train.log_every": 5, "train.checkpoint_every": 40, "train.warmup_ratio": 0.1})))
+        "train.max_steps": 40, "train.log_every": 5, "train.checkpoint_every": 40, "train.warmup_ratio": 0.1,
+        "data.read_ahead_rows": 16})))  # several reads, each started in the background while the last trains
     losses = [v for _, v in _history(tmp_path, out["mlflow_run_id"])]
     assert len(losses) == 8
     assert losses[-1] < 0.6 * losses[0], losses  # from ~ln(vocab) towards the language-model plateau
+    waits = [v for _, v in _history(tmp_path, out["mlflow_run_id"], "input_wait_frac")]
+    assert len(waits) == 8 and all(0 <= w < 1 for w in waits), waits  # the share of each window spent on input
 
     # the checkpoint is a plain transformers folder: load it the way inference does, and generate
     model, processor = load_model(out["checkpoint"])
@@ -135,7 +209,8 @@ def test_two_workers_ddp_on_gloo(tmp_path, corpus_store):
     store, plan = corpus_store
     out = train(load_config(CONFIG, _overrides(tmp_path, store, plan, "ddp", **{
         "scaling.num_workers": 2, "scaling.cpus_per_worker": 0.5, "train.max_steps": 4, "train.log_every": 2,
-        "train.checkpoint_every": 4, "data.featurize_actors": 1})))  # the actor-pool featuriser (others: tasks)
+        "train.checkpoint_every": 4, "data.featurize_actors": 1,  # the actor-pool featuriser (others: tasks)
+        "data.read_ahead_rows": 64})))  # both ranks start the next read early and leave it unfinished at the end
     assert out["metrics"]["step"] == 4
     assert [s for s, _ in _history(tmp_path, out["mlflow_run_id"])] == [2, 4]  # rank 0 logs once per step
     load_model(out["checkpoint"])
@@ -193,7 +268,8 @@ def test_restart_replays_the_same_batches_across_passes(tmp_path, corpus_store):
     per_pass = math.ceil(read_plan(plan).num_rows / 8)  # about the micro-batches of one epoch (fixed batches of 8)
     total, cut = per_pass + 4, per_pass - 2  # the checkpoint late in pass 0; the run ends in pass 1
     kw = {"data.fixed_batch_size": 8, "data.plan_passes": 2, "train.log_every": 1, "train.max_steps": total,
-          "train.checkpoint_every": cut, "scaling.max_failures": 1, "scaling.num_workers": 1}
+          "train.checkpoint_every": cut, "scaling.max_failures": 1, "scaling.num_workers": 1,
+          "data.read_ahead_rows": 64}  # the replay holds with the next read started in the background
     full = train(load_config(CONFIG, _overrides(tmp_path, store, plan, "uninterrupted", **kw)))
     crashed = train(load_config(CONFIG, _overrides(tmp_path, store, plan, "crashed", **kw)),
                     inject_crash_at_step=cut + 1)

@@ -7,7 +7,8 @@ Three ways to run the same steps: one process (CPU or one GPU), DDP across Ray w
 (``deepspeed.initialize`` wraps our AdamW and schedule, and then owns accumulation, clipping and bf16).
 Each backward pass is a collective when there are several ranks, so every rank runs the same number of
 micro-batches per read of the dataset: the read ends for all as soon as one rank's shard runs out. One read is
-``data.plan_passes`` epochs of the plan (``read_balanced``); each read restarts the Ray Data pipeline.
+``data.plan_passes`` epochs of the plan (``read_balanced``); each read restarts the Ray Data pipeline, and
+``ShardReads`` starts the next read in the background while the current one trains (``data.read_ahead_rows``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import torch
 
 from ..config import build_config
 from ..model.encoder_attention import use_batched_encoder_attention
-from .data import expand_repeats, iter_micro_batches, shuffle_rows
+from .data import ShardReads, expand_repeats, iter_micro_batches, shuffle_rows
 
 STATE_FILE = "training_state.json"
 OPTIM_FILE = "optimizer.pt"
@@ -153,7 +154,7 @@ def train_loop_per_worker(config: dict) -> None:
 
     def micro_batches(read: int):
         # rank 0's seed is the bucketing seed; other ranks' differ from every (read, rank) pair's
-        rows = shuffle_rows(expand_repeats(train_shard.iter_rows()), data.shuffle_buffer,
+        rows = shuffle_rows(expand_repeats(reads.rows(read)), data.shuffle_buffer,
                             seed=cfg.run.seed * 1000 + read + rank * 100_003)
         return iter_micro_batches(rows, pad_id, seed=cfg.run.seed * 1000 + read, window=data.bucket_window,
                                   max_frames=data.max_frames_per_batch, max_batch_size=data.max_batch_size,
@@ -239,72 +240,85 @@ def train_loop_per_worker(config: dict) -> None:
     step, read = state["step"], state["read"]
     skip = state["batches_done"]  # micro-batches of this read already trained on before the checkpoint
     plan_rows = config.get("plan_rows") or 0  # rows of one epoch of the plan (for the fractional epoch metric)
-    window = {"samples": 0, "audio_s": 0.0, "eff": 0.0, "audio_frac": 0.0, "micro": 0, "t0": time.time(), "loss": 0.0}
-    while step < tr.max_steps:
-        batches = _synced(micro_batches(read), world, device)
-        done_in_read = rows_in_read = 0
-        accum = 0
-        for batch, n in batches:
-            rows_in_read += n
-            if done_in_read < skip:  # replaying the deterministic order up to where the checkpoint was
+    window = {"samples": 0, "audio_s": 0.0, "eff": 0.0, "audio_frac": 0.0, "micro": 0, "t0": time.time(), "loss": 0.0,
+              "wait_s": 0.0}
+    reads = ShardReads(train_shard, read, data.read_ahead_rows)  # the next read starts while this one trains
+    try:
+        while step < tr.max_steps:
+            batches = _synced(micro_batches(read), world, device)
+            done_in_read = rows_in_read = 0
+            accum = 0
+            while True:
+                waited = time.time()
+                item = next(batches, None)  # Ray Data, shuffle buffer, bucketing, collate
+                if item is None:
+                    break
+                batch, n = item
+                window["wait_s"] += time.time() - waited
+                rows_in_read += n
+                if done_in_read < skip:  # replaying the deterministic order up to where the checkpoint was
+                    done_in_read += 1
+                    continue
+                loss = forward(batch)
                 done_in_read += 1
-                continue
-            loss = forward(batch)
-            done_in_read += 1
-            window["samples"] += n
-            window["audio_s"] += batch["input_features_mask"].sum().item() / 100.0
-            window["eff"] += batch["padding_efficiency"]
-            window["audio_frac"] += batch["audio_fraction"]
-            window["micro"] += 1
-            window["loss"] += loss.item()
-            if engine:  # DeepSpeed scales by the accumulation, clips and steps at the accumulation boundary
-                engine.backward(loss)
-                boundary = engine.is_gradient_accumulation_boundary()
-                engine.step()
-                if not boundary:
-                    continue
-                grad_norm = engine.get_global_grad_norm() or 0.0
-            else:
-                (loss / tr.grad_accum).backward()
-                accum += 1
-                if accum < tr.grad_accum:
-                    continue
-                accum = 0
-                grad_norm = torch.nn.utils.clip_grad_norm_(params, tr.clip_norm if tr.clip_norm > 0 else float("inf"))
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-            step += 1
-            state = {"step": step, "read": read, "batches_done": done_in_read}
-            last = step == tr.max_steps
-            dev_due = dev_shard is not None and tr.dev_every and (step % tr.dev_every == 0 or last)
-            if step % tr.log_every == 0 or step % tr.checkpoint_every == 0 or dev_due or last:
-                elapsed = max(time.time() - window["t0"], 1e-9)
-                metrics = {
-                    "step": step, "loss": window["loss"] / max(1, window["micro"]),
-                    "epoch": read * data.plan_passes + (rows_in_read * world / plan_rows if plan_rows else 0.0),
-                    "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm),
-                    "samples_per_s": window["samples"] * world / elapsed,
-                    "steps_per_s": window["micro"] / tr.grad_accum / elapsed,
-                    "audio_s_per_s": window["audio_s"] * world / elapsed,
-                    "padding_efficiency": window["eff"] / max(1, window["micro"]),
-                    "audio_fraction": window["audio_frac"] / max(1, window["micro"]),
-                    "peak_memory_mb": _peak_memory_mb(device),
-                }
-                if dev_due:
-                    metrics["dev_loss"] = dev_loss()
-                window = {"samples": 0, "audio_s": 0.0, "eff": 0.0, "audio_frac": 0.0, "micro": 0, "t0": time.time(),
-                          "loss": 0.0}
-                log_mlflow(metrics)
-                if step % tr.checkpoint_every == 0 or last:
-                    save_and_report(metrics)
+                window["samples"] += n
+                window["audio_s"] += batch["input_features_mask"].sum().item() / 100.0
+                window["eff"] += batch["padding_efficiency"]
+                window["audio_frac"] += batch["audio_fraction"]
+                window["micro"] += 1
+                window["loss"] += loss.item()
+                if engine:  # DeepSpeed scales by the accumulation, clips and steps at the accumulation boundary
+                    engine.backward(loss)
+                    boundary = engine.is_gradient_accumulation_boundary()
+                    engine.step()
+                    if not boundary:
+                        continue
+                    grad_norm = engine.get_global_grad_norm() or 0.0
                 else:
-                    ray.train.report(metrics)
-            maybe_crash(step)
-            if last:
+                    (loss / tr.grad_accum).backward()
+                    accum += 1
+                    if accum < tr.grad_accum:
+                        continue
+                    accum = 0
+                    grad_norm = torch.nn.utils.clip_grad_norm_(params, tr.clip_norm if tr.clip_norm > 0 else float("inf"))
+                    optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+                step += 1
+                state = {"step": step, "read": read, "batches_done": done_in_read}
+                last = step == tr.max_steps
+                dev_due = dev_shard is not None and tr.dev_every and (step % tr.dev_every == 0 or last)
+                if step % tr.log_every == 0 or step % tr.checkpoint_every == 0 or dev_due or last:
+                    elapsed = max(time.time() - window["t0"], 1e-9)
+                    metrics = {
+                        "step": step, "loss": window["loss"] / max(1, window["micro"]),
+                        "epoch": read * data.plan_passes + (rows_in_read * world / plan_rows if plan_rows else 0.0),
+                        "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm),
+                        "samples_per_s": window["samples"] * world / elapsed,
+                        "steps_per_s": window["micro"] / tr.grad_accum / elapsed,
+                        "audio_s_per_s": window["audio_s"] * world / elapsed,
+                        "padding_efficiency": window["eff"] / max(1, window["micro"]),
+                        "audio_fraction": window["audio_frac"] / max(1, window["micro"]),
+                        "peak_memory_mb": _peak_memory_mb(device),
+                        # the share of the window spent waiting for input: > ~0.05 means the input is the limit
+                        "input_wait_frac": window["wait_s"] / elapsed,
+                    }
+                    if dev_due:
+                        metrics["dev_loss"] = dev_loss()
+                    window = {"samples": 0, "audio_s": 0.0, "eff": 0.0, "audio_frac": 0.0, "micro": 0, "t0": time.time(),
+                              "loss": 0.0, "wait_s": 0.0}
+                    log_mlflow(metrics)
+                    if step % tr.checkpoint_every == 0 or last:
+                        save_and_report(metrics)
+                    else:
+                        ray.train.report(metrics)
+                maybe_crash(step)
+                if last:
+                    break
+            if step >= tr.max_steps:
                 break
-        if step >= tr.max_steps:
-            break
-        if done_in_read == skip:
-            raise RuntimeError("the training data is empty: the plan selects no utterances from the store")
-        read, skip = read + 1, 0
+            if done_in_read == skip:
+                raise RuntimeError("the training data is empty: the plan selects no utterances from the store")
+            read, skip = read + 1, 0
+    finally:
+        reads.close()
