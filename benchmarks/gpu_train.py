@@ -6,7 +6,7 @@
 
 Variants, to find what limits the step: ``--attn eager``, ``--encoder-attn loop`` (transformers' Python loop of
 one attention call per 8-s window instead of the platform's one padded SDPA call for all windows),
-``--no-fused-adamw``, ``--no-encoder-grad`` (audio encoder frozen: a different objective, it only shows the
+``--no-fused-adamw``, ``--compile`` (``torch.compile`` per decoder/encoder layer), ``--no-encoder-grad`` (audio encoder frozen: a different objective, it only shows the
 encoder's share; its MFU still counts the encoder's backward, so compare s/step), ``--batch-size 32 --grad-accum 1`` (same clips per step, one big micro-batch).
 With ``--profile``, after the timed steps one more step is run with ``torch.cuda.synchronize`` timers around
 moving the batch to the device, the encoder forward, the rest of the forward, backward, clipping and the
@@ -160,6 +160,9 @@ def main() -> None:
                     help="plain AdamW instead of AdamW(fused=True), which the platform's loop uses on a GPU")
     ap.add_argument("--no-encoder-grad", action="store_true",
                     help="freeze the audio encoder (its share of the step; not the platform's objective)")
+    ap.add_argument("--compile", action="store_true",
+                    help="torch.compile each decoder and encoder layer (regional; fuses RMSNorm, RoPE, SwiGLU and "
+                         "the elementwise ops; compiled during the warm-up steps)")
     ap.add_argument("--profile", action="store_true",
                     help="after the timed steps: one step with synchronize timers per phase, 2 under torch.profiler")
     ap.add_argument("--lr", type=float, default=1e-5, help="AdamW learning rate")
@@ -199,6 +202,9 @@ def main() -> None:
         audio_tower.requires_grad_(False)
     if args.activation_checkpointing:
         model.activation_checkpointing_enable()
+    if args.compile:  # after the attention swap and checkpointing, so the compiled layers include them
+        for layer in (*model.model.language_model.layers, *audio_tower.layers):
+            layer.compile()
     n_params = sum(p.numel() for p in model.parameters())
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01,
@@ -272,7 +278,7 @@ def main() -> None:
         "mfu": model_tflops_per_s / peak if peak else None, "peak_memory_gib": peak_memory_gib,
         "memory_source": memory_source, "final_loss": loss,
         "variant": {"attn": args.attn, "encoder_attn": args.encoder_attn, "fused_adamw": args.fused_adamw,
-                    "no_encoder_grad": args.no_encoder_grad},
+                    "no_encoder_grad": args.no_encoder_grad, "compile": args.compile},
         "profile": profile,
     }
     print(f"{result['size']} on {device_name}: {result['samples_per_s']:.2f} samples/s, "

@@ -15,10 +15,10 @@ from polyglot_lion.model.sizes import qwen3_asr_config
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_smoke(script: str, tmp_path: Path) -> dict:
+def run_smoke(script: str, tmp_path: Path, *extra: str, timeout: int = 300) -> dict:
     out = tmp_path / f"{script}.json"
-    proc = subprocess.run([sys.executable, f"benchmarks/{script}.py", "--smoke", "--out", str(out)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300, check=False)
+    proc = subprocess.run([sys.executable, f"benchmarks/{script}.py", "--smoke", "--out", str(out), *extra],
+                          cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert json.loads(out.read_text()) == result
@@ -34,6 +34,16 @@ def test_gpu_train_smoke(tmp_path):
         assert r[key] > 0, key
     assert r["audio_s_per_s"] > r["samples_per_s"]  # clips of 1-2 s
     assert r["mfu"] is None and r["peak_tflops"] is None  # no nominal CPU peak
+
+
+@pytest.mark.timeout(1500)
+def test_gpu_train_compiled_layers_train_the_same(tmp_path):
+    """``--compile`` (torch.compile per decoder and encoder layer, a route to higher MFU on a GPU) runs through the
+    batched encoder attention and gives the eager step's loss (on CPU: ~90 s, nearly all compiling)."""
+    eager = run_smoke("gpu_train", tmp_path)
+    compiled = run_smoke("gpu_train", tmp_path, "--compile", timeout=1400)
+    assert compiled["variant"]["compile"] and not eager["variant"]["compile"]
+    assert compiled["final_loss"] == pytest.approx(eager["final_loss"], rel=1e-4)
 
 
 def test_gpu_inference_smoke(tmp_path):
