@@ -208,11 +208,15 @@ def test_two_workers_ddp_on_gloo(tmp_path, corpus_store):
 
     store, plan = corpus_store
     out = train(load_config(CONFIG, _overrides(tmp_path, store, plan, "ddp", **{
-        "scaling.num_workers": 2, "scaling.cpus_per_worker": 0.5, "train.max_steps": 4, "train.log_every": 2,
-        "train.checkpoint_every": 4, "data.featurize_actors": 1,  # the actor-pool featuriser (others: tasks)
-        "data.read_ahead_rows": 64})))  # both ranks start the next read early and leave it unfinished at the end
-    assert out["metrics"]["step"] == 4
-    assert [s for s, _ in _history(tmp_path, out["mlflow_run_id"])] == [2, 4]  # rank 0 logs once per step
+        "scaling.num_workers": 2, "scaling.cpus_per_worker": 0.5, "train.max_steps": 12, "train.log_every": 2,
+        "train.checkpoint_every": 12, "data.featurize_actors": 1,  # the actor-pool featuriser (others: tasks)
+        "data.read_ahead_rows": 64})))  # each rank reads ahead: the next read starts before the loop asks for it
+    assert out["metrics"]["step"] == 12
+    assert [s for s, _ in _history(tmp_path, out["mlflow_run_id"])] == list(range(2, 13, 2))  # rank 0 logs
+    # ~48 utterances split over 2 ranks: the run crosses into a second read of the dataset, where the ranks'
+    # read-ahead threads meet at the streaming split's next epoch
+    with open(f"{out['checkpoint']}/training_state.json") as f:
+        assert json.load(f)["read"] >= 1
     load_model(out["checkpoint"])
 
 
