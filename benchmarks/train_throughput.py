@@ -433,7 +433,8 @@ def main() -> int:
           f"{batch_size}, {args.epochs * math.ceil(plan_rows / batch_size)} steps", flush=True)
 
     passes = args.ours_passes or [load_config(CONFIG, check_paths=False).data.plan_passes]
-    sides = ["reference"] + [f"ours_threads_{t}_passes_{p}" for t in threads for p in passes]
+    ours_sides = {f"ours_threads_{t}_passes_{p}": (t, p) for t in threads for p in passes}
+    sides = ["reference", *ours_sides]
     runs: dict[str, list[dict]] = {k: [] for k in sides}
     for rep in range(args.repeats):
         for side in sides:
@@ -441,8 +442,7 @@ def main() -> int:
             if side == "reference":
                 r = run_reference(store, plan, base, work, batch_size, args)
             else:
-                _, _, t, _, p = side.split("_")
-                r = run_ours(store, plan, base, work, expected["steps"], args, int(t), int(p))
+                r = run_ours(store, plan, base, work, expected["steps"], args, *ours_sides[side])
                 # the replay is right if it predicts the padding of every logged window
                 r["replay_max_window_error"] = max(abs(w["padding_efficiency"] - sum(
                     batch_padding(b, frames)[0] for b in batches[w["end_step"] - w["steps"]:w["end_step"]])
@@ -478,7 +478,7 @@ def main() -> int:
     for side in sides:
         r = summary[side]
         label = "reference: HF Trainer, librosa collator" if side == "reference" else "ours: Ray Train + Ray Data"
-        per_read = "-" if side == "reference" else side.rsplit("_", 1)[1]
+        per_read = ours_sides[side][1] if side in ours_sides else "-"
         print(f"| {label} | {r['torch_threads']} | {per_read} | {r['steps']} | {r['clips_per_step']:.1f} | {r['samples_per_s']:.1f} "
               f"| {r['audio_s_per_s']:.1f} | {r['padding_efficiency']:.1%} | {r['audio_fraction']:.1%} "
               f"| {r['steady_s']:.1f} | {r['wall_s']:.1f} | {r['others_share']:.0%} "

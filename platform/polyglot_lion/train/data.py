@@ -101,7 +101,7 @@ class ShardReads:
     """
 
     def __init__(self, shard, first_read: int, ahead_rows: int):
-        self._shard, self._next, self._ahead = shard, first_read, ahead_rows
+        self._shard, self._next = shard, first_read
         self._stop = threading.Event()
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, ahead_rows))
         self._thread = None

@@ -240,21 +240,30 @@ def train_loop_per_worker(config: dict) -> None:
     step, read = state["step"], state["read"]
     skip = state["batches_done"]  # micro-batches of this read already trained on before the checkpoint
     plan_rows = config.get("plan_rows") or 0  # rows of one epoch of the plan (for the fractional epoch metric)
-    window = {"samples": 0, "audio_s": 0.0, "eff": 0.0, "audio_frac": 0.0, "micro": 0, "t0": time.time(), "loss": 0.0,
-              "wait_s": 0.0}
+
+    def new_window() -> dict:  # what one log window adds up
+        return {"samples": 0, "audio_s": 0.0, "eff": 0.0, "audio_frac": 0.0, "micro": 0, "t0": time.time(),
+                "loss": 0.0, "wait_s": 0.0}
+
+    def timed(batches):
+        """The micro-batches, adding the time the loop waits for each (Ray Data, shuffle, bucketing, collate)
+        to the current window."""
+        while True:
+            t = time.time()
+            item = next(batches, None)
+            if item is None:
+                return
+            window["wait_s"] += time.time() - t
+            yield item
+
+    window = new_window()
     reads = ShardReads(train_shard, read, data.read_ahead_rows)  # the next read starts while this one trains
     try:
         while step < tr.max_steps:
             batches = _synced(micro_batches(read), world, device)
             done_in_read = rows_in_read = 0
             accum = 0
-            while True:
-                waited = time.time()
-                item = next(batches, None)  # Ray Data, shuffle buffer, bucketing, collate
-                if item is None:
-                    break
-                batch, n = item
-                window["wait_s"] += time.time() - waited
+            for batch, n in timed(batches):
                 rows_in_read += n
                 if done_in_read < skip:  # replaying the deterministic order up to where the checkpoint was
                     done_in_read += 1
@@ -305,8 +314,7 @@ def train_loop_per_worker(config: dict) -> None:
                     }
                     if dev_due:
                         metrics["dev_loss"] = dev_loss()
-                    window = {"samples": 0, "audio_s": 0.0, "eff": 0.0, "audio_frac": 0.0, "micro": 0, "t0": time.time(),
-                              "loss": 0.0, "wait_s": 0.0}
+                    window = new_window()
                     log_mlflow(metrics)
                     if step % tr.checkpoint_every == 0 or last:
                         save_and_report(metrics)
