@@ -50,7 +50,7 @@ bench-ingest: setup
 	$(BIN)/python benchmarks/ingest.py
 
 bench-train: setup
-	$(BIN)/python benchmarks/train_throughput.py --repeats 2 --ours-passes 1 2
+	$(BIN)/python benchmarks/train_throughput.py --repeats 2 --ours-passes 2 1 --step-ablation 16
 
 bench-serve: setup
 	$(BIN)/python benchmarks/serve_load.py

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The GPU benchmarks in one go: 380 s on an H200 before the two --compile runs were added (not yet timed with
-# them; expect 6-9 minutes). JSON results and a log land in $OUT.
+# The GPU benchmarks in one go: 380 s on an H200 before the two --compile runs and the stock-step A/B were added
+# (not yet timed with them; expect 7-10 minutes). JSON results and a log land in $OUT.
 #
 #     OUT=bench_out/gpu bash benchmarks/gpu_check.sh
 #
@@ -40,6 +40,9 @@ bench() {  # bench NAME CMD...: run one benchmark, time it, keep going if it fai
 'transformers', transformers.__version__, transformers.__file__)"
     "$PY" -c "import deepspeed, pydantic; print('deepspeed', deepspeed.__version__, 'pydantic', pydantic.__version__)"
     bench train_0.6b "$PY" benchmarks/gpu_train.py --size 0.6b --out "$OUT/train_0.6b.json"
+    # the step before model/efficiency.py (the model's own loss over all positions, default conv layout): A/B
+    bench train_0.6b_stock_step "$PY" benchmarks/gpu_train.py --size 0.6b --loss full --conv-layout default \
+        --out "$OUT/train_0.6b_stock_step.json"
     # routes to the 35% MFU target (BENCHMARKS.md, "Where the time goes"): fused layers, then one big micro-batch
     bench train_0.6b_compile "$PY" benchmarks/gpu_train.py --size 0.6b --compile --out "$OUT/train_0.6b_compile.json"
     bench train_0.6b_compile_b32 "$PY" benchmarks/gpu_train.py --size 0.6b --compile --batch-size 32 --grad-accum 1 \

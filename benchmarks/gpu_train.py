@@ -23,7 +23,8 @@ does (``bucket_batches``); an optimizer step accumulates 4 of them (the paper's 
 
 MFU = model FLOPs per second / peak dense bf16 FLOPs of the card. Model FLOPs of a micro-batch are
 3 x forward (forward + backward), counting real (non-padding) tokens and audio only and no recomputation:
-  decoder   2 * (layer weights + lm_head) * tokens  +  2 * layers * (q heads * head_dim) * sum(seq_len^2)   (causal)
+  decoder   2 * layer weights * tokens  +  2 * layers * (q heads * head_dim) * sum(seq_len^2)   (causal)
+            + 2 * lm_head * (answer tokens with the platform's answer-only loss, all tokens with --loss full)
   encoder   conv front-end per 1-s chunk (3 stride-2 3x3 convs + conv_out), 2 * (layer weights) * frames
             + 4 * layers * d_model * sum(window_len^2) over its 8-s attention windows, + projector 2 * weights * frames
 The peak comes from a table by ``torch.cuda.get_device_name`` (H100 SXM/PCIe/NVL, H200, A100, RTX PRO 6000) or
@@ -104,19 +105,30 @@ def synthetic_examples(encoder, n: int, min_s: float, max_s: float, text_tokens_
     return examples
 
 
-def training_flops(config, batch: dict) -> float:
-    """Model FLOPs of forward + backward (3 x forward) for one micro-batch; see the module docstring."""
+def step_loss(model, inputs: dict, loss: str) -> torch.Tensor:
+    """The platform's loss (``answer``: lm_head on the answer positions only) or the model's own (``full``)."""
+    from polyglot_lion.model.efficiency import answer_loss
+
+    return answer_loss(model, inputs) if loss == "answer" else model(**inputs, use_cache=False).loss
+
+
+def training_flops(config, batch: dict, answer_only: bool = True) -> float:
+    """Model FLOPs of forward + backward (3 x forward) for one micro-batch; see the module docstring. With
+    ``answer_only`` lm_head projects only the positions that predict an answer token (``answer_loss``)."""
     from transformers.models.qwen3_asr.modeling_qwen3_asr import (
         _get_feat_extract_output_lengths,
     )
+
+    from polyglot_lion.model.efficiency import answer_positions
 
     a, t = config.audio_config, config.text_config
     # decoder
     d_q, d_kv = t.num_attention_heads * t.head_dim, t.num_key_value_heads * t.head_dim
     dec_layer = t.hidden_size * (2 * d_q + 2 * d_kv) + 3 * t.hidden_size * t.intermediate_size
-    dec_weights = t.num_hidden_layers * dec_layer + t.hidden_size * t.vocab_size
     seq = batch["attention_mask"].sum(1).double()
-    fwd = 2 * dec_weights * seq.sum() + 2 * t.num_hidden_layers * d_q * (seq ** 2).sum()
+    head_tokens = float(answer_positions(batch["labels"])[0].sum()) if answer_only else seq.sum()
+    fwd = 2 * t.num_hidden_layers * dec_layer * seq.sum() + 2 * t.num_hidden_layers * d_q * (seq ** 2).sum()
+    fwd += 2 * t.hidden_size * t.vocab_size * head_tokens
     # encoder conv front-end, per 1-s chunk of 2 * n_window mel frames
     chunk = 2 * a.n_window
     freq, time_, c_in, conv = a.num_mel_bins, chunk, 1, 0
@@ -158,6 +170,11 @@ def main() -> None:
                          "model.encoder_attention) or transformers' per-window loop")
     ap.add_argument("--no-fused-adamw", dest="fused_adamw", action="store_false",
                     help="plain AdamW instead of AdamW(fused=True), which the platform's loop uses on a GPU")
+    ap.add_argument("--loss", choices=["answer", "full"], default="answer",
+                    help="lm_head on the answer positions only (the platform's answer_loss) or on every position "
+                         "(the model's own .loss)")
+    ap.add_argument("--conv-layout", choices=["channels_last", "default"], default="channels_last",
+                    help="memory layout of the audio front-end's convolutions (model.channels_last_conv)")
     ap.add_argument("--no-encoder-grad", action="store_true",
                     help="freeze the audio encoder (its share of the step; not the platform's objective)")
     ap.add_argument("--compile", action="store_true",
@@ -197,6 +214,10 @@ def main() -> None:
         from polyglot_lion.model.encoder_attention import use_batched_encoder_attention
 
         use_batched_encoder_attention(model)
+    if args.conv_layout == "channels_last":
+        from polyglot_lion.model.efficiency import use_channels_last_conv
+
+        use_channels_last_conv(model)
     audio_tower = model.model.audio_tower
     if args.no_encoder_grad:
         audio_tower.requires_grad_(False)
@@ -219,7 +240,7 @@ def main() -> None:
     groups = bucket_batches(lengths, max_frames=args.batch_size * max(lengths), max_batch_size=args.batch_size,
                             seed=args.seed, window=n_clips)
     micro_batches = [collate([examples[i] for i in g], processor.tokenizer.pad_token_id) for g in groups]
-    step_flops = sum(training_flops(model.config, b) for b in micro_batches)
+    step_flops = sum(training_flops(model.config, b, args.loss == "answer") for b in micro_batches)
     step_audio_s = sum(float(b["input_features_mask"].sum()) / 100.0 for b in micro_batches)
     padding_efficiency = float(np.mean([b["padding_efficiency"] for b in micro_batches]))
 
@@ -232,7 +253,7 @@ def main() -> None:
         for batch in micro_batches:
             inputs = {k: v.to(device, non_blocking=True) for k, v in batch.items() if torch.is_tensor(v)}
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                loss = model(**inputs, use_cache=False).loss / len(micro_batches)
+                loss = step_loss(model, inputs, args.loss) / len(micro_batches)
             loss.backward()
             total += loss.detach()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -254,7 +275,7 @@ def main() -> None:
     if args.profile:
         try:
             profile = profile_steps(model, audio_tower, micro_batches, optimizer, params, device, use_bf16, sync,
-                                    optimizer_step)
+                                    args.loss, optimizer_step)
         except Exception as exc:  # keep the timed result even if the profiler fails on this torch
             import traceback
 
@@ -278,7 +299,8 @@ def main() -> None:
         "mfu": model_tflops_per_s / peak if peak else None, "peak_memory_gib": peak_memory_gib,
         "memory_source": memory_source, "final_loss": loss,
         "variant": {"attn": args.attn, "encoder_attn": args.encoder_attn, "fused_adamw": args.fused_adamw,
-                    "no_encoder_grad": args.no_encoder_grad, "compile": args.compile},
+                    "no_encoder_grad": args.no_encoder_grad, "compile": args.compile, "loss": args.loss,
+                    "conv_layout": args.conv_layout},
         "profile": profile,
     }
     print(f"{result['size']} on {device_name}: {result['samples_per_s']:.2f} samples/s, "
@@ -298,7 +320,7 @@ def main() -> None:
             f.write(line + "\n")
 
 
-def profile_steps(model, audio_tower, micro_batches, optimizer, params, device, use_bf16, sync,
+def profile_steps(model, audio_tower, micro_batches, optimizer, params, device, use_bf16, sync, loss_kind,
                   optimizer_step, n_profiled: int = 2) -> dict:
     """One step with synchronize timers around each phase, then ``n_profiled`` steps under torch.profiler."""
     from torch.profiler import ProfilerActivity, profile
@@ -324,7 +346,7 @@ def profile_steps(model, audio_tower, micro_batches, optimizer, params, device, 
         sync()
         t1 = time.perf_counter()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            loss = model(**inputs, use_cache=False).loss / len(micro_batches)
+            loss = step_loss(model, inputs, loss_kind) / len(micro_batches)
         sync()
         t2 = time.perf_counter()
         loss.backward()

@@ -1,7 +1,7 @@
 """Training throughput: our Ray Train job vs the Qwen3-ASR reference recipe (transformers.Trainer), one run.
 
     python benchmarks/train_throughput.py                       # 400 synthetic clips, 2 epochs of the plan per side
-    python benchmarks/train_throughput.py --repeats 2 --ours-passes 1 2     # as in BENCHMARKS.md (make bench-train)
+    python benchmarks/train_throughput.py --repeats 2 --ours-passes 2 1 --step-ablation 16   # make bench-train
     python benchmarks/train_throughput.py --quick               # 160 clips, 1 epoch: checks that it works
 
 Both sides train the same tiny random Qwen3-ASR checkpoint (built once) on CPU in fp32 with the same optimizer
@@ -20,6 +20,11 @@ row of the two-stage balance plan (each utterance as many times as the plan uses
   ``PromptEncoder`` and ``collate`` (the processor's feature extractor and tokenizer once per clip), so both
   sides feed the model the same examples; the script itself runs the processor twice per batch (once more for
   the prefix lengths), so this reference is a little faster than the script.
+
+Ours' step is not the reference's: its loss projects only the answer positions onto the vocabulary and its audio
+convolutions run channels-last (``polyglot_lion.model.efficiency``). ``--step-ablation N`` times the step alone
+(forward, backward, clip, AdamW; no Ray) on N of ours' micro-batches, four ways, each variant on its own copy of the
+weights and taking turns on every micro-batch, so the job's ratio can be split into step and input pipeline.
 
 Throughput is measured over the steady state: log windows of ``--log-every`` steps, the first (start-up,
 pipeline warm-up) left out; ours' windows come from its MLflow history (per-window rates and timestamps), the
@@ -142,6 +147,89 @@ def replay_stats(batches: list[list[str]], frames: dict) -> dict:
             "audio_fraction": sum(p[1] for p in pads) / len(pads),
             # no batching can do better than each clip alone in its own whole chunks
             "best_audio_fraction": sum(frames[u][0] for u in ids) / sum(frames[u][1] for u in ids)}
+
+
+# --- where ours' per-step advantage comes from: the step alone, four ways -------------------------------------
+
+STEP_VARIANTS = {  # name: (answer-only loss, channels-last convs); the last is ours' default
+    "model's own loss, default conv layout (the reference's step)": (False, False),
+    "answer-only loss": (True, False),
+    "channels-last convs": (False, True),
+    "answer-only loss + channels-last convs (ours)": (True, True),
+}
+
+
+def step_ablation(store: str, base: str, batches: list[list[str]], n_batches: int, rounds: int,
+                  threads: int) -> dict:
+    """Seconds per micro-batch (forward, backward, clip, AdamW step) of the tiny checkpoint on ``n_batches`` of
+    ours' replayed micro-batches (real clips, our bucketing), for each ``STEP_VARIANTS`` way of computing the
+    step. Each variant trains its own copy of the same weights; the variants take turns on every micro-batch (so
+    a drift in the machine's speed hits all alike), after one untimed step each; ``rounds`` passes over the
+    micro-batches, the median per variant. In this process, with ``threads`` torch threads, no Ray."""
+    import copy
+    import statistics
+
+    import torch
+    from transformers import Qwen3ASRForConditionalGeneration
+
+    from polyglot_lion.data.audio import decode_flac
+    from polyglot_lion.data.store import read_metadata
+    from polyglot_lion.model.efficiency import answer_loss, use_channels_last_conv
+    from polyglot_lion.model.encoder_attention import use_batched_encoder_attention
+    from polyglot_lion.model.prompts import collate
+    from polyglot_lion.train.data import _encoder
+
+    chosen = [batches[i * len(batches) // n_batches] for i in range(n_batches)]  # spread over the run
+    wanted = {u for b in chosen for u in b}
+    encoder = _encoder(base, "agnostic")
+    rows = read_metadata(store, "train", columns=["id", "audio", "text", "language"]).to_pylist()
+    examples = {r["id"]: encoder.encode(decode_flac(r["audio"]), r["text"], r["language"])
+                for r in rows if r["id"] in wanted}
+    pad_id = encoder.processor.tokenizer.pad_token_id
+    tensors = [{k: v for k, v in collate([examples[u] for u in b], pad_id).items() if torch.is_tensor(v)}
+               for b in chosen]
+    base_model = Qwen3ASRForConditionalGeneration.from_pretrained(base, dtype=torch.float32)
+    saved_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+
+    def trainer(answer_only: bool, channels_last: bool):
+        model = copy.deepcopy(base_model).train()
+        use_batched_encoder_attention(model)  # as ours (model.encoder_attention: batched)
+        if channels_last:
+            use_channels_last_conv(model)
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=1e-3, betas=(0.9, 0.98), weight_decay=0.01)
+
+        def step(batch: dict) -> float:
+            t0 = time.perf_counter()
+            loss = answer_loss(model, batch) if answer_only else model(**batch, use_cache=False).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            return time.perf_counter() - t0
+        return step
+
+    times: dict[str, list[float]] = {name: [] for name in STEP_VARIANTS}
+    try:
+        steps = {name: trainer(*how) for name, how in STEP_VARIANTS.items()}
+        for step in steps.values():
+            step(tensors[0])  # untimed warm-up
+        for _ in range(rounds):
+            spent = dict.fromkeys(steps, 0.0)
+            for batch in tensors:
+                for name, step in steps.items():
+                    spent[name] += step(batch)
+            for name in steps:
+                times[name].append(spent[name] / n_batches)
+    finally:
+        torch.set_num_threads(saved_threads)
+    first = next(iter(STEP_VARIANTS))
+    medians = {name: statistics.median(v) for name, v in times.items()}
+    return {"micro_batches": n_batches, "rounds": rounds, "torch_threads": threads,
+            "clips_per_micro_batch": sum(len(b) for b in chosen) / n_batches,
+            "s_per_micro_batch": medians, "runs_s_per_micro_batch": times,
+            "speedup_vs_model_loss": {name: medians[first] / m for name, m in medians.items()}}
 
 
 # --- CPU accounting: the machine may be shared, so say how much of it each side had ----------------------------
@@ -407,6 +495,9 @@ def main() -> int:
     ap.add_argument("--ours-passes", type=int, nargs="+", default=None,
                     help="ours: data.plan_passes, one run of ours per value (default: the config's, 1); with 2 "
                          "epochs, 2 = one read of the dataset, so no pipeline restart at the epoch boundary")
+    ap.add_argument("--step-ablation", type=int, default=0, metavar="N",
+                    help="also time the training step alone on N of ours' micro-batches, four ways (model's own "
+                         "loss or answer-only, default or channels-last convs), in this process (default 0: off)")
     ap.add_argument("--log-every", type=int, default=10, help="steps per log window on both sides (default 10)")
     ap.add_argument("--max-load", type=float, default=0, help="before each run, wait (up to 30 min) until the "
                                                               "1-minute load average is at most this (0 = no wait)")
@@ -452,6 +543,10 @@ def main() -> int:
             print(f"round {rep + 1}/{args.repeats} {side}: {r['audio_s_per_s']:.1f} audio-s/s, "
                   f"wall {r['wall_s']:.1f} s, others' CPU {r['others_share']:.0%}", flush=True)
 
+    ablation = None
+    if args.step_ablation:
+        ablation = step_ablation(store, base, batches, args.step_ablation, max(3, args.repeats),
+                                 ours_sides[sides[1]][0] or 2)
     summary = {k: median_run(v) for k, v in runs.items()}
     reference, ours = summary["reference"], summary[sides[1]]
     ratio = ours["audio_s_per_s"] / reference["audio_s_per_s"]
@@ -463,7 +558,7 @@ def main() -> int:
                                  "shuffle_buffer": args.shuffle_buffer, "torch_threads": threads,
                                  "plan_passes": passes},
                   "reference_batch_size": batch_size, "log_every": args.log_every, "ours_replayed": expected},
-        "summary": summary, "runs": runs, "audio_s_per_s_ratio": ratio,
+        "summary": summary, "runs": runs, "audio_s_per_s_ratio": ratio, "step_ablation": ablation,
         "targets": {"audio_s_per_s_ratio_ge_1.3": ratio >= 1.3,
                     "ours_padding_efficiency_ge_0.90": ours["padding_efficiency"] >= 0.9},
     }
@@ -490,6 +585,14 @@ def main() -> int:
           f"({ours['ray_init_s']:.1f} s) is not in ours' wall")
     print(f"others' CPU: the share of the machine's {os.cpu_count()} cores other processes used meanwhile; "
           f"results: {args.out}")
+    if ablation:
+        print(f"\nThe step alone (forward, backward, clip, AdamW) on {ablation['micro_batches']} of ours' micro-batches "
+              f"({ablation['clips_per_micro_batch']:.1f} clips each), {ablation['torch_threads']} torch threads, median "
+              f"of {ablation['rounds']} interleaved rounds:\n")
+        print("| step | s per micro-batch | speed-up |")
+        print("|---|---:|---:|")
+        for name, sec in ablation["s_per_micro_batch"].items():
+            print(f"| {name} | {sec:.3f} | {ablation['speedup_vs_model_loss'][name]:.2f}x |")
     return 0
 
 

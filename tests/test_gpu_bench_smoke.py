@@ -70,10 +70,41 @@ def test_real_sizes_have_the_published_parameter_counts(size, low, high):
     assert model.config.text_config.vocab_size == 151_936 and model.config.audio_config.num_mel_bins == 128
 
 
-def test_peak_tflops_table():
+def _gpu_train_module():
     spec = importlib.util.spec_from_file_location("gpu_train", ROOT / "benchmarks" / "gpu_train.py")
     gpu_train = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gpu_train)
+    return gpu_train
+
+
+def test_gpu_train_platform_step_and_the_models_own_loss_agree(tmp_path):
+    """The benchmark trains with the platform's step (answer-only loss, channels-last convs) by default;
+    ``--loss full --conv-layout default`` is the model's own loss and layout: the same loss after the same steps."""
+    ours = run_smoke("gpu_train", tmp_path)
+    stock = run_smoke("gpu_train", tmp_path, "--loss", "full", "--conv-layout", "default")
+    assert (ours["variant"]["loss"], ours["variant"]["conv_layout"]) == ("answer", "channels_last")
+    assert (stock["variant"]["loss"], stock["variant"]["conv_layout"]) == ("full", "default")
+    assert ours["final_loss"] == pytest.approx(stock["final_loss"], rel=1e-5)
+
+
+def test_training_flops_count_lm_head_where_it_runs():
+    """MFU counts the FLOPs a step does: with the answer-only loss, lm_head only on the positions that predict an
+    answer token, so the two counts differ by exactly 3 x 2 x hidden x vocab x the other positions."""
+    gpu_train = _gpu_train_module()
+    config = qwen3_asr_config("0.6b")
+    labels = torch.full((2, 10), -100)
+    labels[0, 6:9], labels[1, 4:6] = 7, 7  # 3 + 2 answer tokens; sequences of 9 and 6 real tokens
+    mask = torch.zeros(2, 10, dtype=torch.long)
+    mask[0, :9], mask[1, :6] = 1, 1
+    batch = {"labels": labels, "attention_mask": mask, "input_features_mask": torch.ones(2, 200, dtype=torch.long)}
+    full, answer = gpu_train.training_flops(config, batch, False), gpu_train.training_flops(config, batch, True)
+    t = config.text_config
+    # positions that predict an answer token: 5 (0-based 5..7 and 3..4); all real positions: 15
+    assert full - answer == pytest.approx(3 * 2 * t.hidden_size * t.vocab_size * (15 - 5))
+
+
+def test_peak_tflops_table():
+    gpu_train = _gpu_train_module()
     assert gpu_train.peak_tflops("NVIDIA H100 80GB HBM3") == 989.4
     assert gpu_train.peak_tflops("NVIDIA H100 PCIe") == 756.0
     assert gpu_train.peak_tflops("NVIDIA H200") == 989.4

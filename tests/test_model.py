@@ -122,15 +122,12 @@ def test_batched_encoder_attention_equals_the_loop():
                     processor.tokenizer.pad_token_id)
     inputs = {k: v for k, v in batch.items() if torch.is_tensor(v)}
 
-    def loss_and_grads():
-        model.zero_grad()
-        loss = model(**inputs, use_cache=False).loss
-        loss.backward()
-        return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    def model_loss():
+        return model(**inputs, use_cache=False).loss
 
-    loop_loss, loop_grads = loss_and_grads()
+    loop_loss, loop_grads = _loss_and_grads(model, model_loss)
     assert use_batched_encoder_attention(model) == len(model.model.audio_tower.layers)
-    batched_loss, batched_grads = loss_and_grads()
+    batched_loss, batched_grads = _loss_and_grads(model, model_loss)
     assert batched_loss == pytest.approx(loop_loss, rel=1e-5)
     assert set(batched_grads) == set(loop_grads)
     for name, g in loop_grads.items():
@@ -138,3 +135,63 @@ def test_batched_encoder_attention_equals_the_loop():
     # another model in the same process keeps transformers' forward
     other, _ = build_tiny_model(TINY_TEXTS, seed=1)
     assert "forward" not in vars(other.model.audio_tower.layers[0].self_attn)
+
+
+def _mixed_batch(processor, rng):
+    from polyglot_lion.model.prompts import PromptEncoder, collate
+
+    enc = PromptEncoder(processor, "agnostic")
+    batch = collate([enc.encode(rng.standard_normal(int(16000 * s)).astype(np.float32) * 0.1, text, "en")
+                     for s, text in ((2.4, "hello world"), (6.5, "a longer clip"), (9.0, "the longest one"))],
+                    processor.tokenizer.pad_token_id)
+    return {k: v for k, v in batch.items() if torch.is_tensor(v)}
+
+
+def _loss_and_grads(model, loss_fn):
+    model.zero_grad()
+    loss = loss_fn()
+    loss.backward()
+    return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def test_answer_loss_equals_the_models_loss():
+    """answer_loss projects only the answer positions onto the vocabulary: same loss and gradients as the
+    model's own loss over all positions (labels -100 outside the answer), on a padded batch."""
+    from polyglot_lion.model.efficiency import answer_loss, answer_positions
+
+    model, processor = build_tiny_model(TINY_TEXTS, seed=0)
+    inputs = _mixed_batch(processor, np.random.default_rng(0))
+    keep, targets = answer_positions(inputs["labels"])
+    assert 0 < int(keep.sum()) == targets.numel() < inputs["labels"].numel() // 4  # mostly audio placeholders
+    full_loss, full_grads = _loss_and_grads(model, lambda: model(**inputs, use_cache=False).loss)
+    kept_loss, kept_grads = _loss_and_grads(model, lambda: answer_loss(model, inputs))
+    assert kept_loss == pytest.approx(full_loss, rel=1e-6)
+    assert set(kept_grads) == set(full_grads)
+    for name, g in full_grads.items():
+        torch.testing.assert_close(kept_grads[name], g, rtol=1e-4, atol=1e-7, msg=name)
+    no_answer = dict(inputs, labels=torch.full_like(inputs["labels"], -100))
+    with pytest.raises(ValueError, match="no answer tokens"):
+        answer_loss(model, no_answer)
+
+
+def test_channels_last_conv_trains_and_saves_the_same(tmp_path):
+    """model.channels_last_conv: the front-end's convolutions in channels-last layout give the same loss and
+    gradients (to fp32 rounding), and the checkpoint saves and loads with the same weights."""
+    from transformers import Qwen3ASRForConditionalGeneration
+
+    from polyglot_lion.model.efficiency import answer_loss, use_channels_last_conv
+
+    model, processor = build_tiny_model(TINY_TEXTS, seed=0)
+    inputs = _mixed_batch(processor, np.random.default_rng(1))
+    ref_loss, ref_grads = _loss_and_grads(model, lambda: answer_loss(model, inputs))
+    assert use_channels_last_conv(model) == 3
+    conv = model.model.audio_tower.conv2d2.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    cl_loss, cl_grads = _loss_and_grads(model, lambda: answer_loss(model, inputs))
+    assert cl_loss == pytest.approx(ref_loss, rel=1e-5)
+    for name, g in ref_grads.items():
+        torch.testing.assert_close(cl_grads[name], g, rtol=1e-3, atol=1e-5, msg=name)
+    model.save_pretrained(tmp_path / "ckpt")
+    loaded = Qwen3ASRForConditionalGeneration.from_pretrained(tmp_path / "ckpt", dtype=torch.float32)
+    for (name, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
+        assert torch.equal(a, b), name

@@ -68,6 +68,9 @@ class ModelSection:
     encoder_attention: str = _f("batched", "audio encoder attention without flash attention: batched (all windows "
                                            "in one call) or loop (transformers' call per window; same result)",
                                 choices=("batched", "loop"))
+    channels_last_conv: bool = _f(True, "the audio front-end's convolutions in channels-last memory layout (same "
+                                        "result; 2-7% faster training steps on 2 CPU cores, measured; not used "
+                                        "under DeepSpeed)")
 
 
 @dataclass

@@ -25,6 +25,7 @@ import time
 import torch
 
 from ..config import build_config
+from ..model.efficiency import answer_loss, use_channels_last_conv
 from ..model.encoder_attention import use_batched_encoder_attention
 from .data import ShardReads, expand_repeats, iter_micro_batches, shuffle_rows
 
@@ -123,6 +124,8 @@ def train_loop_per_worker(config: dict) -> None:
     if cfg.model.encoder_attention == "batched":
         use_batched_encoder_attention(model)
     model.to(device)
+    if cfg.model.channels_last_conv and not ds_config:
+        use_channels_last_conv(model)
 
     # --- optimizer and schedule (DeepSpeed wraps the same ones) ---------------------------------------------
     params = [p for p in model.parameters() if p.requires_grad]
@@ -162,7 +165,7 @@ def train_loop_per_worker(config: dict) -> None:
 
     def forward(batch: dict) -> torch.Tensor:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            return model(**_to(batch, device, float_dtype), use_cache=False).loss
+            return answer_loss(model, _to(batch, device, float_dtype))  # lm_head on answer positions only
 
     @torch.no_grad()
     def dev_loss() -> float:
