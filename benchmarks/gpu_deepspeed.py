@@ -107,6 +107,8 @@ def run_stage(args) -> dict:
     result["zero_stage"] = engine.zero_optimization_stage()
     result["optimizer_class"] = type(optimizer).__name__
 
+    from polyglot_lion.model.efficiency import answer_loss
+
     def sync() -> None:
         if cuda:
             torch.cuda.synchronize(device)
@@ -116,7 +118,7 @@ def run_stage(args) -> dict:
         for batch in micro_batches:
             inputs = {k: (v.to(device, float_dtype) if v.is_floating_point() else v.to(device))
                       for k, v in batch.items() if torch.is_tensor(v)}
-            loss = engine(**inputs, use_cache=False).loss
+            loss = answer_loss(engine, inputs)  # the loop's loss (lm_head on the answer positions only)
             engine.backward(loss)
             engine.step()
             total += loss.item()
