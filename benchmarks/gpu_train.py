@@ -6,8 +6,11 @@
 
 Variants, to find what limits the step: ``--attn eager``, ``--encoder-attn loop`` (transformers' Python loop of
 one attention call per 8-s window instead of the platform's one padded SDPA call for all windows),
-``--no-fused-adamw``, ``--compile`` (``torch.compile`` per decoder/encoder layer), ``--no-encoder-grad`` (audio
-encoder frozen: a different objective, it only shows the encoder's share; its MFU still counts the encoder's backward, so compare s/step), ``--batch-size 32 --grad-accum 1`` (same clips per step, one big micro-batch).
+``--no-fused-adamw``, ``--compile`` (``torch.compile`` per decoder/encoder layer), ``--loss full --conv-layout
+default`` (the model's own loss over all positions and the default conv layout: the step before the platform's
+``model/efficiency.py``), ``--no-encoder-grad`` (audio encoder frozen: a different objective, it only shows the
+encoder's share; its MFU still counts the encoder's backward, so compare s/step), ``--batch-size 32
+--grad-accum 1`` (same clips per step, one big micro-batch).
 With ``--profile``, after the timed steps one more step is run with ``torch.cuda.synchronize`` timers around
 moving the batch to the device, the encoder forward, the rest of the forward, backward, clipping and the
 optimizer step, then 2 steps under ``torch.profiler`` (CPU + CUDA); both op tables (by self CUDA time and by

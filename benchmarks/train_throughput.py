@@ -170,18 +170,17 @@ def step_ablation(store: str, base: str, batches: list[list[str]], n_batches: in
     import statistics
 
     import torch
-    from transformers import Qwen3ASRForConditionalGeneration
+    from transformers import AutoProcessor, Qwen3ASRForConditionalGeneration
 
     from polyglot_lion.data.audio import decode_flac
     from polyglot_lion.data.store import read_metadata
     from polyglot_lion.model.efficiency import answer_loss, use_channels_last_conv
     from polyglot_lion.model.encoder_attention import use_batched_encoder_attention
-    from polyglot_lion.model.prompts import collate
-    from polyglot_lion.train.data import _encoder
+    from polyglot_lion.model.prompts import PromptEncoder, collate
 
     chosen = [batches[i * len(batches) // n_batches] for i in range(n_batches)]  # spread over the run
     wanted = {u for b in chosen for u in b}
-    encoder = _encoder(base, "agnostic")
+    encoder = PromptEncoder(AutoProcessor.from_pretrained(base), "agnostic")
     rows = read_metadata(store, "train", columns=["id", "audio", "text", "language"]).to_pylist()
     examples = {r["id"]: encoder.encode(decode_flac(r["audio"]), r["text"], r["language"])
                 for r in rows if r["id"] in wanted}

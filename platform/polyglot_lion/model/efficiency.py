@@ -3,7 +3,8 @@ the audio encoder's convolutions in channels-last memory layout.
 
 **Answer-only loss** (``answer_loss``). transformers' causal-LM loss projects every position of the sequence
 onto the vocabulary and then ignores all but the answer's (labels -100). A Qwen3-ASR example is mostly audio
-placeholders (13 per second of speech), so for a 10-s clip ~85% of those logits are thrown away; with the real
+placeholders (13 per second of speech), so for a 10-s clip about three quarters or more of those logits are
+thrown away; with the real
 vocabulary (151,936) they are also the largest activation of the step (batch x tokens x vocab, in fp32 for the
 loss). Here only the hidden states that predict an answer token go through ``lm_head`` (the model's own
 ``logits_to_keep`` with a boolean mask), and the cross-entropy is the same mean over those tokens. Same loss
@@ -13,8 +14,9 @@ and gradients (a test checks both against the model's ``.loss``).
 ``Conv2d`` layers over 1-s chunks of the mel spectrogram. oneDNN (CPU) runs them faster with channels-last
 weights, which makes the activations channels-last too: 0-15% less time per training step of the tiny model on
 2 CPU cores depending on the clips (2-7% on the benchmark's mix; both changes together 6-12%, BENCHMARKS.md).
-On GPUs cuDNN's tensor-core kernels prefer that layout as well; not measured there yet. The weights keep their values; ``save_pretrained`` writes them as usual. Not used under
-DeepSpeed, whose ZeRO flattens parameters as plain contiguous views.
+On GPUs cuDNN's tensor-core kernels prefer that layout as well; not measured there yet. The weights keep their
+values; ``save_pretrained`` writes them as usual. Not used under DeepSpeed, whose ZeRO flattens parameters as
+plain contiguous views.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-IGNORE_INDEX = -100
+from .prompts import IGNORE_INDEX
 
 
 def answer_positions(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
