@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The GPU benchmarks in one go: 380 s on an H200 before the two --compile runs and the stock-step A/B were added
-# (not yet timed with them; expect 7-10 minutes). JSON results and a log land in $OUT.
+# The GPU benchmarks in one go: 380 s on an H200 before the --compile runs, the bf16-weights runs and the
+# stock-step A/B were added (not yet timed with them; expect 8-12 minutes: the MFU runs come first, and each
+# benchmark writes its JSON as it ends, so a run cut short keeps what finished). Results and a log land in $OUT.
 #
 #     OUT=bench_out/gpu bash benchmarks/gpu_check.sh
 #
@@ -47,6 +48,11 @@ bench() {  # bench NAME CMD...: run one benchmark, time it, keep going if it fai
     bench train_0.6b_compile "$PY" benchmarks/gpu_train.py --size 0.6b --compile --out "$OUT/train_0.6b_compile.json"
     bench train_0.6b_compile_b32 "$PY" benchmarks/gpu_train.py --size 0.6b --compile --batch-size 32 --grad-accum 1 \
         --out "$OUT/train_0.6b_compile_b32.json"
+    # bf16 weights with fp32 master copies: no autocast cast of every weight in every micro-batch (18% of the kernel
+    # time of the 2026-11-26 profile); alone and with the compiled layers, at the paper's 8 x 4
+    bench train_0.6b_bf16w "$PY" benchmarks/gpu_train.py --size 0.6b --weights bf16 --out "$OUT/train_0.6b_bf16w.json"
+    bench train_0.6b_bf16w_compile "$PY" benchmarks/gpu_train.py --size 0.6b --weights bf16 --compile \
+        --out "$OUT/train_0.6b_bf16w_compile.json"
     bench train_0.6b_ac "$PY" benchmarks/gpu_train.py --size 0.6b --activation-checkpointing \
         --out "$OUT/train_0.6b_ac.json"
     # the 1.7B job config (jobs/configs/qwen3_asr/1.7b_full_1gpu.yaml) uses activation checkpointing to fit 48 GB

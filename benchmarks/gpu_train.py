@@ -6,7 +6,8 @@
 
 Variants, to find what limits the step: ``--attn eager``, ``--encoder-attn loop`` (transformers' Python loop of
 one attention call per 8-s window instead of the platform's one padded SDPA call for all windows),
-``--no-fused-adamw``, ``--compile`` (``torch.compile`` per decoder/encoder layer), ``--loss full --conv-layout
+``--no-fused-adamw``, ``--weights bf16`` (bf16 weights with fp32 master copies in the optimizer, no autocast:
+no cast of every weight in every micro-batch), ``--compile`` (``torch.compile`` per decoder/encoder layer), ``--loss full --conv-layout
 default`` (the model's own loss over all positions and the default conv layout: the step before the platform's
 ``model/efficiency.py``), ``--no-encoder-grad`` (audio encoder frozen: a different objective, it only shows the
 encoder's share; its MFU still counts the encoder's backward, so compare s/step), ``--batch-size 32
@@ -178,6 +179,9 @@ def main() -> None:
                          "(the model's own .loss)")
     ap.add_argument("--conv-layout", choices=["channels_last", "default"], default="channels_last",
                     help="memory layout of the audio front-end's convolutions (model.channels_last_conv)")
+    ap.add_argument("--weights", choices=["fp32", "bf16"], default="fp32",
+                    help="fp32: fp32 weights under bf16 autocast (the loop's step); bf16: bf16 weights, no autocast, "
+                         "fp32 master copies in the optimizer (MasterWeightAdamW)")
     ap.add_argument("--no-encoder-grad", action="store_true",
                     help="freeze the audio encoder (its share of the step; not the platform's objective)")
     ap.add_argument("--compile", action="store_true",
@@ -210,7 +214,9 @@ def main() -> None:
 
     # --- model, optimizer -----------------------------------------------------------------------------------
     model, processor = build_model(args.size, args.smoke, args.seed)
-    model.to(device).train()
+    weight_dtype = torch.bfloat16 if args.weights == "bf16" else torch.float32
+    model.to(device, weight_dtype).train()
+    autocast = use_bf16 and args.weights == "fp32"  # bf16 weights need no autocast (and no casts per use)
     if args.attn != "sdpa":
         model.set_attn_implementation(args.attn)
     if args.encoder_attn == "batched":
@@ -231,8 +237,13 @@ def main() -> None:
             layer.compile()
     n_params = sum(p.numel() for p in model.parameters())
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01,
-                                  **({"fused": True} if args.fused_adamw and device.type == "cuda" else {}))
+    adamw = dict(lr=args.lr, weight_decay=0.01, **({"fused": True} if args.fused_adamw and device.type == "cuda" else {}))
+    if args.weights == "bf16":
+        from polyglot_lion.model.efficiency import MasterWeightAdamW
+
+        optimizer = MasterWeightAdamW(params, **adamw)
+    else:
+        optimizer = torch.optim.AdamW(params, **adamw)
 
     # --- data: one optimizer step's worth of clips, bucketed into micro-batches, reused every step -----------
     encoder = PromptEncoder(processor)
@@ -247,6 +258,10 @@ def main() -> None:
     step_audio_s = sum(float(b["input_features_mask"].sum()) / 100.0 for b in micro_batches)
     padding_efficiency = float(np.mean([b["padding_efficiency"] for b in micro_batches]))
 
+    def to_device(batch: dict) -> dict:  # float inputs (the mel features) in the weights' dtype
+        return {k: v.to(device, weight_dtype if v.is_floating_point() else None, non_blocking=True)
+                for k, v in batch.items() if torch.is_tensor(v)}
+
     def sync() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -254,8 +269,8 @@ def main() -> None:
     def optimizer_step() -> float:
         total = 0.0
         for batch in micro_batches:
-            inputs = {k: v.to(device, non_blocking=True) for k, v in batch.items() if torch.is_tensor(v)}
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            inputs = to_device(batch)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
                 loss = step_loss(model, inputs, args.loss) / len(micro_batches)
             loss.backward()
             total += loss.detach()
@@ -277,8 +292,8 @@ def main() -> None:
     profile = None
     if args.profile:
         try:
-            profile = profile_steps(model, audio_tower, micro_batches, optimizer, params, device, use_bf16, sync,
-                                    args.loss, optimizer_step)
+            profile = profile_steps(model, audio_tower, micro_batches, optimizer, params, to_device, autocast,
+                                    device, sync, args.loss, optimizer_step)
         except Exception as exc:  # keep the timed result even if the profiler fails on this torch
             import traceback
 
@@ -292,7 +307,8 @@ def main() -> None:
         peak_memory_gib, memory_source = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "cpu_max_rss"
     result = {
         "benchmark": "gpu_train", "size": "tiny" if args.smoke else args.size, "smoke": args.smoke,
-        "device": device_name, "dtype": "bf16-autocast" if use_bf16 else "fp32", "params": n_params,
+        "device": device_name, "params": n_params,
+        "dtype": "bf16-weights" if args.weights == "bf16" else ("bf16-autocast" if use_bf16 else "fp32"),
         "batch_size": args.batch_size, "grad_accum": args.grad_accum,
         "activation_checkpointing": args.activation_checkpointing,
         "clip_seconds": [args.min_seconds, args.max_seconds], "padding_efficiency": round(padding_efficiency, 4),
@@ -303,7 +319,7 @@ def main() -> None:
         "memory_source": memory_source, "final_loss": loss,
         "variant": {"attn": args.attn, "encoder_attn": args.encoder_attn, "fused_adamw": args.fused_adamw,
                     "no_encoder_grad": args.no_encoder_grad, "compile": args.compile, "loss": args.loss,
-                    "conv_layout": args.conv_layout},
+                    "conv_layout": args.conv_layout, "weights": args.weights},
         "profile": profile,
     }
     print(f"{result['size']} on {device_name}: {result['samples_per_s']:.2f} samples/s, "
@@ -323,8 +339,8 @@ def main() -> None:
             f.write(line + "\n")
 
 
-def profile_steps(model, audio_tower, micro_batches, optimizer, params, device, use_bf16, sync, loss_kind,
-                  optimizer_step, n_profiled: int = 2) -> dict:
+def profile_steps(model, audio_tower, micro_batches, optimizer, params, to_device, autocast, device, sync,
+                  loss_kind, optimizer_step, n_profiled: int = 2) -> dict:
     """One step with synchronize timers around each phase, then ``n_profiled`` steps under torch.profiler."""
     from torch.profiler import ProfilerActivity, profile
 
@@ -345,10 +361,10 @@ def profile_steps(model, audio_tower, micro_batches, optimizer, params, device, 
     t_step = time.perf_counter()
     for batch in micro_batches:
         t0 = time.perf_counter()
-        inputs = {k: v.to(device, non_blocking=True) for k, v in batch.items() if torch.is_tensor(v)}
+        inputs = to_device(batch)
         sync()
         t1 = time.perf_counter()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
             loss = step_loss(model, inputs, loss_kind) / len(micro_batches)
         sync()
         t2 = time.perf_counter()

@@ -119,3 +119,13 @@ def test_gpu_deepspeed_smoke(tmp_path):
     assert [s["stage"] for s in r["stages"]] == [2, 3]
     for s in r["stages"]:
         assert s["ok"] and s["gather_load_ok"] and s["n_mismatched"] == 0 and s["n_missing"] == 0
+
+
+def test_gpu_train_bf16_weights_with_master_copies(tmp_path):
+    """``--weights bf16`` (bf16 weights, fp32 master copies in the optimizer, no autocast) runs the same steps:
+    the loss stays within bf16's rounding of the fp32 run's."""
+    fp32 = run_smoke("gpu_train", tmp_path)
+    bf16 = run_smoke("gpu_train", tmp_path, "--weights", "bf16")
+    assert bf16["dtype"] == "bf16-weights" and bf16["variant"]["weights"] == "bf16"
+    assert fp32["variant"]["weights"] == "fp32"
+    assert bf16["final_loss"] == pytest.approx(fp32["final_loss"], rel=3e-2)  # 1.1% apart here

@@ -195,3 +195,45 @@ def test_channels_last_conv_trains_and_saves_the_same(tmp_path):
     loaded = Qwen3ASRForConditionalGeneration.from_pretrained(tmp_path / "ckpt", dtype=torch.float32)
     for (name, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+def test_master_weight_adamw_steps_fp32_copies_of_bf16_weights():
+    """bf16 weights with fp32 master copies (``gpu_train.py --weights bf16``): the masters follow torch's AdamW on
+    fp32 weights given the same (bf16-rounded) gradients, and the bf16 weights are the masters rounded; a weight
+    without a gradient is left alone; the state round-trips."""
+    from polyglot_lion.model.efficiency import MasterWeightAdamW
+
+    torch.manual_seed(0)
+    ref = torch.nn.Linear(16, 8)
+    low = torch.nn.Linear(16, 8).to(torch.bfloat16)
+    frozen = torch.nn.Parameter(torch.ones(3, dtype=torch.bfloat16))
+    with torch.no_grad():
+        ref.weight.copy_(low.weight.float())
+        ref.bias.copy_(low.bias.float())
+    kw = dict(lr=1e-2, betas=(0.9, 0.98), weight_decay=0.01)
+    opt_ref = torch.optim.AdamW(ref.parameters(), **kw)
+    opt = MasterWeightAdamW([*low.parameters(), frozen], **kw)
+    for step in range(5):
+        x = torch.randn(4, 16)
+        low(x.bfloat16()).float().pow(2).mean().backward()
+        for p, q in zip(ref.parameters(), low.parameters()):
+            p.grad = q.grad.float()  # the same gradients, as the bf16 model computed them
+        opt_ref.step()
+        opt.step()
+        opt_ref.zero_grad()
+        opt.zero_grad()
+        for p, m, q in zip(ref.parameters(), opt.masters, low.parameters()):
+            torch.testing.assert_close(m, p.detach(), rtol=1e-6, atol=1e-7)
+            assert torch.equal(q.detach(), m.to(torch.bfloat16))
+            assert q.dtype == torch.bfloat16 and m.dtype == torch.float32
+    assert torch.equal(frozen.detach(), torch.ones(3, dtype=torch.bfloat16))
+    assert not torch.equal(opt.masters[0], opt.masters[0].to(torch.bfloat16).float())  # finer than bf16
+    state = opt.state_dict()
+    fresh_weights = [torch.nn.Parameter(torch.zeros_like(p)) for p in opt.params]
+    other = MasterWeightAdamW(fresh_weights, **kw)
+    other.load_state_dict(state)
+    for a, b in zip(other.masters, opt.masters):
+        assert torch.equal(a, b)
+    assert torch.equal(fresh_weights[0].detach(), opt.params[0].detach())
+    with pytest.raises(ValueError, match="no parameters"):
+        MasterWeightAdamW([])

@@ -17,6 +17,13 @@ weights, which makes the activations channels-last too: 0-15% less time per trai
 On GPUs cuDNN's tensor-core kernels prefer that layout as well; not measured there yet. The weights keep their
 values; ``save_pretrained`` writes them as usual. Not used under DeepSpeed, whose ZeRO flattens parameters as
 plain contiguous views.
+
+**bf16 weights with fp32 master copies** (``MasterWeightAdamW``). Under autocast a model with fp32 weights
+casts every weight to bf16 again in every micro-batch: on a GPU that was ~7,500 copy kernels and 18% of the
+kernel time of a 0.6B step (BENCHMARKS.md, "Where the time goes"). Keeping the weights themselves in bf16 removes
+those casts; the optimizer then keeps an fp32 copy of each weight and updates that, so small updates are not
+rounded away. Gradients accumulate over micro-batches in bf16 (in ``.grad``), as DeepSpeed's bf16 mode does by
+default. Used by ``benchmarks/gpu_train.py --weights bf16``; not yet a training-loop option (unmeasured on a GPU).
 """
 
 from __future__ import annotations
@@ -56,3 +63,52 @@ def use_channels_last_conv(model: torch.nn.Module) -> int:
             module.to(memory_format=torch.channels_last)
             n += 1
     return n
+
+
+class MasterWeightAdamW:
+    """AdamW for a model whose weights are bf16 (or fp16): it updates fp32 master copies of them and writes
+    the result back, rounded, into the model's weights.
+
+    ``step()``: the weights' gradients are copied into the masters' fp32 gradients (one ``foreach`` copy), torch's
+    AdamW steps the masters (``adamw_kwargs`` as for ``torch.optim.AdamW``, e.g. ``fused=True`` on a GPU), and
+    the masters are copied back into the weights. Clip the weights' gradients before ``step()`` as usual.
+    ``param_groups`` are the inner AdamW's, so an LR scheduler can wrap ``.optimizer``.
+    """
+
+    def __init__(self, params, **adamw_kwargs):
+        self.params = [p for p in params]
+        if not self.params:
+            raise ValueError("MasterWeightAdamW: no parameters to optimise")
+        with torch.no_grad():
+            self.masters = [p.detach().float().clone() for p in self.params]
+        self._grads = [torch.zeros_like(m) for m in self.masters]
+        self.optimizer = torch.optim.AdamW(self.masters, **adamw_kwargs)
+
+    @property
+    def param_groups(self):
+        return self.optimizer.param_groups
+
+    @torch.no_grad()
+    def step(self) -> None:
+        have = [i for i, p in enumerate(self.params) if p.grad is not None]
+        torch._foreach_copy_([self._grads[i] for i in have], [self.params[i].grad for i in have])
+        for i, m in enumerate(self.masters):
+            m.grad = self._grads[i] if self.params[i].grad is not None else None  # no gradient: AdamW skips it
+        self.optimizer.step()
+        torch._foreach_copy_(self.params, self.masters)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.params:
+            if set_to_none:
+                p.grad = None
+            elif p.grad is not None:
+                p.grad.zero_()
+
+    def state_dict(self) -> dict:
+        return {"optimizer": self.optimizer.state_dict(), "masters": [m.detach().clone() for m in self.masters]}
+
+    def load_state_dict(self, state: dict) -> None:
+        with torch.no_grad():
+            torch._foreach_copy_(self.masters, list(state["masters"]))
+            torch._foreach_copy_(self.params, self.masters)
+        self.optimizer.load_state_dict(state["optimizer"])
