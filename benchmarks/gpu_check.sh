@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
-# The GPU benchmarks in one go: 380 s on an H200 before the --compile runs, the bf16-weights runs and the
-# stock-step A/B were added (not yet timed with them; expect 8-12 minutes: the MFU runs come first, and each
-# benchmark writes its JSON as it ends, so a run cut short keeps what finished). Results and a log land in $OUT.
+# The GPU benchmarks in one go, in two groups, most wanted first (each benchmark writes its JSON as it ends, so a
+# run cut short keeps what finished):
 #
-#     OUT=bench_out/gpu bash benchmarks/gpu_check.sh
+#     OUT=bench_out/gpu bash benchmarks/gpu_check.sh [all|mfu|rest]      # default: all
+#
+#   mfu   the 0.6B training step at the paper's 8 x 4 and the routes to the 35% MFU target: bf16 weights with
+#         fp32 master copies, compiled layers, both, one 32-clip micro-batch; and the step before
+#         model/efficiency.py (A/B). Expect ~5-7 minutes (not yet timed with all of these).
+#   rest  activation checkpointing (0.6B, 1.7B), DeepSpeed ZeRO-2/3, inference, the 1.7B without checkpointing
+#         (380 s on an H200 on 2026-11-26 together with the 0.6B baseline).
+# Each benchmark is stopped after BENCH_TIMEOUT seconds (default 240) and counted as failed.
 #
 # Needs a CUDA torch, transformers >= 5.24 (native qwen3_asr) and, for gpu_deepspeed.py, DeepSpeed (no compiled
 # ops needed: our torch AdamW is what DeepSpeed wraps). Where the GPU image lacks them or has older versions,
-# carry wheels in .whl/ and this script installs every .whl/*.whl into /tmp/site first (no index, no deps).
-# What an image with torch but no transformers 5.24 / DeepSpeed needs, fetched beside the repo:
+# carry wheels in .whl/ (git ignores it) and this script installs every .whl/*.whl into /tmp/site first (no
+# index, no deps). What an image with torch but no transformers 5.24 / DeepSpeed needs, fetched beside the repo:
 #   pip download --no-deps -d .whl transformers==5.24.0 hjson==3.1.0 pydantic==2.14.4 annotated-types==0.8.0 \
 #       typing-inspection==0.4.5 typing-extensions==4.16.0
 #   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
@@ -18,6 +24,8 @@
 # the exit status is non-zero if any failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+GROUP=${1:-all}
+case $GROUP in all|mfu|rest) ;; *) echo "gpu_check.sh: unknown group '$GROUP' (allowed: all, mfu, rest)" >&2; exit 2;; esac
 OUT=${OUT:-bench_out/gpu}
 PY=${PYTHON:-python3}
 mkdir -p "$OUT"
@@ -32,7 +40,7 @@ bench() {  # bench NAME CMD...: run one benchmark, time it, keep going if it fai
     local name=$1 t0=$SECONDS
     shift
     echo "=== $name: $*"
-    "$@" || failed+=("$name")
+    timeout "${BENCH_TIMEOUT:-240}" "$@" || failed+=("$name")
     echo "=== $name: $((SECONDS - t0)) s"
 }
 {
@@ -40,28 +48,32 @@ bench() {  # bench NAME CMD...: run one benchmark, time it, keep going if it fai
     "$PY" -c "import torch, transformers; print('torch', torch.__version__, 'cuda', torch.version.cuda, \
 'transformers', transformers.__version__, transformers.__file__)"
     "$PY" -c "import deepspeed, pydantic; print('deepspeed', deepspeed.__version__, 'pydantic', pydantic.__version__)"
-    bench train_0.6b "$PY" benchmarks/gpu_train.py --size 0.6b --out "$OUT/train_0.6b.json"
-    # the step before model/efficiency.py (the model's own loss over all positions, default conv layout): A/B
-    bench train_0.6b_stock_step "$PY" benchmarks/gpu_train.py --size 0.6b --loss full --conv-layout default \
-        --out "$OUT/train_0.6b_stock_step.json"
-    # routes to the 35% MFU target (BENCHMARKS.md, "Where the time goes"): fused layers, then one big micro-batch
-    bench train_0.6b_compile "$PY" benchmarks/gpu_train.py --size 0.6b --compile --out "$OUT/train_0.6b_compile.json"
-    bench train_0.6b_compile_b32 "$PY" benchmarks/gpu_train.py --size 0.6b --compile --batch-size 32 --grad-accum 1 \
-        --out "$OUT/train_0.6b_compile_b32.json"
-    # bf16 weights with fp32 master copies: no autocast cast of every weight in every micro-batch (18% of the kernel
-    # time of the 2026-11-26 profile); alone and with the compiled layers, at the paper's 8 x 4
-    bench train_0.6b_bf16w "$PY" benchmarks/gpu_train.py --size 0.6b --weights bf16 --out "$OUT/train_0.6b_bf16w.json"
-    bench train_0.6b_bf16w_compile "$PY" benchmarks/gpu_train.py --size 0.6b --weights bf16 --compile \
-        --out "$OUT/train_0.6b_bf16w_compile.json"
-    bench train_0.6b_ac "$PY" benchmarks/gpu_train.py --size 0.6b --activation-checkpointing \
-        --out "$OUT/train_0.6b_ac.json"
-    # the 1.7B job config (jobs/configs/qwen3_asr/1.7b_full_1gpu.yaml) uses activation checkpointing to fit 48 GB
-    bench train_1.7b_ac "$PY" benchmarks/gpu_train.py --size 1.7b --activation-checkpointing \
-        --out "$OUT/train_1.7b_ac.json"
-    bench deepspeed "$PY" benchmarks/gpu_deepspeed.py --size 0.6b --stages 2,3 --stage-timeout 180 \
-        --out "$OUT/deepspeed_0.6b.json"
-    bench inference "$PY" benchmarks/gpu_inference.py --batch-sizes 1,8,16,32,64 --out "$OUT/inference_0.6b.json"
-    bench train_1.7b "$PY" benchmarks/gpu_train.py --size 1.7b --out "$OUT/train_1.7b.json"
+    if [ "$GROUP" != rest ]; then
+        bench train_0.6b "$PY" benchmarks/gpu_train.py --size 0.6b --out "$OUT/train_0.6b.json"
+        # routes to the 35% MFU target (BENCHMARKS.md, "Where the time goes"). bf16 weights with fp32 master copies:
+        # no autocast cast of every weight in every micro-batch (18% of the kernel time of the 2026-11-26
+        # profile); compiled layers: fused elementwise kernels; one 32-clip micro-batch: fewer, larger launches
+        bench train_0.6b_bf16w_compile "$PY" benchmarks/gpu_train.py --size 0.6b --weights bf16 --compile \
+            --out "$OUT/train_0.6b_bf16w_compile.json"
+        bench train_0.6b_compile "$PY" benchmarks/gpu_train.py --size 0.6b --compile --out "$OUT/train_0.6b_compile.json"
+        bench train_0.6b_bf16w "$PY" benchmarks/gpu_train.py --size 0.6b --weights bf16 --out "$OUT/train_0.6b_bf16w.json"
+        bench train_0.6b_compile_b32 "$PY" benchmarks/gpu_train.py --size 0.6b --compile --batch-size 32 --grad-accum 1 \
+            --out "$OUT/train_0.6b_compile_b32.json"
+        # the step before model/efficiency.py (the model's own loss over all positions, default conv layout): A/B
+        bench train_0.6b_stock_step "$PY" benchmarks/gpu_train.py --size 0.6b --loss full --conv-layout default \
+            --out "$OUT/train_0.6b_stock_step.json"
+    fi
+    if [ "$GROUP" != mfu ]; then
+        bench train_0.6b_ac "$PY" benchmarks/gpu_train.py --size 0.6b --activation-checkpointing \
+            --out "$OUT/train_0.6b_ac.json"
+        # the 1.7B job config (jobs/configs/qwen3_asr/1.7b_full_1gpu.yaml) uses activation checkpointing to fit 48 GB
+        bench train_1.7b_ac "$PY" benchmarks/gpu_train.py --size 1.7b --activation-checkpointing \
+            --out "$OUT/train_1.7b_ac.json"
+        bench deepspeed "$PY" benchmarks/gpu_deepspeed.py --size 0.6b --stages 2,3 --stage-timeout 180 \
+            --out "$OUT/deepspeed_0.6b.json"
+        bench inference "$PY" benchmarks/gpu_inference.py --batch-sizes 1,8,16,32,64 --out "$OUT/inference_0.6b.json"
+        bench train_1.7b "$PY" benchmarks/gpu_train.py --size 1.7b --out "$OUT/train_1.7b.json"
+    fi
     echo "failed: ${failed[*]:-none}"
     [ ${#failed[@]} -eq 0 ]
 } 2>&1 | tee "$OUT/gpu_check.log"

@@ -3,6 +3,7 @@ and the real 0.6B / 1.7B configs are checked by parameter count on the meta devi
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -129,3 +130,12 @@ def test_gpu_train_bf16_weights_with_master_copies(tmp_path):
     assert bf16["dtype"] == "bf16-weights" and bf16["variant"]["weights"] == "bf16"
     assert fp32["variant"]["weights"] == "fp32"
     assert bf16["final_loss"] == pytest.approx(fp32["final_loss"], rel=3e-2)  # 1.1% apart here
+
+
+def test_gpu_check_refuses_an_unknown_group(tmp_path):
+    """gpu_check.sh runs a group (all, mfu, rest) on a lent GPU; a wrong name fails at once, before any work."""
+    proc = subprocess.run(["bash", "benchmarks/gpu_check.sh", "mfuu"], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "OUT": str(tmp_path / "gpu")}, timeout=60)
+    assert proc.returncode == 2
+    assert "unknown group 'mfuu' (allowed: all, mfu, rest)" in proc.stderr
+    assert not (tmp_path / "gpu").exists()

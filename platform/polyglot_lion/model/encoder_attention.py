@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 
+@torch.compiler.disable  # reads one length back to the host: under torch.compile a deliberate, quiet graph break
 def _layout(cache: dict, cu_seqlens: torch.Tensor, n_frames: int) -> dict:
     if cache.get("cu") is not cu_seqlens:  # a new forward (the cache holds the tensor, so its id is not reused)
         lengths = (cu_seqlens[1:] - cu_seqlens[:-1]).long()
