@@ -215,7 +215,7 @@ def main() -> None:
     # --- model, optimizer -----------------------------------------------------------------------------------
     model, processor = build_model(args.size, args.smoke, args.seed)
     weight_dtype = torch.bfloat16 if args.weights == "bf16" else torch.float32
-    model.to(device, weight_dtype).train()
+    model.to(device).train()  # fp32 first: MasterWeightAdamW copies its masters before the cast to bf16
     autocast = use_bf16 and args.weights == "fp32"  # bf16 weights need no autocast (and no casts per use)
     if args.attn != "sdpa":
         model.set_attn_implementation(args.attn)
@@ -242,6 +242,7 @@ def main() -> None:
         from polyglot_lion.model.efficiency import MasterWeightAdamW
 
         optimizer = MasterWeightAdamW(params, **adamw)
+        model.to(weight_dtype)
     else:
         optimizer = torch.optim.AdamW(params, **adamw)
 

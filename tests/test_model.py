@@ -205,14 +205,16 @@ def test_master_weight_adamw_steps_fp32_copies_of_bf16_weights():
 
     torch.manual_seed(0)
     ref = torch.nn.Linear(16, 8)
-    low = torch.nn.Linear(16, 8).to(torch.bfloat16)
-    frozen = torch.nn.Parameter(torch.ones(3, dtype=torch.bfloat16))
-    with torch.no_grad():
-        ref.weight.copy_(low.weight.float())
-        ref.bias.copy_(low.bias.float())
+    low = torch.nn.Linear(16, 8)
+    low.load_state_dict(ref.state_dict())
+    frozen = torch.nn.Parameter(torch.ones(3))
     kw = dict(lr=1e-2, betas=(0.9, 0.98), weight_decay=0.01)
     opt_ref = torch.optim.AdamW(ref.parameters(), **kw)
-    opt = MasterWeightAdamW([*low.parameters(), frozen], **kw)
+    opt = MasterWeightAdamW([*low.parameters(), frozen], **kw)  # while fp32: the masters are the exact weights
+    low.to(torch.bfloat16)  # then the cast (same parameter objects)
+    frozen.data = frozen.data.bfloat16()
+    assert all(p.dtype == torch.bfloat16 for p in opt.params)
+    assert torch.equal(opt.masters[0], ref.weight.detach())
     for step in range(5):
         x = torch.randn(4, 16)
         low(x.bfloat16()).float().pow(2).mean().backward()

@@ -28,6 +28,15 @@ def test_bad_config_names_the_key(tmp_path):
     assert "data.store: " in msg and "is not a store" in msg
 
 
+def test_deepspeed_refuses_compile_and_our_bf16_weights():
+    with pytest.raises(ConfigError) as e:
+        load_config(CONFIG, ["scaling.deepspeed_stage=2", "model.compile=true", "train.bf16_weights=true"],
+                    check_paths=False)
+    msg = str(e.value)
+    for key in ("model.compile", "train.bf16_weights"):
+        assert f"{key} is not supported with scaling.deepspeed_stage=2" in msg
+
+
 def test_shuffle_rows_mixes_datasets_deterministically():
     from polyglot_lion.train.data import shuffle_rows
 
@@ -316,3 +325,45 @@ def test_local_checkpoints_ignore_a_copy_in_progress(tmp_path):
     assert [p.rsplit("/", 1)[1] for p in _local_checkpoints(str(tmp_path))] == [
         "checkpoint_step_00000003", "checkpoint_step_00000006"]
     assert _latest_local_checkpoint(str(tmp_path)).path.endswith("checkpoint_step_00000006")
+
+
+@pytest.mark.ray
+def test_compiled_layers_and_bf16_weights_train_and_resume(tmp_path, corpus_store):
+    """model.compile: the same losses as eager, and a checkpoint with the usual weight names. train.bf16_weights
+    (bf16 weights, fp32 master copies in the optimizer): losses within bf16's rounding of fp32's, bf16 weights in
+    the checkpoint, and a resume that restores the masters and continues to the same total step."""
+    import shutil
+
+    import torch
+    from safetensors import safe_open
+
+    from polyglot_lion.model.loading import load_model
+    from polyglot_lion.train.run import train
+
+    store, plan = corpus_store
+
+    def run(name, steps, **kw):
+        out = train(load_config(CONFIG, _overrides(tmp_path, store, plan, name, **{
+            "train.max_steps": steps, "train.log_every": 1, "train.checkpoint_every": 2, **kw})))
+        return out, [v for _, v in _history(tmp_path, out["mlflow_run_id"])]
+
+    _, eager = run("eager", 4)
+    compiled_out, compiled = run("compiled", 4, **{"model.compile": "true"})
+    assert compiled == pytest.approx(eager, rel=1e-4)
+    with safe_open(f"{compiled_out['checkpoint']}/model.safetensors", "pt") as f:
+        assert not [k for k in f.keys() if "_orig_mod" in k]
+    load_model(compiled_out["checkpoint"])  # loads as inference does
+
+    out, bf16w = run("bf16w", 4, **{"train.bf16_weights": "true"})
+    assert bf16w == pytest.approx(eager, rel=5e-2) and bf16w != pytest.approx(eager, rel=1e-6)
+    # interrupted after step 2's checkpoint: the same run again resumes there and replays steps 3 and 4 exactly
+    shutil.rmtree(out["checkpoint"])
+    assert out["checkpoint"].endswith("checkpoint_step_00000004")
+    run("bf16w", 4, **{"train.bf16_weights": "true"})
+    history = _history(tmp_path, out["mlflow_run_id"])
+    assert [s for s, _ in history] == [1, 2, 3, 3, 4, 4]
+    assert history[2][1] == history[3][1] and history[4][1] == history[5][1]  # masters and AdamW came back exact
+    with safe_open(f"{out['checkpoint']}/model.safetensors", "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.bfloat16}
+    masters = torch.load(f"{out['checkpoint']}/optimizer.pt", weights_only=False)["optimizer"]["masters"]
+    assert masters and {m.dtype for m in masters} == {torch.float32}

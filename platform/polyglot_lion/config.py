@@ -71,6 +71,9 @@ class ModelSection:
     channels_last_conv: bool = _f(True, "the audio front-end's convolutions in channels-last memory layout (same "
                                         "result; 2-7% faster training steps on 2 CPU cores, measured; not used "
                                         "under DeepSpeed)")
+    compile: bool = _f(False, "torch.compile each decoder and encoder layer (regional: one compile serves every "
+                              "layer of a kind); fused kernels for a GPU (not yet measured there); the first steps "
+                              "compile (~1 min for the tiny model on CPU); not with DeepSpeed")
 
 
 @dataclass
@@ -83,6 +86,10 @@ class TrainSection:
     grad_accum: int = _f(1, "micro-batches per optimizer step")
     clip_norm: float = _f(1.0, "gradient clipping max norm (0 = off)")
     bf16: bool = _f(True, "bf16 autocast on GPU (CPU always trains in fp32)")
+    bf16_weights: bool = _f(False, "keep the weights in bf16 and fp32 master copies in the optimizer, no autocast "
+                                   "(no cast of every weight in every micro-batch; not yet measured on a GPU); on "
+                                   "any device, CPU included; checkpoints hold bf16 weights; not with DeepSpeed "
+                                   "(its bf16 mode does this)")
     log_every: int = _f(10, "report metrics every N steps")
     dev_every: int = _f(100, "dev loss every N steps (0 = off)")
     checkpoint_every: int = _f(100, "checkpoint every N steps (and at the end)")
@@ -212,6 +219,11 @@ def _semantic_problems(cfg: Config, check_paths: bool) -> list[str]:
         out.append(f"data.read_ahead_rows must be >= 0 (is {cfg.data.read_ahead_rows}; 0: no read-ahead)")
     if cfg.data.shuffle_buffer < 0:
         out.append(f"data.shuffle_buffer must be >= 0 (is {cfg.data.shuffle_buffer})")
+    if cfg.scaling.deepspeed_stage:
+        for key, on in (("model.compile", cfg.model.compile), ("train.bf16_weights", t.bf16_weights)):
+            if on:
+                out.append(f"{key} is not supported with scaling.deepspeed_stage={cfg.scaling.deepspeed_stage} "
+                           "(DeepSpeed keeps bf16 weights itself and owns the module); set it to false")
     if not t.lr > 0:
         out.append(f"train.lr must be > 0 (is {t.lr})")
     if not 0 <= t.warmup_ratio < 1:

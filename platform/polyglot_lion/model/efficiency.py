@@ -23,7 +23,9 @@ casts every weight to bf16 again in every micro-batch: on a GPU that was ~7,500 
 kernel time of a 0.6B step (BENCHMARKS.md, "Where the time goes"). Keeping the weights themselves in bf16 removes
 those casts; the optimizer then keeps an fp32 copy of each weight and updates that, so small updates are not
 rounded away. Gradients accumulate over micro-batches in bf16 (in ``.grad``), as DeepSpeed's bf16 mode does by
-default. Used by ``benchmarks/gpu_train.py --weights bf16``; not yet a training-loop option (unmeasured on a GPU).
+default. Memory: 20 bytes per trained parameter (bf16 weight and gradient, fp32 master, its gradient and
+AdamW's two moments) against 16 with fp32 weights. The loop's ``train.bf16_weights``, and
+``benchmarks/gpu_train.py --weights bf16``; not yet measured on a GPU.
 """
 
 from __future__ import annotations
@@ -72,7 +74,9 @@ class MasterWeightAdamW:
     ``step()``: the weights' gradients are copied into the masters' fp32 gradients (one ``foreach`` copy), torch's
     AdamW steps the masters (``adamw_kwargs`` as for ``torch.optim.AdamW``, e.g. ``fused=True`` on a GPU), and
     the masters are copied back into the weights. Clip the weights' gradients before ``step()`` as usual.
-    ``param_groups`` are the inner AdamW's, so an LR scheduler can wrap ``.optimizer``.
+    ``param_groups`` are the inner AdamW's, so an LR scheduler can wrap ``.optimizer``. Make it while the weights
+    are still fp32 and then cast the model (``module.to`` keeps the parameter objects): the masters then start
+    from the full-precision weights, not from their bf16 rounding.
     """
 
     def __init__(self, params, **adamw_kwargs):

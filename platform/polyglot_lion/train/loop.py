@@ -25,7 +25,7 @@ import time
 import torch
 
 from ..config import build_config
-from ..model.efficiency import answer_loss, use_channels_last_conv
+from ..model.efficiency import MasterWeightAdamW, answer_loss, use_channels_last_conv
 from ..model.encoder_attention import use_batched_encoder_attention
 from .data import ShardReads, expand_repeats, iter_micro_batches, shuffle_rows
 
@@ -99,8 +99,11 @@ def train_loop_per_worker(config: dict) -> None:
     device = ray.train.torch.get_device() if cfg.scaling.use_gpu else torch.device("cpu")
     ds_config = config.get("deepspeed")  # built and validated by the driver (train/zero.py)
     use_bf16 = device.type == "cuda" and tr.bf16
-    autocast = use_bf16 and not ds_config  # DeepSpeed keeps bf16 weights itself; inputs are cast instead
-    float_dtype = torch.bfloat16 if (ds_config and ds_config["bf16"]["enabled"]) else torch.float32
+    # bf16 weights (ours with fp32 masters in MasterWeightAdamW, or DeepSpeed's): no autocast, inputs cast instead
+    bf16_weights = tr.bf16_weights and not ds_config
+    autocast = use_bf16 and not ds_config and not bf16_weights
+    float_dtype = (torch.bfloat16 if bf16_weights or (ds_config and ds_config["bf16"]["enabled"])
+                   else torch.float32)
     torch.manual_seed(cfg.run.seed + rank)
     if cfg.scaling.torch_threads:
         torch.set_num_threads(cfg.scaling.torch_threads)
@@ -126,13 +129,19 @@ def train_loop_per_worker(config: dict) -> None:
     model.to(device)
     if cfg.model.channels_last_conv and not ds_config:
         use_channels_last_conv(model)
+    if cfg.model.compile and not ds_config:  # regional: the state dict keeps its names
+        for layer in (*model.model.language_model.layers, *model.model.audio_tower.layers):
+            layer.compile()
 
     # --- optimizer and schedule (DeepSpeed wraps the same ones) ---------------------------------------------
     params = [p for p in model.parameters() if p.requires_grad]
     fused = {"fused": True} if device.type == "cuda" and not ds_config else {}  # one kernel per step on a GPU
-    optimizer = torch.optim.AdamW(params, lr=tr.lr, betas=tuple(tr.betas), weight_decay=tr.weight_decay, **fused)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, warmup_cosine(tr.max_steps, int(tr.warmup_ratio * tr.max_steps)))
+    adamw = dict(lr=tr.lr, betas=tuple(tr.betas), weight_decay=tr.weight_decay, **fused)
+    optimizer = MasterWeightAdamW(params, **adamw) if bf16_weights else torch.optim.AdamW(params, **adamw)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(  # on the inner AdamW when it steps fp32 master copies
+        getattr(optimizer, "optimizer", optimizer), warmup_cosine(tr.max_steps, int(tr.warmup_ratio * tr.max_steps)))
+    if bf16_weights:  # after the masters were copied from the fp32 weights
+        model.to(torch.bfloat16)
     engine = None
     if ds_config:
         import deepspeed
