@@ -143,7 +143,9 @@ def test_train_checkpoint_resume_and_mlflow(tmp_path, corpus_store):
             "data.featurize_actors=0", "scaling.num_workers=0"]  # Train's local mode: checkpoints in the run folder
     first = train(load_config(CONFIG, base + ["train.max_steps=3"]))
     assert first["metrics"]["step"] == 3 and str(first["model_version"]["version"]) == "1"
-    second = train(load_config(CONFIG, base + ["train.max_steps=6"]))  # same run name: resumes at step 3
+    with pytest.warns(UserWarning, match=r"resuming at step 3 with train.max_steps=6, but this run was training "
+                                         r"towards 3: .* the learning rate jumps to 0.0005 "):
+        second = train(load_config(CONFIG, base + ["train.max_steps=6"]))  # same run name: resumes at step 3
     assert second["metrics"]["step"] == 6
     assert second["mlflow_run_id"] == first["mlflow_run_id"]
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
@@ -333,6 +335,7 @@ def test_compiled_layers_and_bf16_weights_train_and_resume(tmp_path, corpus_stor
     (bf16 weights, fp32 master copies in the optimizer): losses within bf16's rounding of fp32's, bf16 weights in
     the checkpoint, and a resume that restores the masters and continues to the same total step."""
     import shutil
+    import warnings
 
     import torch
     from safetensors import safe_open
@@ -359,7 +362,10 @@ def test_compiled_layers_and_bf16_weights_train_and_resume(tmp_path, corpus_stor
     # interrupted after step 2's checkpoint: the same run again resumes there and replays steps 3 and 4 exactly
     shutil.rmtree(out["checkpoint"])
     assert out["checkpoint"].endswith("checkpoint_step_00000004")
-    run("bf16w", 4, **{"train.bf16_weights": "true"})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run("bf16w", 4, **{"train.bf16_weights": "true"})
+    assert not [w for w in caught if "resuming at step" in str(w.message)]  # same max_steps: same schedule
     history = _history(tmp_path, out["mlflow_run_id"])
     assert [s for s, _ in history] == [1, 2, 3, 3, 4, 4]
     assert history[2][1] == history[3][1] and history[4][1] == history[5][1]  # masters and AdamW came back exact

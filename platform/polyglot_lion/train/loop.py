@@ -21,6 +21,7 @@ import resource
 import shutil
 import tempfile
 import time
+import warnings
 
 import torch
 
@@ -122,6 +123,13 @@ def train_loop_per_worker(config: dict) -> None:
         with resume.as_directory() as d:
             model = Qwen3ASRForConditionalGeneration.from_pretrained(d, dtype=torch.float32)
             state = json.loads(open(os.path.join(d, STATE_FILE)).read())
+            if rank == 0 and state.get("max_steps", tr.max_steps) != tr.max_steps:
+                new_lr = tr.lr * warmup_cosine(tr.max_steps, int(tr.warmup_ratio * tr.max_steps))(state["step"])
+                warnings.warn(
+                    f"resuming at step {state['step']} with train.max_steps={tr.max_steps}, but this run was "
+                    f"training towards {state['max_steps']}: the warm-up/cosine schedule is recomputed for the new "
+                    f"total, so the learning rate jumps to {new_lr:.3g} (an interrupted run resumed with its own "
+                    "max_steps continues its schedule exactly)", stacklevel=1)
             if not ds_config:
                 optim_state = torch.load(os.path.join(d, OPTIM_FILE), map_location="cpu", weights_only=False)
     if cfg.model.encoder_attention == "batched":
@@ -306,7 +314,7 @@ def train_loop_per_worker(config: dict) -> None:
                     scheduler.step()
                     optimizer.zero_grad(set_to_none=True)
                 step += 1
-                state = {"step": step, "read": read, "batches_done": done_in_read}
+                state = {"step": step, "read": read, "batches_done": done_in_read, "max_steps": tr.max_steps}
                 last = step == tr.max_steps
                 dev_due = dev_shard is not None and tr.dev_every and (step % tr.dev_every == 0 or last)
                 if step % tr.log_every == 0 or step % tr.checkpoint_every == 0 or dev_due or last:
