@@ -233,8 +233,9 @@ def main() -> None:
     if args.activation_checkpointing:
         model.activation_checkpointing_enable()
     if args.compile:  # after the attention swap and checkpointing, so the compiled layers include them
-        for layer in (*model.model.language_model.layers, *audio_tower.layers):
-            layer.compile()
+        from polyglot_lion.model.efficiency import compile_layers
+
+        compile_layers(model)
     n_params = sum(p.numel() for p in model.parameters())
     params = [p for p in model.parameters() if p.requires_grad]
     adamw = dict(lr=args.lr, weight_decay=0.01, **({"fused": True} if args.fused_adamw and device.type == "cuda" else {}))

@@ -26,7 +26,7 @@ import warnings
 import torch
 
 from ..config import build_config
-from ..model.efficiency import MasterWeightAdamW, answer_loss, use_channels_last_conv
+from ..model.efficiency import MasterWeightAdamW, answer_loss, compile_layers, use_channels_last_conv
 from ..model.encoder_attention import use_batched_encoder_attention
 from .data import ShardReads, expand_repeats, iter_micro_batches, shuffle_rows
 
@@ -105,6 +105,7 @@ def train_loop_per_worker(config: dict) -> None:
     autocast = use_bf16 and not ds_config and not bf16_weights
     float_dtype = (torch.bfloat16 if bf16_weights or (ds_config and ds_config["bf16"]["enabled"])
                    else torch.float32)
+    lr_factor = warmup_cosine(tr.max_steps, int(tr.warmup_ratio * tr.max_steps))  # of train.lr, by step
     torch.manual_seed(cfg.run.seed + rank)
     if cfg.scaling.torch_threads:
         torch.set_num_threads(cfg.scaling.torch_threads)
@@ -124,7 +125,7 @@ def train_loop_per_worker(config: dict) -> None:
             model = Qwen3ASRForConditionalGeneration.from_pretrained(d, dtype=torch.float32)
             state = json.loads(open(os.path.join(d, STATE_FILE)).read())
             if rank == 0 and state.get("max_steps", tr.max_steps) != tr.max_steps:
-                new_lr = tr.lr * warmup_cosine(tr.max_steps, int(tr.warmup_ratio * tr.max_steps))(state["step"])
+                new_lr = tr.lr * lr_factor(state["step"])
                 warnings.warn(
                     f"resuming at step {state['step']} with train.max_steps={tr.max_steps}, but this run was "
                     f"training towards {state['max_steps']}: the warm-up/cosine schedule is recomputed for the new "
@@ -137,17 +138,16 @@ def train_loop_per_worker(config: dict) -> None:
     model.to(device)
     if cfg.model.channels_last_conv and not ds_config:
         use_channels_last_conv(model)
-    if cfg.model.compile and not ds_config:  # regional: the state dict keeps its names
-        for layer in (*model.model.language_model.layers, *model.model.audio_tower.layers):
-            layer.compile()
+    if cfg.model.compile and not ds_config:
+        compile_layers(model)
 
     # --- optimizer and schedule (DeepSpeed wraps the same ones) ---------------------------------------------
     params = [p for p in model.parameters() if p.requires_grad]
     fused = {"fused": True} if device.type == "cuda" and not ds_config else {}  # one kernel per step on a GPU
     adamw = dict(lr=tr.lr, betas=tuple(tr.betas), weight_decay=tr.weight_decay, **fused)
     optimizer = MasterWeightAdamW(params, **adamw) if bf16_weights else torch.optim.AdamW(params, **adamw)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(  # on the inner AdamW when it steps fp32 master copies
-        getattr(optimizer, "optimizer", optimizer), warmup_cosine(tr.max_steps, int(tr.warmup_ratio * tr.max_steps)))
+    # on the inner AdamW when it steps fp32 master copies
+    scheduler = torch.optim.lr_scheduler.LambdaLR(getattr(optimizer, "optimizer", optimizer), lr_factor)
     if bf16_weights:  # after the masters were copied from the fp32 weights
         model.to(torch.bfloat16)
     engine = None
