@@ -6,7 +6,7 @@
 #
 #   mfu   the 0.6B training step at the paper's 8 x 4 and the routes to the 35% MFU target: bf16 weights with
 #         fp32 master copies, compiled layers, both, one 32-clip micro-batch; and the step before
-#         model/efficiency.py (A/B). Expect ~5-7 minutes (not yet timed with all of these).
+#         model/efficiency.py and model/host_layout.py (A/B), then host_layout alone (A/B). Expect ~5-7 minutes (not yet timed with all of these).
 #   rest  activation checkpointing (0.6B, 1.7B), DeepSpeed ZeRO-2/3, inference, the 1.7B without checkpointing
 #         (380 s on an H200 on 2026-11-26 together with the 0.6B baseline).
 # Each benchmark is stopped after BENCH_TIMEOUT seconds (default 240) and counted as failed.
@@ -61,7 +61,10 @@ bench() {  # bench NAME CMD...: run one benchmark, time it, keep going if it fai
             --out "$OUT/train_0.6b_compile_b32.json"
         # the step before model/efficiency.py (the model's own loss over all positions, default conv layout): A/B
         bench train_0.6b_stock_step "$PY" benchmarks/gpu_train.py --size 0.6b --loss full --conv-layout default \
-            --out "$OUT/train_0.6b_stock_step.json"
+            --layout device --out "$OUT/train_0.6b_stock_step.json"
+        # only the host-computed layout off (transformers' forward reads sizes back from the GPU): A/B of the syncs
+        bench train_0.6b_device_layout "$PY" benchmarks/gpu_train.py --size 0.6b --layout device \
+            --out "$OUT/train_0.6b_device_layout.json"
     fi
     if [ "$GROUP" != mfu ]; then
         bench train_0.6b_ac "$PY" benchmarks/gpu_train.py --size 0.6b --activation-checkpointing \

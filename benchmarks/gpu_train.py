@@ -6,7 +6,9 @@
 
 Variants, to find what limits the step: ``--attn eager``, ``--encoder-attn loop`` (transformers' Python loop of
 one attention call per 8-s window instead of the platform's one padded SDPA call for all windows),
-``--no-fused-adamw``, ``--weights bf16`` (bf16 weights with fp32 master copies in the optimizer, no autocast:
+``--no-fused-adamw``, ``--layout device`` (transformers' forward reading sizes back from the GPU ~2 x clips + 7
+times per micro-batch, instead of the platform's host-computed layout, ``polyglot_lion.model.host_layout``),
+``--weights bf16`` (bf16 weights with fp32 master copies in the optimizer, no autocast:
 no cast of every weight in every micro-batch), ``--compile`` (``torch.compile`` per decoder/encoder layer), ``--loss full --conv-layout
 default`` (the model's own loss over all positions and the default conv layout: the step before the platform's
 ``model/efficiency.py``), ``--no-encoder-grad`` (audio encoder frozen: a different objective, it only shows the
@@ -182,6 +184,11 @@ def main() -> None:
     ap.add_argument("--weights", choices=["fp32", "bf16"], default="fp32",
                     help="fp32: fp32 weights under bf16 autocast (the loop's step); bf16: bf16 weights, no autocast, "
                          "fp32 master copies in the optimizer (MasterWeightAdamW)")
+    ap.add_argument("--layout", choices=["host", "device"], default=None,
+                    help="host: every data-dependent size of the forward computed from the CPU batch (the loop's "
+                         "model.host_layout; one host read per micro-batch); device: transformers' forward, which "
+                         "reads the GPU back ~2 x clips + 7 times per micro-batch. Default: host with --loss answer, device with "
+                         "--loss full (the model's own loss reads its labels on the device)")
     ap.add_argument("--no-encoder-grad", action="store_true",
                     help="freeze the audio encoder (its share of the step; not the platform's objective)")
     ap.add_argument("--compile", action="store_true",
@@ -204,6 +211,11 @@ def main() -> None:
                 if k in ("batch_size", "grad_accum", "steps", "min_seconds", "max_seconds") and v <= 0]
     if args.min_seconds > args.max_seconds:
         problems.append(f"--min-seconds ({args.min_seconds}) must be <= --max-seconds ({args.max_seconds})")
+    if args.layout is None:
+        args.layout = "host" if args.loss == "answer" else "device"
+    if args.layout == "host" and args.loss != "answer":
+        problems.append("--layout host needs --loss answer (the model's own loss reads labels on the device); "
+                        "use --layout device with --loss full")
     if problems:
         ap.error("; ".join(problems))
 
@@ -232,6 +244,10 @@ def main() -> None:
         audio_tower.requires_grad_(False)
     if args.activation_checkpointing:
         model.activation_checkpointing_enable()
+    if args.layout == "host":
+        from polyglot_lion.model.host_layout import use_host_layout
+
+        use_host_layout(model)
     if args.compile:  # after the attention swap and checkpointing, so the compiled layers include them
         from polyglot_lion.model.efficiency import compile_layers
 
@@ -259,10 +275,16 @@ def main() -> None:
     step_flops = sum(training_flops(model.config, b, args.loss == "answer") for b in micro_batches)
     step_audio_s = sum(float(b["input_features_mask"].sum()) / 100.0 for b in micro_batches)
     padding_efficiency = float(np.mean([b["padding_efficiency"] for b in micro_batches]))
+    if args.layout == "host":  # on the CPU, as the loop does per micro-batch (~1 ms each; not timed here)
+        from polyglot_lion.model.host_layout import host_inputs
 
-    def to_device(batch: dict) -> dict:  # float inputs (the mel features) in the weights' dtype
+        micro_batches = [host_inputs(b, model) for b in micro_batches]
+    else:
+        micro_batches = [{k: v for k, v in b.items() if torch.is_tensor(v)} for b in micro_batches]
+
+    def to_device(batch: dict) -> dict:  # float inputs (the mel features) in the weights' dtype; ints stay
         return {k: v.to(device, weight_dtype if v.is_floating_point() else None, non_blocking=True)
-                for k, v in batch.items() if torch.is_tensor(v)}
+                if torch.is_tensor(v) else v for k, v in batch.items()}
 
     def sync() -> None:
         if device.type == "cuda":
@@ -321,6 +343,7 @@ def main() -> None:
         "memory_source": memory_source, "final_loss": loss,
         "variant": {"attn": args.attn, "encoder_attn": args.encoder_attn, "fused_adamw": args.fused_adamw,
                     "no_encoder_grad": args.no_encoder_grad, "compile": args.compile, "loss": args.loss,
+                    "layout": args.layout,
                     "conv_layout": args.conv_layout, "weights": args.weights},
         "profile": profile,
     }

@@ -79,13 +79,17 @@ def _gpu_train_module():
 
 
 def test_gpu_train_platform_step_and_the_models_own_loss_agree(tmp_path):
-    """The benchmark trains with the platform's step (answer-only loss, channels-last convs) by default;
-    ``--loss full --conv-layout default`` is the model's own loss and layout: the same loss after the same steps."""
+    """The benchmark trains with the platform's step (answer-only loss, channels-last convs, host-computed layout)
+    by default; ``--loss full --conv-layout default`` is the model's own loss and layout (and transformers' forward
+    reading its sizes back), ``--layout device`` the same step with transformers' forward: the same loss after the
+    same steps."""
     ours = run_smoke("gpu_train", tmp_path)
     stock = run_smoke("gpu_train", tmp_path, "--loss", "full", "--conv-layout", "default")
-    assert (ours["variant"]["loss"], ours["variant"]["conv_layout"]) == ("answer", "channels_last")
-    assert (stock["variant"]["loss"], stock["variant"]["conv_layout"]) == ("full", "default")
+    assert [ours["variant"][k] for k in ("loss", "conv_layout", "layout")] == ["answer", "channels_last", "host"]
+    assert [stock["variant"][k] for k in ("loss", "conv_layout", "layout")] == ["full", "default", "device"]
     assert ours["final_loss"] == pytest.approx(stock["final_loss"], rel=1e-5)
+    device_layout = run_smoke("gpu_train", tmp_path, "--layout", "device")  # the platform's step, sizes read back
+    assert device_layout["final_loss"] == pytest.approx(ours["final_loss"], rel=1e-6)
 
 
 def test_training_flops_count_lm_head_where_it_runs():

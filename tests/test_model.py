@@ -174,6 +174,70 @@ def test_answer_loss_equals_the_models_loss():
         answer_loss(model, no_answer)
 
 
+def test_host_layout_equals_the_stock_forward_and_reads_the_device_once():
+    """model.host_layout: the sizes computed from the CPU batch give the same loss and gradients as transformers'
+    forward (padded batch with a clip under one chunk and one of exactly two; a batch with nothing padded; eager
+    attention; the per-window attention loop), and the step reads a value back to Python once (the encoder's
+    nonzero) where the stock forward does it 2 x clips + 7 times."""
+    from polyglot_lion.model.efficiency import answer_loss
+    from polyglot_lion.model.encoder_attention import use_batched_encoder_attention
+    from polyglot_lion.model.host_layout import host_inputs, use_host_layout
+    from polyglot_lion.model.prompts import PromptEncoder, collate
+    from polyglot_lion.testing.host_reads import HostReads
+
+    rng = np.random.default_rng(3)
+    model, processor = build_tiny_model(TINY_TEXTS, seed=0)
+    enc = PromptEncoder(processor, "agnostic")
+    examples = [enc.encode(rng.standard_normal(int(16000 * s)).astype(np.float32) * 0.1, text, "en")
+                for s, text in ((0.6, "hi"), (2.0, "hello world"), (6.5, "a longer clip"), (9.0, "the longest"))]
+    assert examples[1].n_frames == 200  # exactly two 1-s chunks
+    batch = collate(examples, processor.tokenizer.pad_token_id)
+    stock_inputs = {k: v for k, v in batch.items() if torch.is_tensor(v)}
+
+    def compare(stock_model, inputs_stock, inputs_host, reads_expected=None):
+        def step(inputs):  # forward and backward counted; reading the loss and gradients afterwards is not
+            stock_model.zero_grad()
+            with HostReads() as reads:
+                loss = answer_loss(stock_model, inputs)
+                loss.backward()
+            return loss.item(), {n: p.grad.clone() for n, p in stock_model.named_parameters() if p.grad is not None}, reads
+
+        ref_loss, ref_grads, stock_reads = step(inputs_stock)
+        use_host_layout(stock_model)
+        loss, grads, reads = step(inputs_host)
+        assert loss == pytest.approx(ref_loss, rel=1e-6)
+        assert set(grads) == set(ref_grads)
+        for name, g in ref_grads.items():
+            torch.testing.assert_close(grads[name], g, rtol=1e-4, atol=1e-7, msg=name)
+        return stock_reads, reads
+
+    use_batched_encoder_attention(model)
+    stock_reads, reads = compare(model, stock_inputs, host_inputs(batch, model))
+    assert stock_reads.total >= 2 * len(examples) + 7, stock_reads.where
+    assert reads.total == 1 and [op for op, _ in reads.where] == ["aten::nonzero"], reads.where
+
+    one = collate(examples[2:3], processor.tokenizer.pad_token_id)  # nothing padded: no mask, SDPA's causal kernel
+    fresh, _ = build_tiny_model(TINY_TEXTS, seed=0)
+    one_host = host_inputs(one, fresh)
+    assert "attention_mask" not in one_host and "attention_mask" in host_inputs(batch, fresh)
+    compare(fresh, {k: v for k, v in one.items() if torch.is_tensor(v)}, one_host)
+    for attn in ("eager", "loop"):  # the 2-D padding mask passed through; transformers' per-window attention
+        fresh, _ = build_tiny_model(TINY_TEXTS, seed=0)
+        if attn == "eager":
+            fresh.set_attn_implementation("eager")
+        compare(fresh, stock_inputs, host_inputs(batch, fresh))
+
+    # the counts are checked on the host; a batch whose placeholders do not match its audio is refused
+    bad = dict(batch, input_ids=batch["input_ids"].clone())
+    bad["input_ids"][0, bad["input_ids"][0].tolist().index(processor.audio_token_id)] = processor.tokenizer.pad_token_id
+    with pytest.raises(ValueError, match=r"has \d+ audio placeholder tokens but its audio gives \d+ encoder frames"):
+        host_inputs(bad, model)
+    # without the host inputs the model runs transformers' forward: generation is unchanged
+    prompt = processor.apply_transcription_request([np.zeros(16000, np.float32)])
+    with torch.no_grad():
+        assert model.generate(**prompt, max_new_tokens=4, do_sample=False).shape[1] > prompt["input_ids"].shape[1]
+
+
 def test_channels_last_conv_trains_and_saves_the_same(tmp_path):
     """model.channels_last_conv: the front-end's convolutions in channels-last layout give the same loss and
     gradients (to fp32 rounding), and the checkpoint saves and loads with the same weights."""

@@ -373,3 +373,32 @@ def test_compiled_layers_and_bf16_weights_train_and_resume(tmp_path, corpus_stor
         assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.bfloat16}
     masters = torch.load(f"{out['checkpoint']}/optimizer.pt", weights_only=False)["optimizer"]["masters"]
     assert masters and {m.dtype for m in masters} == {torch.float32}
+
+
+@pytest.mark.ray
+def test_a_resumed_run_keeps_the_encoder_frozen(tmp_path, corpus_store):
+    """model.freeze_audio_encoder (and activation checkpointing, set up next to it) apply to the model a resumed
+    run loads from its checkpoint, not only to the base model: an interrupted frozen run resumes, replays its
+    steps exactly, and the encoder's weights are still the ones it started with."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    from polyglot_lion.train.run import train
+
+    store, plan = corpus_store
+    args = _overrides(tmp_path, store, plan, "frozen", **{
+        "train.max_steps": 4, "train.log_every": 1, "train.checkpoint_every": 2,
+        "model.freeze_audio_encoder": "true", "model.activation_checkpointing": "true"})
+    out = train(load_config(CONFIG, args))
+    step2 = out["checkpoint"].replace("checkpoint_step_00000004", "checkpoint_step_00000002")
+    shutil.rmtree(out["checkpoint"])  # interrupted after step 2's checkpoint
+    again = train(load_config(CONFIG, args))
+    history = _history(tmp_path, out["mlflow_run_id"])
+    assert [s for s, _ in history] == [1, 2, 3, 3, 4, 4]
+    assert history[2][1] == history[3][1] and history[4][1] == history[5][1]
+    before, after = load_file(f"{step2}/model.safetensors"), load_file(f"{again['checkpoint']}/model.safetensors")
+    encoder = [k for k in before if ".audio_tower." in k]
+    assert encoder and all(torch.equal(before[k], after[k]) for k in encoder)
+    assert any(not torch.equal(before[k], after[k]) for k in before if ".language_model." in k)

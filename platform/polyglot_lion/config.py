@@ -71,6 +71,9 @@ class ModelSection:
     channels_last_conv: bool = _f(True, "the audio front-end's convolutions in channels-last memory layout (same "
                                         "result; 2-7% faster training steps on 2 CPU cores, measured; not used "
                                         "under DeepSpeed)")
+    host_layout: bool = _f(True, "compute the forward's data-dependent sizes (encoder windows, audio and answer "
+                                 "positions, masks) from the CPU batch, so a GPU step never waits for a read-back "
+                                 "(same result; model/host_layout.py)")
     compile: bool = _f(False, "torch.compile each decoder and encoder layer (regional: one compile serves every "
                               "layer of a kind); fused kernels for a GPU (not yet measured there); the first steps "
                               "compile (~1 min for the tiny model on CPU); not with DeepSpeed")

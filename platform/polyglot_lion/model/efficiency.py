@@ -48,7 +48,14 @@ def answer_positions(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def answer_loss(model, batch: dict) -> torch.Tensor:
     """Mean cross-entropy over the answer tokens of ``batch`` (the model's inputs plus ``labels``): the value
-    of ``model(**batch).loss``, with ``lm_head`` applied to the answer positions only."""
+    of ``model(**batch).loss``, with ``lm_head`` applied to the answer positions only. ``batch`` may also be
+    ``host_layout.host_inputs(...)`` (answer positions and targets instead of ``labels``): then nothing in the
+    step reads the device back but the encoder's one ``nonzero``."""
+    if "answer_index" in batch:  # host_layout.host_inputs: positions and targets gathered by index, no host read
+        inputs = {k: v for k, v in batch.items() if k not in ("answer_index", "answer_targets")}
+        logits = model(**inputs, logits_to_keep=batch["answer_index"], use_cache=False).logits  # (batch, K, vocab)
+        return F.cross_entropy(logits.flatten(0, 1).float(), batch["answer_targets"].flatten(),
+                               ignore_index=IGNORE_INDEX)
     inputs = {k: v for k, v in batch.items() if k != "labels"}
     keep, targets = answer_positions(batch["labels"])
     if targets.numel() == 0:

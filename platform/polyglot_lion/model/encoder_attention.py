@@ -22,11 +22,12 @@ import torch.nn.functional as F
 
 
 @torch.compiler.disable  # reads one length back to the host: under torch.compile a deliberate, quiet graph break
-def _layout(cache: dict, cu_seqlens: torch.Tensor, n_frames: int) -> dict:
+def _layout(cache: dict, cu_seqlens: torch.Tensor, n_frames: int, max_seqlen: int | None = None) -> dict:
     if cache.get("cu") is not cu_seqlens:  # a new forward (the cache holds the tensor, so its id is not reused)
         lengths = (cu_seqlens[1:] - cu_seqlens[:-1]).long()
         n_win, device = lengths.numel(), cu_seqlens.device
-        width = int(lengths.max())  # the one host sync of the forward
+        # the widest window: given by the caller (``host_layout``), else the one host sync of the forward
+        width = max_seqlen if isinstance(max_seqlen, int) else int(lengths.max())
         win = torch.repeat_interleave(torch.arange(n_win, device=device), lengths, output_size=n_frames)
         pos = torch.arange(n_frames, device=device) - cu_seqlens[:-1].long()[win]
         mask = (torch.arange(width, device=device) < lengths[:, None])[:, None, None, :]
@@ -39,7 +40,7 @@ def batched_window_attention(self, cache: dict, hidden_states: torch.Tensor, cu_
                              max_seqlen: int | None = None, **kwargs) -> torch.Tensor:
     """Drop-in for ``Qwen3ASRAudioAttention.forward`` (bound to one module, with the model's shared ``cache``)."""
     n_frames = hidden_states.shape[0]
-    lay = _layout(cache, cu_seqlens, n_frames)
+    lay = _layout(cache, cu_seqlens, n_frames, max_seqlen)
 
     def padded(x: torch.Tensor) -> torch.Tensor:  # (frames, heads * dim) -> (windows, heads, width, dim)
         x = x.reshape(n_frames, self.num_heads, -1)

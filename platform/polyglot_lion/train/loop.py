@@ -28,6 +28,7 @@ import torch
 from ..config import build_config
 from ..model.efficiency import MasterWeightAdamW, answer_loss, compile_layers, use_channels_last_conv
 from ..model.encoder_attention import use_batched_encoder_attention
+from ..model.host_layout import host_inputs, use_host_layout
 from .data import ShardReads, expand_repeats, iter_micro_batches, shuffle_rows
 
 STATE_FILE = "training_state.json"
@@ -51,9 +52,10 @@ def _peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def _to(batch: dict, device: torch.device, float_dtype: torch.dtype = torch.float32) -> dict:
-    return {k: (v.to(device, float_dtype, non_blocking=True) if v.is_floating_point() else v.to(device, non_blocking=True))
-            for k, v in batch.items() if torch.is_tensor(v)}
+def _to(inputs: dict, device: torch.device, float_dtype: torch.dtype = torch.float32) -> dict:
+    """Tensors to ``device`` (floating ones in ``float_dtype``); other values (sizes) as they are."""
+    return {k: (v.to(device, float_dtype if v.is_floating_point() else None, non_blocking=True)
+                if torch.is_tensor(v) else v) for k, v in inputs.items()}
 
 
 def _local_checkpoints(local_dir: str) -> list[str]:
@@ -69,16 +71,18 @@ def _latest_local_checkpoint(local_dir: str):
     return ray.train.Checkpoint.from_directory(done[-1]) if done else None
 
 
-def _synced(batches, world: int, device: torch.device):
-    """Yield micro-batches while every rank still has one; then drain the rest (dropped for this read)."""
+def _synced(batches, world: int, group=None):
+    """Yield micro-batches while every rank still has one; then drain the rest (dropped for this read). The flag
+    is a CPU tensor reduced over ``group`` (a gloo group: no GPU sync per micro-batch; None: the default group,
+    which must then be gloo)."""
     import torch.distributed as dist
 
     it = iter(batches)
     while True:
         item = next(it, None)
         if world > 1:
-            more = torch.tensor([0 if item is None else 1], device=device)
-            dist.all_reduce(more, op=dist.ReduceOp.MIN)
+            more = torch.tensor([0 if item is None else 1])
+            dist.all_reduce(more, op=dist.ReduceOp.MIN, group=group)
             if more.item() == 0:
                 for _ in it:  # finish this rank's shard so the streaming split can start the next read
                     pass
@@ -113,10 +117,6 @@ def train_loop_per_worker(config: dict) -> None:
     # --- model ---------------------------------------------------------------------------------------------
     processor = AutoProcessor.from_pretrained(config["base_model_dir"])
     model = Qwen3ASRForConditionalGeneration.from_pretrained(config["base_model_dir"], dtype=torch.float32)
-    if cfg.model.freeze_audio_encoder:
-        model.model.audio_tower.requires_grad_(False)
-    if cfg.model.activation_checkpointing:
-        model.activation_checkpointing_enable()
     local_dir = config.get("local_checkpoint_dir")  # Train's local mode (num_workers 0): no Ray storage
     resume = ray.train.get_checkpoint() or (local_dir and _latest_local_checkpoint(local_dir))
     state = {"step": 0, "read": 0, "batches_done": 0}
@@ -133,8 +133,15 @@ def train_loop_per_worker(config: dict) -> None:
                     "max_steps continues its schedule exactly)", stacklevel=1)
             if not ds_config:
                 optim_state = torch.load(os.path.join(d, OPTIM_FILE), map_location="cpu", weights_only=False)
+    # on the model that trains (a resumed run's, loaded above): frozen parts, recomputation, faster forwards
+    if cfg.model.freeze_audio_encoder:
+        model.model.audio_tower.requires_grad_(False)
+    if cfg.model.activation_checkpointing:
+        model.activation_checkpointing_enable()
     if cfg.model.encoder_attention == "batched":
         use_batched_encoder_attention(model)
+    if cfg.model.host_layout:
+        use_host_layout(model)
     model.to(device)
     if cfg.model.channels_last_conv and not ds_config:
         use_channels_last_conv(model)
@@ -167,6 +174,11 @@ def train_loop_per_worker(config: dict) -> None:
             optimizer.load_state_dict(optim_state["optimizer"])
             scheduler.load_state_dict(optim_state["scheduler"])
     core = model.module if hasattr(model, "module") else model
+    # small host-side reductions (more batches? the dev loss) go over gloo on CPU tensors: with NCCL as the default
+    # group a CPU tensor cannot be reduced, and a GPU one would make every micro-batch wait for a read-back
+    cpu_group = None
+    if world > 1 and torch.distributed.get_backend() != "gloo":
+        cpu_group = torch.distributed.new_group(backend="gloo")
 
     pad_id = processor.tokenizer.pad_token_id
     train_shard = ray.train.get_dataset_shard("train")
@@ -181,8 +193,11 @@ def train_loop_per_worker(config: dict) -> None:
                                   fixed_batch_size=data.fixed_batch_size)
 
     def forward(batch: dict) -> torch.Tensor:
+        # the sizes the forward needs come from the CPU batch (model.host_layout), so it never waits for the GPU
+        inputs = (host_inputs(batch, model) if cfg.model.host_layout
+                  else {k: v for k, v in batch.items() if torch.is_tensor(v)})
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            return answer_loss(model, _to(batch, device, float_dtype))  # lm_head on answer positions only
+            return answer_loss(model, _to(inputs, device, float_dtype))  # lm_head on answer positions only
 
     @torch.no_grad()
     def dev_loss() -> float:
@@ -190,13 +205,13 @@ def train_loop_per_worker(config: dict) -> None:
         total, n = 0.0, 0
         for batch, _ in _synced(iter_micro_batches(
                 dev_shard.iter_rows(), pad_id, seed=0, window=data.bucket_window,
-                max_frames=data.max_frames_per_batch, max_batch_size=data.max_batch_size), world, device):
-            total += forward(batch).item()
+                max_frames=data.max_frames_per_batch, max_batch_size=data.max_batch_size), world, cpu_group):
+            total = total + forward(batch).detach()  # read back once, after the loop
             n += 1
         model.train()
-        t = torch.tensor([total, n], dtype=torch.float64)
+        t = torch.tensor([float(total), n], dtype=torch.float64)
         if world > 1:
-            torch.distributed.all_reduce(t)
+            torch.distributed.all_reduce(t, group=cpu_group)
         return float(t[0] / max(t[1], 1))
 
     mlflow_client = None
@@ -280,7 +295,7 @@ def train_loop_per_worker(config: dict) -> None:
     reads = ShardReads(train_shard, read, data.read_ahead_rows)  # the next read starts while this one trains
     try:
         while step < tr.max_steps:
-            batches = _synced(micro_batches(read), world, device)
+            batches = _synced(micro_batches(read), world, cpu_group)
             done_in_read = rows_in_read = 0
             accum = 0
             for batch, n in timed(batches):
@@ -295,7 +310,7 @@ def train_loop_per_worker(config: dict) -> None:
                 window["eff"] += batch["padding_efficiency"]
                 window["audio_frac"] += batch["audio_fraction"]
                 window["micro"] += 1
-                window["loss"] += loss.item()
+                window["loss"] += loss.detach()  # summed on the device: read back only when logged
                 if engine:  # DeepSpeed scales by the accumulation, clips and steps at the accumulation boundary
                     engine.backward(loss)
                     boundary = engine.is_gradient_accumulation_boundary()
@@ -320,7 +335,7 @@ def train_loop_per_worker(config: dict) -> None:
                 if step % tr.log_every == 0 or step % tr.checkpoint_every == 0 or dev_due or last:
                     elapsed = max(time.time() - window["t0"], 1e-9)
                     metrics = {
-                        "step": step, "loss": window["loss"] / max(1, window["micro"]),
+                        "step": step, "loss": float(window["loss"]) / max(1, window["micro"]),
                         "epoch": read * data.plan_passes + (rows_in_read * world / plan_rows if plan_rows else 0.0),
                         "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm),
                         "samples_per_s": window["samples"] * world / elapsed,

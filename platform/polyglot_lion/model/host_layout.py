@@ -1,0 +1,130 @@
+"""A training forward that does not wait for the GPU: every data-dependent size is worked out on the host.
+
+On a GPU, each time Python needs a value that lives on the device (``.item()``, ``int(t)``, ``if t:``, a boolean
+index, ``nonzero``) the CPU waits until every queued kernel has run, and the GPU then idles while the CPU launches
+the next ones: launch time and GPU time add up instead of overlapping. In transformers' Qwen3-ASR forward a
+training micro-batch of n clips reads the device back about 2n + 7 times (counted on CPU with a dispatch mode;
+``tests/test_model.py``): the encoder's window boundaries (``get_audio_cu_seqlens``: a ``max().item()`` and a Python
+loop over the clips), the batched encoder attention's widest window, the placeholder check (a boolean index and
+an f-string of a device tensor), the decoder's two padding-mask checks, and the answer-only loss's boolean masks.
+
+The collated batch is still on the CPU when the step starts, and all of those sizes are known there.
+``host_inputs(batch, model)`` adds them to the model's inputs: the encoder's window boundaries (transformers' own
+``get_audio_cu_seqlens``, run on the CPU) and widest window, the flat positions of the audio placeholders, and
+the positions and targets of the answer tokens, padded per row. ``use_host_layout(model)`` gives this model
+instance (never the class) a ``Qwen3ASRModel.forward`` that takes them: it runs the audio tower with the given
+windows, writes the audio embeddings into their positions with an index (no mask scatter, no check on the
+device: the counts were checked on the host), and gives the decoder its causal + padding mask ready-made (for
+SDPA; no padding: none at all, so SDPA's causal kernel runs). ``efficiency.answer_loss`` then gathers the answer
+positions by index. Same loss and gradients as the stock forward (a test checks both).
+
+One read is left per micro-batch: the encoder's ``nonzero`` over valid post-CNN frames, inside transformers'
+encoder forward, which is not replaced. Without ``audio_cu_seqlens`` in its inputs the model runs transformers'
+forward unchanged (inference, generation).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+from .prompts import IGNORE_INDEX
+
+HOST_KEYS = ("audio_cu_seqlens", "audio_max_seqlen", "audio_positions")
+
+
+def answer_targets(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """((batch, K) positions whose next token is an answer token, (batch, K) those tokens), K the most answer
+    tokens of any row; shorter rows are padded with position 0 and target -100 (ignored by the loss)."""
+    nxt = labels[:, 1:]
+    wanted = nxt != IGNORE_INDEX
+    counts = wanted.sum(1)
+    k = int(counts.max()) if labels.shape[0] else 0
+    index = torch.zeros(labels.shape[0], k, dtype=torch.long)
+    targets = torch.full((labels.shape[0], k), IGNORE_INDEX, dtype=torch.long)
+    for i in range(labels.shape[0]):
+        pos = wanted[i].nonzero().squeeze(1)
+        index[i, : len(pos)], targets[i, : len(pos)] = pos, nxt[i, pos]
+    return index, targets
+
+
+def host_inputs(batch: dict, model) -> dict:
+    """The model inputs of a collated CPU ``batch`` (``prompts.collate``) plus every size the forward would
+    otherwise read back from the device: ``audio_cu_seqlens`` and ``audio_max_seqlen`` (the encoder's attention
+    windows), ``audio_positions`` (flat positions of the audio placeholders), ``answer_index`` and
+    ``answer_targets`` (see ``answer_targets``). ``attention_mask`` is dropped when nothing is padded. ``model``
+    gives the configuration (a wrapped model is fine)."""
+    from transformers.models.qwen3_asr.modeling_qwen3_asr import _get_feat_extract_output_lengths, get_audio_cu_seqlens
+
+    core = _core(model)
+    config = core.config
+    a = config.audio_config
+    fmask, ids = batch["input_features_mask"], batch["input_ids"]
+    if fmask.device.type != "cpu" or ids.device.type != "cpu":
+        raise ValueError("host_inputs: the batch must still be on the CPU (it is computed before moving it)")
+    b, t = fmask.shape
+    chunk = 2 * a.n_window
+    if t % chunk:
+        raise ValueError(f"host_inputs: input_features has {t} frames, not a multiple of 2 * n_window = {chunk}")
+    feature_lens = fmask.sum(-1).long()
+    chunk_lengths = fmask.view(b, t // chunk, chunk).sum(-1).reshape(-1).long()
+    cu = get_audio_cu_seqlens(chunk_lengths, feature_lens, a.n_window_infer, a.n_window)
+    positions = (ids == config.audio_token_id).flatten().nonzero().squeeze(1)
+    frames = int(_get_feat_extract_output_lengths(feature_lens, a.n_window).sum())
+    if positions.numel() != frames or int(cu[-1]) != frames:
+        raise ValueError(f"host_inputs: the batch has {positions.numel()} audio placeholder tokens but its audio "
+                         f"gives {frames} encoder frames (windows cover {int(cu[-1])}); they must be equal")
+    out = {k: v for k, v in batch.items() if torch.is_tensor(v) and k != "labels"}
+    if bool(out["attention_mask"].all()):
+        del out["attention_mask"]  # nothing padded: the decoder can use SDPA's causal kernel
+    out["answer_index"], out["answer_targets"] = answer_targets(batch["labels"])
+    if out["answer_index"].shape[1] == 0:
+        raise ValueError("host_inputs: the batch has no answer tokens (every label is -100)")
+    out.update(audio_cu_seqlens=cu, audio_max_seqlen=int((cu[1:] - cu[:-1]).max()), audio_positions=positions)
+    return out
+
+
+def _core(model):
+    while hasattr(model, "module"):  # DDP, DeepSpeed
+        model = model.module
+    return model
+
+
+def uses_host_layout(model) -> bool:
+    return getattr(_core(model).model, "_host_layout", False)
+
+
+def use_host_layout(model: torch.nn.Module) -> None:
+    """Let this Qwen3-ASR ``model`` take ``host_inputs`` (its inner ``Qwen3ASRModel`` instance gets the forward)."""
+    inner = model.model
+    if not getattr(inner, "_host_layout", False):
+        inner.forward = functools.partial(_forward, inner, inner.forward)
+        inner._host_layout = True
+
+
+def _causal_padding_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """(batch, 1, L, L) bool, True where a query may attend: causal and not padding (SDPA's convention)."""
+    n = attention_mask.shape[1]
+    causal = torch.ones(n, n, dtype=torch.bool, device=attention_mask.device).tril()
+    return causal[None, None] & attention_mask.bool()[:, None, None, :]
+
+
+def _forward(self, stock, input_ids=None, input_features=None, input_features_mask=None, attention_mask=None,
+             inputs_embeds=None, audio_cu_seqlens=None, audio_max_seqlen=None, audio_positions=None, **kwargs):
+    from transformers.models.qwen3_asr.modeling_qwen3_asr import Qwen3ASRModelOutputWithPast
+
+    if audio_cu_seqlens is None:
+        return stock(input_ids=input_ids, input_features=input_features, input_features_mask=input_features_mask,
+                     attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs)
+    embeds = self.get_input_embeddings()(input_ids) if inputs_embeds is None else inputs_embeds
+    audio = self.audio_tower(input_features=input_features, input_features_mask=input_features_mask,
+                             cu_seqlens=audio_cu_seqlens, max_seqlen=audio_max_seqlen).last_hidden_state
+    audio = self.multi_modal_projector(audio)
+    flat = embeds.reshape(-1, embeds.shape[-1]).index_put((audio_positions,), audio.to(embeds.dtype))
+    if attention_mask is not None and attention_mask.ndim == 2 and self.language_model.config._attn_implementation == "sdpa":
+        attention_mask = _causal_padding_mask(attention_mask)  # what transformers builds, minus its two checks
+    out = self.language_model(inputs_embeds=flat.view_as(embeds), attention_mask=attention_mask, **kwargs)
+    return Qwen3ASRModelOutputWithPast(last_hidden_state=out.last_hidden_state, cache=out.cache,
+                                       hidden_states=out.hidden_states, attentions=out.attentions,
+                                       audio_hidden_states=audio)
