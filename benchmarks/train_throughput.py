@@ -22,8 +22,9 @@ row of the two-stage balance plan (each utterance as many times as the plan uses
   the prefix lengths), so this reference is a little faster than the script.
 
 Ours' step is not the reference's: its loss projects only the answer positions onto the vocabulary and its audio
-convolutions run channels-last (``polyglot_lion.model.efficiency``). ``--step-ablation N`` times the step alone
-(forward, backward, clip, AdamW; no Ray) on N of ours' micro-batches, four ways, each variant on its own copy of the
+convolutions run channels-last (``polyglot_lion.model.efficiency``), and the forward's sizes come from the CPU
+batch (``polyglot_lion.model.host_layout``). ``--step-ablation N`` times the step alone
+(forward, backward, clip, AdamW; no Ray) on N of ours' micro-batches, five ways, each variant on its own copy of the
 weights and taking turns on every micro-batch, so the job's ratio can be split into step and input pipeline.
 
 Throughput is measured over the steady state: log windows of ``--log-every`` steps, the first (start-up,
@@ -151,11 +152,12 @@ def replay_stats(batches: list[list[str]], frames: dict) -> dict:
 
 # --- where ours' per-step advantage comes from: the step alone, four ways -------------------------------------
 
-STEP_VARIANTS = {  # name: (answer-only loss, channels-last convs); the last is ours' default
-    "model's own loss, default conv layout (the reference's step)": (False, False),
-    "answer-only loss": (True, False),
-    "channels-last convs": (False, True),
-    "answer-only loss + channels-last convs (ours)": (True, True),
+STEP_VARIANTS = {  # name: (answer-only loss, channels-last convs, host-computed layout); the last is ours' default
+    "model's own loss, default conv layout (the reference's step)": (False, False, False),
+    "answer-only loss": (True, False, False),
+    "channels-last convs": (False, True, False),
+    "answer-only loss + channels-last convs": (True, True, False),
+    "answer-only loss + channels-last convs + host layout (ours)": (True, True, True),
 }
 
 
@@ -176,6 +178,7 @@ def step_ablation(store: str, base: str, batches: list[list[str]], n_batches: in
     from polyglot_lion.data.store import read_metadata
     from polyglot_lion.model.efficiency import answer_loss, use_channels_last_conv
     from polyglot_lion.model.encoder_attention import use_batched_encoder_attention
+    from polyglot_lion.model.host_layout import host_inputs, use_host_layout
     from polyglot_lion.model.prompts import PromptEncoder, collate
 
     chosen = [batches[i * len(batches) // n_batches] for i in range(n_batches)]  # spread over the run
@@ -191,17 +194,22 @@ def step_ablation(store: str, base: str, batches: list[list[str]], n_batches: in
     saved_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
 
-    def trainer(answer_only: bool, channels_last: bool):
+    def trainer(answer_only: bool, channels_last: bool, host: bool):
         model = copy.deepcopy(base_model).train()
         use_batched_encoder_attention(model)  # as ours (model.encoder_attention: batched)
         if channels_last:
             use_channels_last_conv(model)
+        if host:
+            use_host_layout(model)
         params = [p for p in model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=1e-3, betas=(0.9, 0.98), weight_decay=0.01)
 
         def step(batch: dict) -> float:
             t0 = time.perf_counter()
-            loss = answer_loss(model, batch) if answer_only else model(**batch, use_cache=False).loss
+            if host:  # computing the layout from the CPU batch is part of the step (timed)
+                loss = answer_loss(model, host_inputs(batch, model))
+            else:
+                loss = answer_loss(model, batch) if answer_only else model(**batch, use_cache=False).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
