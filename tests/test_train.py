@@ -221,10 +221,13 @@ def test_two_workers_ddp_on_gloo(tmp_path, corpus_store):
     out = train(load_config(CONFIG, _overrides(tmp_path, store, plan, "ddp", **{
         "scaling.num_workers": 2, "scaling.cpus_per_worker": 0.5, "train.max_steps": 12, "train.log_every": 2,
         "train.checkpoint_every": 12, "data.featurize_actors": 1,  # the actor-pool featuriser (others: tasks)
-        "data.read_ahead_rows": 64, "data.plan_passes": 1})))  # each rank reads ahead: the next read starts
-    # before the loop asks for it; one epoch per read, so 12 steps cross a read boundary
+        "data.read_ahead_rows": 64, "data.plan_passes": 1,  # each rank reads ahead: the next read starts
+        "train.dev_every": 12})))  # before the loop asks for it; one epoch per read, so 12 steps cross a read
+    # boundary. The dev loss at step 12 is reduced over the ranks' gloo group
     assert out["metrics"]["step"] == 12
     assert [s for s, _ in _history(tmp_path, out["mlflow_run_id"])] == list(range(2, 13, 2))  # rank 0 logs
+    dev = _history(tmp_path, out["mlflow_run_id"], "dev_loss")
+    assert [s for s, _ in dev] == [12] and 0 < dev[0][1] < 20
     # ~48 utterances split over 2 ranks: the run crosses into a second read of the dataset, where the ranks'
     # read-ahead threads meet at the streaming split's next epoch
     with open(f"{out['checkpoint']}/training_state.json") as f:

@@ -73,8 +73,7 @@ def _latest_local_checkpoint(local_dir: str):
 
 def _synced(batches, world: int, group=None):
     """Yield micro-batches while every rank still has one; then drain the rest (dropped for this read). The flag
-    is a CPU tensor reduced over ``group`` (a gloo group: no GPU sync per micro-batch; None: the default group,
-    which must then be gloo)."""
+    is a CPU tensor reduced over ``group``, a gloo group (no GPU sync per micro-batch)."""
     import torch.distributed as dist
 
     it = iter(batches)
@@ -174,11 +173,10 @@ def train_loop_per_worker(config: dict) -> None:
             optimizer.load_state_dict(optim_state["optimizer"])
             scheduler.load_state_dict(optim_state["scheduler"])
     core = model.module if hasattr(model, "module") else model
-    # small host-side reductions (more batches? the dev loss) go over gloo on CPU tensors: with NCCL as the default
-    # group a CPU tensor cannot be reduced, and a GPU one would make every micro-batch wait for a read-back
-    cpu_group = None
-    if world > 1 and torch.distributed.get_backend() != "gloo":
-        cpu_group = torch.distributed.new_group(backend="gloo")
+    # small host-side reductions (more batches? the dev loss) go over their own gloo group on CPU tensors: with
+    # NCCL as the default group a CPU tensor cannot be reduced, and a GPU one would make every micro-batch wait for
+    # a read-back. Made on CPU runs too (the default is gloo there), so the 2-worker test runs this very path.
+    cpu_group = torch.distributed.new_group(backend="gloo") if world > 1 else None
 
     pad_id = processor.tokenizer.pad_token_id
     train_shard = ray.train.get_dataset_shard("train")
