@@ -53,7 +53,9 @@ bench() {  # bench NAME CMD...: run one benchmark, time it, keep going if it fai
         # routes to the 35% MFU target (BENCHMARKS.md, "Where the time goes"). bf16 weights with fp32 master copies:
         # no autocast cast of every weight in every micro-batch (18% of the kernel time of the 2026-11-26
         # profile); compiled layers: fused elementwise kernels; one 32-clip micro-batch: fewer, larger launches
-        bench train_0.6b_bf16w_compile "$PY" benchmarks/gpu_train.py --size 0.6b --weights bf16 --compile \
+        # with --profile (after its timed steps): the kernel mix and the host syncs per step of the likely best
+        # variant (expected: ~4 syncs a step with the host-computed layout, against 345 on 2026-11-26)
+        bench train_0.6b_bf16w_compile "$PY" benchmarks/gpu_train.py --size 0.6b --weights bf16 --compile --profile \
             --out "$OUT/train_0.6b_bf16w_compile.json"
         bench train_0.6b_compile "$PY" benchmarks/gpu_train.py --size 0.6b --compile --out "$OUT/train_0.6b_compile.json"
         bench train_0.6b_bf16w "$PY" benchmarks/gpu_train.py --size 0.6b --weights bf16 --out "$OUT/train_0.6b_bf16w.json"
