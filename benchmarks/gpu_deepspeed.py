@@ -7,7 +7,8 @@ What the Ray Train loop (``polyglot_lion.train.loop``) does with ``scaling.deeps
 a world of one: the published architecture (``polyglot_lion.model.sizes``, random init, fp32 weights that
 DeepSpeed turns to bf16), the DeepSpeed config from ``polyglot_lion.train.zero.deepspeed_config`` (checked by
 DeepSpeed's own parser), our torch AdamW handed to ``deepspeed.initialize`` (no fused/JIT-built optimizer),
-inputs cast to bf16, ``engine.backward`` / ``engine.step`` with DeepSpeed owning accumulation and clipping.
+the batched encoder attention and the host-computed layout (``model.host_layout``), inputs cast to bf16,
+``engine.backward`` / ``engine.step`` with DeepSpeed owning accumulation and clipping.
 torch.distributed is initialised with NCCL (gloo in --smoke) from MASTER_ADDR/MASTER_PORT, RANK=0,
 WORLD_SIZE=1, LOCAL_RANK=0. Data: ``gpu_train.py``'s synthetic 5-15 s clips, bucketed into micro-batches of 8,
 4 per optimizer step (the paper's 8 x 4); the same step's micro-batches are reused every step.
@@ -52,6 +53,8 @@ def run_stage(args) -> dict:
     from transformers import Qwen3ASRForConditionalGeneration
 
     from polyglot_lion.config import build_config
+    from polyglot_lion.model.encoder_attention import use_batched_encoder_attention
+    from polyglot_lion.model.host_layout import host_inputs, use_host_layout
     from polyglot_lion.model.prompts import PromptEncoder, bucket_batches, collate
     from polyglot_lion.train.zero import check_deepspeed_config, deepspeed_config
 
@@ -77,6 +80,8 @@ def run_stage(args) -> dict:
 
     model, processor = gpu_train.build_model(args.size, args.smoke, args.seed)
     model.to(device).train()
+    use_batched_encoder_attention(model)  # as the loop (model.encoder_attention: batched, model.host_layout)
+    use_host_layout(model)
     config = model.config
     result["params"] = sum(p.numel() for p in model.parameters())
     probe_name = next(n for n, p in model.named_parameters() if n.endswith("q_proj.weight"))
@@ -95,6 +100,7 @@ def run_stage(args) -> dict:
         raise SystemExit(f"bucketing gave {len(micro_batches)} micro-batches, expected {args.grad_accum}")
     step_flops = sum(gpu_train.training_flops(config, b) for b in micro_batches)
     step_audio_s = sum(float(b["input_features_mask"].sum()) / 100.0 for b in micro_batches)
+    micro_batches = [host_inputs(b, model) for b in micro_batches]  # the loop does this per micro-batch, on the CPU
 
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.train.lr, betas=tuple(cfg.train.betas),
@@ -116,13 +122,13 @@ def run_stage(args) -> dict:
     def optimizer_step() -> tuple[float, float]:
         total = 0.0
         for batch in micro_batches:
-            inputs = {k: (v.to(device, float_dtype) if v.is_floating_point() else v.to(device))
-                      for k, v in batch.items() if torch.is_tensor(v)}
+            inputs = {k: (v.to(device, float_dtype if v.is_floating_point() else None) if torch.is_tensor(v) else v)
+                      for k, v in batch.items()}
             loss = answer_loss(engine, inputs)  # the loop's loss (lm_head on the answer positions only)
             engine.backward(loss)
             engine.step()
-            total += loss.item()
-        return total / len(micro_batches), float(engine.get_global_grad_norm() or 0.0)
+            total += loss.detach()
+        return float(total) / len(micro_batches), float(engine.get_global_grad_norm() or 0.0)
 
     losses = []
     for _ in range(args.warmup_steps):
