@@ -176,9 +176,10 @@ def test_answer_loss_equals_the_models_loss():
 
 def test_host_layout_equals_the_stock_forward_and_reads_the_device_once():
     """model.host_layout: the sizes computed from the CPU batch give the same loss and gradients as transformers'
-    forward (padded batch with a clip under one chunk and one of exactly two; a batch with nothing padded; eager
-    attention; the per-window attention loop), and the step reads a value back to Python once (the encoder's
-    nonzero) where the stock forward does it 2 x clips + 7 times."""
+    forward (a right-padded batch with a clip under one chunk and one of exactly two; a batch with nothing padded;
+    a left-padded one, which keeps transformers' mask; eager attention; the per-window attention loop),
+    and the step reads a value back to Python once (the encoder's nonzero) where the stock forward does it
+    2 x clips + 7 times."""
     from polyglot_lion.model.efficiency import answer_loss
     from polyglot_lion.model.encoder_attention import use_batched_encoder_attention
     from polyglot_lion.model.host_layout import host_inputs, use_host_layout
@@ -216,11 +217,23 @@ def test_host_layout_equals_the_stock_forward_and_reads_the_device_once():
     assert stock_reads.total >= 2 * len(examples) + 7, stock_reads.where
     assert reads.total == 1 and [op for op, _ in reads.where] == ["aten::nonzero"], reads.where
 
-    one = collate(examples[2:3], processor.tokenizer.pad_token_id)  # nothing padded: no mask, SDPA's causal kernel
+    assert "right_padded_mask" in host_inputs(batch, model)  # the forward builds the decoder's mask itself
+    one = collate(examples[2:3], processor.tokenizer.pad_token_id)  # nothing padded
     fresh, _ = build_tiny_model(TINY_TEXTS, seed=0)
-    one_host = host_inputs(one, fresh)
-    assert "attention_mask" not in one_host and "attention_mask" in host_inputs(batch, fresh)
-    compare(fresh, {k: v for k, v in one.items() if torch.is_tensor(v)}, one_host)
+    compare(fresh, {k: v for k, v in one.items() if torch.is_tensor(v)}, host_inputs(one, fresh))
+    # padding at the start of a row: the mask is kept and transformers builds and checks it (2 more reads)
+    left = dict(batch)
+    for key, fill in (("input_ids", processor.tokenizer.pad_token_id), ("attention_mask", 0), ("labels", -100)):
+        rows = batch[key].clone()
+        for i, n in enumerate(batch["attention_mask"].sum(1).tolist()):
+            rows[i] = torch.cat([torch.full((rows.shape[1] - n,), fill), batch[key][i, :n]])
+        left[key] = rows
+    fresh, _ = build_tiny_model(TINY_TEXTS, seed=0)
+    use_batched_encoder_attention(fresh)
+    left_host = host_inputs(left, fresh)
+    assert "attention_mask" in left_host and "right_padded_mask" not in left_host
+    _, reads = compare(fresh, {k: v for k, v in left.items() if torch.is_tensor(v)}, left_host)
+    assert reads.total == 3, reads.where
     for attn in ("eager", "loop"):  # the 2-D padding mask passed through; transformers' per-window attention
         fresh, _ = build_tiny_model(TINY_TEXTS, seed=0)
         if attn == "eager":

@@ -13,10 +13,13 @@ The collated batch is still on the CPU when the step starts, and all of those si
 ``get_audio_cu_seqlens``, run on the CPU) and widest window, the flat positions of the audio placeholders, and
 the positions and targets of the answer tokens, padded per row. ``use_host_layout(model)`` gives this model
 instance (never the class) a ``Qwen3ASRModel.forward`` that takes them: it runs the audio tower with the given
-windows, writes the audio embeddings into their positions with an index (no mask scatter, no check on the
-device: the counts were checked on the host), and gives the decoder its causal + padding mask ready-made (for
-SDPA; no padding: none at all, so SDPA's causal kernel runs). ``efficiency.answer_loss`` then gathers the answer
-positions by index. Same loss and gradients as the stock forward (a test checks both).
+windows and writes the audio embeddings into their positions with an index (no mask scatter, no check on the
+device: the counts were checked on the host). For a batch padded at the rows' ends (``collate``'s), found so on
+the host, it builds the decoder's causal + padding mask for SDPA itself, without transformers' two checks; a batch
+padded otherwise keeps transformers' mask and checks. (A mask is needed even so: without one, transformers
+reads the position ids back to look for packed sequences.)
+``efficiency.answer_loss`` then gathers the answer positions by index. Same loss and gradients as the stock
+forward (a test checks both).
 
 One read is left per micro-batch: the encoder's ``nonzero`` over valid post-CNN frames, inside transformers'
 encoder forward, which is not replaced. Without ``audio_cu_seqlens`` in its inputs the model runs transformers'
@@ -53,7 +56,8 @@ def host_inputs(batch: dict, model) -> dict:
     """The model inputs of a collated CPU ``batch`` (``prompts.collate``) plus every size the forward would
     otherwise read back from the device: ``audio_cu_seqlens`` and ``audio_max_seqlen`` (the encoder's attention
     windows), ``audio_positions`` (flat positions of the audio placeholders), ``answer_index`` and
-    ``answer_targets`` (see ``answer_targets``). ``attention_mask`` is dropped when nothing is padded. ``model``
+    ``answer_targets`` (see ``answer_targets``). ``attention_mask`` becomes ``right_padded_mask`` when the padding
+    is at the rows' ends only. ``model``
     gives the configuration (a wrapped model is fine)."""
     from transformers.models.qwen3_asr.modeling_qwen3_asr import _get_feat_extract_output_lengths, get_audio_cu_seqlens
 
@@ -76,13 +80,19 @@ def host_inputs(batch: dict, model) -> dict:
         raise ValueError(f"host_inputs: the batch has {positions.numel()} audio placeholder tokens but its audio "
                          f"gives {frames} encoder frames (windows cover {int(cu[-1])}); they must be equal")
     out = {k: v for k, v in batch.items() if torch.is_tensor(v) and k != "labels"}
-    if bool(out["attention_mask"].all()):
-        del out["attention_mask"]  # nothing padded: the decoder can use SDPA's causal kernel
+    if _right_padded(out["attention_mask"]):  # as ``collate`` pads: the forward may build the mask itself
+        out["right_padded_mask"] = out.pop("attention_mask")
     out["answer_index"], out["answer_targets"] = answer_targets(batch["labels"])
     if out["answer_index"].shape[1] == 0:
         raise ValueError("host_inputs: the batch has no answer tokens (every label is -100)")
     out.update(audio_cu_seqlens=cu, audio_max_seqlen=int((cu[1:] - cu[:-1]).max()), audio_positions=positions)
     return out
+
+
+def _right_padded(attention_mask: torch.Tensor) -> bool:
+    """Each row is ones, then zeros (or all ones)."""
+    m = attention_mask.bool()
+    return bool((m[:, :-1] | ~m[:, 1:]).all())  # never a 0 followed by a 1
 
 
 def _core(model):
@@ -103,17 +113,24 @@ def use_host_layout(model: torch.nn.Module) -> None:
         inner._host_layout = True
 
 
-def _causal_padding_mask(attention_mask: torch.Tensor) -> torch.Tensor:
-    """(batch, 1, L, L) bool, True where a query may attend: causal and not padding (SDPA's convention)."""
-    n = attention_mask.shape[1]
-    causal = torch.ones(n, n, dtype=torch.bool, device=attention_mask.device).tril()
-    return causal[None, None] & attention_mask.bool()[:, None, None, :]
+def _causal_mask(right_padded_mask: torch.Tensor) -> torch.Tensor:
+    """(batch, 1, L, L) bool, True where a query may attend (SDPA's convention): causal and not padding. With the
+    padding at the rows' ends no query row is fully masked (position 0 is always real), so no NaN can arise."""
+    n = right_padded_mask.shape[1]
+    causal = torch.ones(n, n, dtype=torch.bool, device=right_padded_mask.device).tril()
+    return causal[None, None] & right_padded_mask.bool()[:, None, None, :]
 
 
 def _forward(self, stock, input_ids=None, input_features=None, input_features_mask=None, attention_mask=None,
-             inputs_embeds=None, audio_cu_seqlens=None, audio_max_seqlen=None, audio_positions=None, **kwargs):
+             inputs_embeds=None, right_padded_mask=None, audio_cu_seqlens=None, audio_max_seqlen=None,
+             audio_positions=None, **kwargs):
     from transformers.models.qwen3_asr.modeling_qwen3_asr import Qwen3ASRModelOutputWithPast
 
+    if right_padded_mask is not None:
+        # SDPA takes the mask ready-made (transformers' own would read the device twice to check it); other
+        # attention implementations get the plain 2-D mask and build theirs
+        sdpa = self.language_model.config._attn_implementation == "sdpa"
+        attention_mask = _causal_mask(right_padded_mask) if sdpa else right_padded_mask
     if audio_cu_seqlens is None:
         return stock(input_ids=input_ids, input_features=input_features, input_features_mask=input_features_mask,
                      attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs)
@@ -122,8 +139,6 @@ def _forward(self, stock, input_ids=None, input_features=None, input_features_ma
                              cu_seqlens=audio_cu_seqlens, max_seqlen=audio_max_seqlen).last_hidden_state
     audio = self.multi_modal_projector(audio)
     flat = embeds.reshape(-1, embeds.shape[-1]).index_put((audio_positions,), audio.to(embeds.dtype))
-    if attention_mask is not None and attention_mask.ndim == 2 and self.language_model.config._attn_implementation == "sdpa":
-        attention_mask = _causal_padding_mask(attention_mask)  # what transformers builds, minus its two checks
     out = self.language_model(inputs_embeds=flat.view_as(embeds), attention_mask=attention_mask, **kwargs)
     return Qwen3ASRModelOutputWithPast(last_hidden_state=out.last_hidden_state, cache=out.cache,
                                        hidden_states=out.hidden_states, attentions=out.attentions,
