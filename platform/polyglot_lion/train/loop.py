@@ -13,6 +13,7 @@ micro-batches per read of the dataset: the read ends for all as soon as one rank
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import math
@@ -89,6 +90,21 @@ def _synced(batches, world: int, group=None):
         elif item is None:
             return
         yield item
+
+
+def _check_replicas_agree(params: list, group, step: int) -> None:
+    """Under DDP every rank holds the same weights, and a checkpoint saves rank 0's copy: check that they agree
+    (a float64 checksum of the trained weights, reduced over the ranks; one small CPU reduction per checkpoint)."""
+    import torch.distributed as dist
+
+    with torch.no_grad():
+        mine = torch.stack([p.detach().double().sum() for p in params]).sum().cpu().reshape(1)
+    lo, hi = mine.clone(), mine.clone()
+    dist.all_reduce(lo, op=dist.ReduceOp.MIN, group=group)
+    dist.all_reduce(hi, op=dist.ReduceOp.MAX, group=group)
+    if lo.item() != hi.item():
+        raise RuntimeError(f"step {step}: the ranks' weights differ (checksums {lo.item()!r} to {hi.item()!r}), so "
+                           "their gradients were not all-reduced alike; the checkpoint would hold one rank's copy")
 
 
 def train_loop_per_worker(config: dict) -> None:
@@ -229,6 +245,8 @@ def train_loop_per_worker(config: dict) -> None:
     def save_and_report(metrics: dict) -> None:
         """A transformers folder inference loads as is, plus what resuming needs. With DeepSpeed every rank
         writes its own partition files; Ray Train merges the ranks' folders into one checkpoint."""
+        if world > 1 and not engine:
+            _check_replicas_agree(params, cpu_group, state["step"])
         if rank != 0 and not engine:
             ray.train.report(metrics)
             return
@@ -290,18 +308,23 @@ def train_loop_per_worker(config: dict) -> None:
             yield item
 
     window = new_window()
+    accum = 0  # micro-batches in the optimizer step being accumulated (a step may span two reads, as DeepSpeed's)
     reads = ShardReads(train_shard, read, data.read_ahead_rows)  # the next read starts while this one trains
     try:
         while step < tr.max_steps:
             batches = _synced(micro_batches(read), world, cpu_group)
             done_in_read = rows_in_read = 0
-            accum = 0
             for batch, n in timed(batches):
                 rows_in_read += n
                 if done_in_read < skip:  # replaying the deterministic order up to where the checkpoint was
                     done_in_read += 1
                     continue
-                loss = forward(batch)
+                # DDP all-reduces the gradients once per optimizer step, not after every micro-batch
+                hold_grads = not engine and world > 1 and accum + 1 < tr.grad_accum
+                with model.no_sync() if hold_grads else contextlib.nullcontext():
+                    loss = forward(batch)
+                    if not engine:
+                        (loss / tr.grad_accum).backward()
                 done_in_read += 1
                 window["samples"] += n
                 window["audio_s"] += batch["input_features_mask"].sum().item() / 100.0
@@ -317,7 +340,6 @@ def train_loop_per_worker(config: dict) -> None:
                         continue
                     grad_norm = engine.get_global_grad_norm() or 0.0
                 else:
-                    (loss / tr.grad_accum).backward()
                     accum += 1
                     if accum < tr.grad_accum:
                         continue
