@@ -213,6 +213,8 @@ def test_host_layout_equals_the_stock_forward_and_reads_the_device_once():
         return stock_reads, reads
 
     use_batched_encoder_attention(model)
+    with pytest.raises(ValueError, match=r"call host_layout.use_host_layout\(model\) first"):
+        answer_loss(model, host_inputs(batch, model))
     stock_reads, reads = compare(model, stock_inputs, host_inputs(batch, model))
     assert stock_reads.total >= 2 * len(examples) + 7, stock_reads.where
     assert reads.total == 1 and [op for op, _ in reads.where] == ["aten::nonzero"], reads.where

@@ -52,6 +52,11 @@ def answer_loss(model, batch: dict) -> torch.Tensor:
     ``host_layout.host_inputs(...)`` (answer positions and targets instead of ``labels``): then nothing in the
     step reads the device back but the encoder's one ``nonzero``."""
     if "answer_index" in batch:  # host_layout.host_inputs: positions and targets gathered by index, no host read
+        from .host_layout import uses_host_layout
+
+        if not uses_host_layout(model):
+            raise ValueError("answer_loss: the batch comes from host_layout.host_inputs, but the model does not take "
+                             "it; call host_layout.use_host_layout(model) first")
         inputs = {k: v for k, v in batch.items() if k not in ("answer_index", "answer_targets")}
         logits = model(**inputs, logits_to_keep=batch["answer_index"], use_cache=False).logits  # (batch, K, vocab)
         return F.cross_entropy(logits.flatten(0, 1).float(), batch["answer_targets"].flatten(),

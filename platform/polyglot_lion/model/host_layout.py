@@ -34,8 +34,6 @@ import torch
 
 from .prompts import IGNORE_INDEX
 
-HOST_KEYS = ("audio_cu_seqlens", "audio_max_seqlen", "audio_positions")
-
 
 def answer_targets(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """((batch, K) positions whose next token is an answer token, (batch, K) those tokens), K the most answer
@@ -57,12 +55,10 @@ def host_inputs(batch: dict, model) -> dict:
     otherwise read back from the device: ``audio_cu_seqlens`` and ``audio_max_seqlen`` (the encoder's attention
     windows), ``audio_positions`` (flat positions of the audio placeholders), ``answer_index`` and
     ``answer_targets`` (see ``answer_targets``). ``attention_mask`` becomes ``right_padded_mask`` when the padding
-    is at the rows' ends only. ``model``
-    gives the configuration (a wrapped model is fine)."""
+    is at the rows' ends only. ``model`` gives the configuration (a wrapped model is fine)."""
     from transformers.models.qwen3_asr.modeling_qwen3_asr import _get_feat_extract_output_lengths, get_audio_cu_seqlens
 
-    core = _core(model)
-    config = core.config
+    config = _core(model).config
     a = config.audio_config
     fmask, ids = batch["input_features_mask"], batch["input_ids"]
     if fmask.device.type != "cpu" or ids.device.type != "cpu":
@@ -102,6 +98,7 @@ def _core(model):
 
 
 def uses_host_layout(model) -> bool:
+    """Whether ``use_host_layout`` was applied to ``model`` (or the model a DDP/DeepSpeed wrapper holds)."""
     return getattr(_core(model).model, "_host_layout", False)
 
 
