@@ -37,16 +37,17 @@ from .prompts import IGNORE_INDEX
 
 def answer_targets(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """((batch, K) positions whose next token is an answer token, (batch, K) those tokens), K the most answer
-    tokens of any row; shorter rows are padded with position 0 and target -100 (ignored by the loss)."""
-    nxt = labels[:, 1:]
-    wanted = nxt != IGNORE_INDEX
-    counts = wanted.sum(1)
-    k = int(counts.max()) if labels.shape[0] else 0
+    tokens of any row; shorter rows are padded with position 0 and target -100 (ignored by the loss). The
+    positions are ``efficiency.answer_positions``', per row."""
+    from .efficiency import answer_positions
+
+    keep, _ = answer_positions(labels)
+    k = int(keep.sum(1).max()) if labels.shape[0] else 0
     index = torch.zeros(labels.shape[0], k, dtype=torch.long)
     targets = torch.full((labels.shape[0], k), IGNORE_INDEX, dtype=torch.long)
     for i in range(labels.shape[0]):
-        pos = wanted[i].nonzero().squeeze(1)
-        index[i, : len(pos)], targets[i, : len(pos)] = pos, nxt[i, pos]
+        pos = keep[i].nonzero().squeeze(1)
+        index[i, : len(pos)], targets[i, : len(pos)] = pos, labels[i, pos + 1]
     return index, targets
 
 
