@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# The GPU benchmarks in one go, in two groups, most wanted first (each benchmark writes its JSON as it ends, so a
+# The GPU benchmarks in one go, in groups, most wanted first (each benchmark writes its JSON as it ends, so a
 # run cut short keeps what finished):
 #
-#     OUT=bench_out/gpu bash benchmarks/gpu_check.sh [all|mfu|rest]      # default: all
+#     OUT=bench_out/gpu bash benchmarks/gpu_check.sh [all|mfu|big|rest]      # default: all
 #
 #   mfu   the 0.6B training step at the paper's 8 x 4 and the routes to the 35% MFU target: bf16 weights with
-#         fp32 master copies, compiled layers, both, one 32-clip micro-batch; and the step before
-#         model/efficiency.py and model/host_layout.py (A/B), then host_layout alone (A/B). Expect ~5-7 minutes (not yet timed with all of these).
+#         fp32 master copies, compiled layers, both, one 32-clip micro-batch (with and without bf16 weights); and
+#         the step before model/efficiency.py and model/host_layout.py (A/B), then host_layout alone (A/B).
+#         328 s on an H200 on 2026-11-27.
+#   big   bf16 weights + compile with micro-batches bucketed from a pool of clips as the loop buckets them (new
+#         lengths every step, as in training): 32 x 1 with --profile, 64 x 1, 8 x 4. 262 s on 2026-11-27 (with
+#         the compile defect since fixed: recompiles and dynamo's variant limit; rerun it).
 #   rest  activation checkpointing (0.6B, 1.7B), DeepSpeed ZeRO-2/3, inference, the 1.7B without checkpointing
 #         (380 s on an H200 on 2026-11-26 together with the 0.6B baseline).
 # Each benchmark is stopped after BENCH_TIMEOUT seconds (default 240) and counted as failed.
@@ -25,7 +29,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 GROUP=${1:-all}
-case $GROUP in all|mfu|rest) ;; *) echo "gpu_check.sh: unknown group '$GROUP' (allowed: all, mfu, rest)" >&2; exit 2;; esac
+case $GROUP in all|mfu|big|rest) ;; *) echo "gpu_check.sh: unknown group '$GROUP' (allowed: all, mfu, big, rest)" >&2; exit 2;; esac
 OUT=${OUT:-bench_out/gpu}
 PY=${PYTHON:-python3}
 mkdir -p "$OUT"
@@ -48,7 +52,7 @@ bench() {  # bench NAME CMD...: run one benchmark, time it, keep going if it fai
     "$PY" -c "import torch, transformers; print('torch', torch.__version__, 'cuda', torch.version.cuda, \
 'transformers', transformers.__version__, transformers.__file__)"
     "$PY" -c "import deepspeed, pydantic; print('deepspeed', deepspeed.__version__, 'pydantic', pydantic.__version__)"
-    if [ "$GROUP" != rest ]; then
+    if [ "$GROUP" = mfu ] || [ "$GROUP" = all ]; then
         bench train_0.6b "$PY" benchmarks/gpu_train.py --size 0.6b --out "$OUT/train_0.6b.json"
         # routes to the 35% MFU target (BENCHMARKS.md, "Where the time goes"). bf16 weights with fp32 master copies:
         # no autocast cast of every weight in every micro-batch (18% of the kernel time of the 2026-11-26
@@ -61,6 +65,8 @@ bench() {  # bench NAME CMD...: run one benchmark, time it, keep going if it fai
         bench train_0.6b_bf16w "$PY" benchmarks/gpu_train.py --size 0.6b --weights bf16 --out "$OUT/train_0.6b_bf16w.json"
         bench train_0.6b_compile_b32 "$PY" benchmarks/gpu_train.py --size 0.6b --compile --batch-size 32 --grad-accum 1 \
             --out "$OUT/train_0.6b_compile_b32.json"
+        bench train_0.6b_bf16w_compile_b32 "$PY" benchmarks/gpu_train.py --size 0.6b --weights bf16 --compile \
+            --batch-size 32 --grad-accum 1 --out "$OUT/train_0.6b_bf16w_compile_b32.json"
         # the step before model/efficiency.py (the model's own loss over all positions, default conv layout): A/B
         bench train_0.6b_stock_step "$PY" benchmarks/gpu_train.py --size 0.6b --loss full --conv-layout default \
             --layout device --out "$OUT/train_0.6b_stock_step.json"
@@ -68,7 +74,18 @@ bench() {  # bench NAME CMD...: run one benchmark, time it, keep going if it fai
         bench train_0.6b_device_layout "$PY" benchmarks/gpu_train.py --size 0.6b --layout device \
             --out "$OUT/train_0.6b_device_layout.json"
     fi
-    if [ "$GROUP" != mfu ]; then
+    if [ "$GROUP" = big ] || [ "$GROUP" = all ]; then
+        # big micro-batches bucketed as the loop buckets (a 512-clip window: ~3% padding instead of ~30% when
+        # 32 clips of 5-15 s share one batch); 32 x 1 has the paper's 32 clips per optimizer step
+        bench train_0.6b_best_b32_pool "$PY" benchmarks/gpu_train.py --size 0.6b --weights bf16 --compile \
+            --batch-size 32 --grad-accum 1 --pool-steps 16 --warmup-steps 6 --profile \
+            --out "$OUT/train_0.6b_best_b32_pool.json"
+        bench train_0.6b_best_b64_pool "$PY" benchmarks/gpu_train.py --size 0.6b --weights bf16 --compile \
+            --batch-size 64 --grad-accum 1 --pool-steps 8 --warmup-steps 5 --out "$OUT/train_0.6b_best_b64_pool.json"
+        bench train_0.6b_best_8x4_pool "$PY" benchmarks/gpu_train.py --size 0.6b --weights bf16 --compile \
+            --pool-steps 16 --warmup-steps 5 --out "$OUT/train_0.6b_best_8x4_pool.json"
+    fi
+    if [ "$GROUP" != mfu ] && [ "$GROUP" != big ]; then
         bench train_0.6b_ac "$PY" benchmarks/gpu_train.py --size 0.6b --activation-checkpointing \
             --out "$OUT/train_0.6b_ac.json"
         # the 1.7B job config (jobs/configs/qwen3_asr/1.7b_full_1gpu.yaml) uses activation checkpointing to fit 48 GB

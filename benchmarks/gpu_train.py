@@ -165,6 +165,11 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=8, help="clips per micro-batch (paper: 8)")
     ap.add_argument("--grad-accum", type=int, default=4, help="micro-batches per optimizer step (paper: 4)")
     ap.add_argument("--steps", type=int, default=15, help="timed optimizer steps")
+    ap.add_argument("--pool-steps", type=int, default=1,
+                    help="build this many optimizer steps' worth of clips, bucket them together as the loop does "
+                         "(window: min(pool, data.bucket_window = 512)) and cycle through their micro-batches. "
+                         "1 (default): one step's clips, reused every step (bucketing only within 8 x 4 = 32 "
+                         "clips, so a 32-clip micro-batch pads ~30%%; the loop's 512-clip window pads ~3%%)")
     ap.add_argument("--warmup-steps", type=int, default=3, help="untimed optimizer steps first")
     ap.add_argument("--min-seconds", type=float, default=5.0, help="shortest synthetic clip")
     ap.add_argument("--max-seconds", type=float, default=15.0, help="longest synthetic clip")
@@ -208,7 +213,7 @@ def main() -> None:
         args.min_seconds, args.max_seconds = 1.0, 2.0
         torch.set_num_threads(1)  # CI's few shared cores: more threads only contend
     problems = [f"--{k.replace('_', '-')} must be > 0 (is {v})" for k, v in vars(args).items()
-                if k in ("batch_size", "grad_accum", "steps", "min_seconds", "max_seconds") and v <= 0]
+                if k in ("batch_size", "grad_accum", "steps", "pool_steps", "min_seconds", "max_seconds") and v <= 0]
     if args.min_seconds > args.max_seconds:
         problems.append(f"--min-seconds ({args.min_seconds}) must be <= --max-seconds ({args.max_seconds})")
     if args.layout is None:
@@ -263,24 +268,29 @@ def main() -> None:
     else:
         optimizer = torch.optim.AdamW(params, **adamw)
 
-    # --- data: one optimizer step's worth of clips, bucketed into micro-batches, reused every step -----------
+    # --- data: --pool-steps optimizer steps' worth of clips, bucketed into micro-batches, cycled through ------
     encoder = PromptEncoder(processor)
-    n_clips = args.batch_size * args.grad_accum
-    examples = synthetic_examples(encoder, n_clips, args.min_seconds, args.max_seconds, args.text_tokens_per_s,
+    n_pool = args.batch_size * args.grad_accum * args.pool_steps
+    examples = synthetic_examples(encoder, n_pool, args.min_seconds, args.max_seconds, args.text_tokens_per_s,
                                   model.config.text_config.vocab_size, args.seed)
     lengths = [e.features.shape[1] for e in examples]
     groups = bucket_batches(lengths, max_frames=args.batch_size * max(lengths), max_batch_size=args.batch_size,
-                            seed=args.seed, window=n_clips)
-    micro_batches = [collate([examples[i] for i in g], processor.tokenizer.pad_token_id) for g in groups]
-    step_flops = sum(training_flops(model.config, b, args.loss == "answer") for b in micro_batches)
-    step_audio_s = sum(float(b["input_features_mask"].sum()) / 100.0 for b in micro_batches)
-    padding_efficiency = float(np.mean([b["padding_efficiency"] for b in micro_batches]))
+                            seed=args.seed, window=min(n_pool, 512))
+    pool = [collate([examples[i] for i in g], processor.tokenizer.pad_token_id) for g in groups]
+    # optimizer steps of grad_accum micro-batches each (the last may be short: it is then not a step)
+    steps = [pool[i:i + args.grad_accum] for i in range(0, len(pool) - args.grad_accum + 1, args.grad_accum)]
+    timed = [steps[i % len(steps)] for i in range(args.warmup_steps, args.warmup_steps + args.steps)]
+    timed_flops = sum(training_flops(model.config, b, args.loss == "answer") for st in timed for b in st)
+    timed_audio_s = sum(float(b["input_features_mask"].sum()) / 100.0 for st in timed for b in st)
+    timed_samples = sum(len(b["input_ids"]) for st in timed for b in st)
+    padding_efficiency = float(np.mean([b["padding_efficiency"] for st in steps for b in st]))
     if args.layout == "host":  # on the CPU, as the loop does per micro-batch (~1 ms each; not timed here)
         from polyglot_lion.model.host_layout import host_inputs
 
-        micro_batches = [host_inputs(b, model) for b in micro_batches]
+        steps = [[host_inputs(b, model) for b in st] for st in steps]
     else:
-        micro_batches = [{k: v for k, v in b.items() if torch.is_tensor(v)} for b in micro_batches]
+        steps = [[{k: v for k, v in b.items() if torch.is_tensor(v)} for b in st] for st in steps]
+    micro_batches = steps[0]  # what --profile profiles
 
     def to_device(batch: dict) -> dict:  # float inputs (the mel features) in the weights' dtype; ints stay
         return {k: v.to(device, weight_dtype if v.is_floating_point() else None, non_blocking=True)
@@ -290,8 +300,9 @@ def main() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
-    def optimizer_step() -> float:
+    def optimizer_step(i: int = 0) -> float:
         total = 0.0
+        micro_batches = steps[i % len(steps)]
         for batch in micro_batches:
             inputs = to_device(batch)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
@@ -304,12 +315,12 @@ def main() -> None:
         return float(total)
 
     # --- steps ------------------------------------------------------------------------------------------------
-    for _ in range(args.warmup_steps):
-        optimizer_step()
+    for i in range(args.warmup_steps):
+        optimizer_step(i)
     sync()
     t0 = time.perf_counter()
-    for _ in range(args.steps):
-        loss = optimizer_step()
+    for i in range(args.warmup_steps, args.warmup_steps + args.steps):
+        loss = optimizer_step(i)
     sync()
     elapsed = time.perf_counter() - t0
 
@@ -324,7 +335,7 @@ def main() -> None:
             traceback.print_exc()
             profile = {"error": repr(exc)}
 
-    model_tflops_per_s = step_flops * args.steps / elapsed / 1e12
+    model_tflops_per_s = timed_flops / elapsed / 1e12
     if device.type == "cuda":
         peak_memory_gib, memory_source = torch.cuda.max_memory_allocated(device) / 2**30, "cuda_max_allocated"
     else:
@@ -337,7 +348,8 @@ def main() -> None:
         "activation_checkpointing": args.activation_checkpointing,
         "clip_seconds": [args.min_seconds, args.max_seconds], "padding_efficiency": round(padding_efficiency, 4),
         "warmup_steps": args.warmup_steps, "timed_steps": args.steps, "step_s": elapsed / args.steps,
-        "samples_per_s": n_clips * args.steps / elapsed, "audio_s_per_s": step_audio_s * args.steps / elapsed,
+        "pool_steps": args.pool_steps,
+        "samples_per_s": timed_samples / elapsed, "audio_s_per_s": timed_audio_s / elapsed,
         "model_tflops_per_s": model_tflops_per_s, "peak_tflops": peak,
         "mfu": model_tflops_per_s / peak if peak else None, "peak_memory_gib": peak_memory_gib,
         "memory_source": memory_source, "final_loss": loss,

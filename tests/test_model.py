@@ -253,6 +253,45 @@ def test_host_layout_equals_the_stock_forward_and_reads_the_device_once():
         assert model.generate(**prompt, max_new_tokens=4, do_sample=False).shape[1] > prompt["input_ids"].shape[1]
 
 
+def test_compiled_layers_reuse_their_graphs_for_new_lengths():
+    """compile_layers: a second batch of other lengths (same kind: 3 clips, right-padded) runs the compiled
+    graphs without compiling anything again, and dynamo's variant limit is raised (an H200 run exceeded the
+    default 8 with bucketed batches)."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    from polyglot_lion.model.efficiency import RECOMPILE_LIMIT, answer_loss, compile_layers
+    from polyglot_lion.model.encoder_attention import use_batched_encoder_attention
+    from polyglot_lion.model.host_layout import host_inputs, use_host_layout
+    from polyglot_lion.model.prompts import PromptEncoder, collate
+
+    rng = np.random.default_rng(5)
+    model, processor = build_tiny_model(TINY_TEXTS, seed=0)
+    enc = PromptEncoder(processor, "agnostic")
+
+    def batch(seconds, texts):
+        clips = [enc.encode(rng.standard_normal(int(16000 * s)).astype(np.float32) * 0.1, t, "en")
+                 for s, t in zip(seconds, texts)]
+        return host_inputs(collate(clips, processor.tokenizer.pad_token_id), model)
+
+    use_batched_encoder_attention(model)
+    use_host_layout(model)
+    torch._dynamo.reset()
+    assert compile_layers(model) == len(model.model.language_model.layers) + len(model.model.audio_tower.layers)
+    assert torch._dynamo.config.recompile_limit >= RECOMPILE_LIMIT
+    first = batch((1.2, 2.5, 3.1), ("a b", "hello there", "one two three"))
+    second = batch((1.7, 3.4, 4.6), ("x", "the cat sat on", "a longer sentence here"))
+    assert first["input_ids"].shape != second["input_ids"].shape
+    answer_loss(model, first).backward()
+    compiled = counters["frames"]["total"]
+    assert compiled > 0  # the layers did compile
+    loss = answer_loss(model, second)
+    loss.backward()
+    assert counters["frames"]["total"] == compiled, "a batch of new lengths compiled again"
+    assert torch.isfinite(loss)
+    torch._dynamo.reset()
+
+
 def test_channels_last_conv_trains_and_saves_the_same(tmp_path):
     """model.channels_last_conv: the front-end's convolutions in channels-last layout give the same loss and
     gradients (to fp32 rounding), and the checkpoint saves and loads with the same weights."""
