@@ -318,11 +318,15 @@ def main() -> None:
     for i in range(args.warmup_steps):
         optimizer_step(i)
     sync()
+    from torch._dynamo.utils import counters
+
+    frames_before = counters["frames"]["total"]  # dynamo compiles during the timed steps (0 if none: valid timing)
     t0 = time.perf_counter()
     for i in range(args.warmup_steps, args.warmup_steps + args.steps):
         loss = optimizer_step(i)
     sync()
     elapsed = time.perf_counter() - t0
+    timed_compiles = counters["frames"]["total"] - frames_before
 
     profile = None
     if args.profile:
@@ -348,7 +352,7 @@ def main() -> None:
         "activation_checkpointing": args.activation_checkpointing,
         "clip_seconds": [args.min_seconds, args.max_seconds], "padding_efficiency": round(padding_efficiency, 4),
         "warmup_steps": args.warmup_steps, "timed_steps": args.steps, "step_s": elapsed / args.steps,
-        "pool_steps": args.pool_steps,
+        "pool_steps": args.pool_steps, "compiles_in_timed_steps": timed_compiles,
         "samples_per_s": timed_samples / elapsed, "audio_s_per_s": timed_audio_s / elapsed,
         "model_tflops_per_s": model_tflops_per_s, "peak_tflops": peak,
         "mfu": model_tflops_per_s / peak if peak else None, "peak_memory_gib": peak_memory_gib,
@@ -362,7 +366,8 @@ def main() -> None:
     print(f"{result['size']} on {device_name}: {result['samples_per_s']:.2f} samples/s, "
           f"{result['audio_s_per_s']:.1f} audio-s/s, {model_tflops_per_s:.1f} TFLOP/s"
           + (f" = {result['mfu']:.1%} MFU of {peak:g}" if peak else " (MFU: peak unknown)")
-          + f", peak memory {peak_memory_gib:.1f} GiB ({memory_source})")
+          + f", peak memory {peak_memory_gib:.1f} GiB ({memory_source})"
+          + (f"; {timed_compiles} dynamo compiles during the timed steps: more warm-up steps?" if timed_compiles else ""))
     if profile and "error" not in profile:
         print(profile["table_by_self_cuda"])
         print(profile["table_by_self_cpu"])

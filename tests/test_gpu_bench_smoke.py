@@ -35,15 +35,18 @@ def test_gpu_train_smoke(tmp_path):
         assert r[key] > 0, key
     assert r["audio_s_per_s"] > r["samples_per_s"]  # clips of 1-2 s
     assert r["mfu"] is None and r["peak_tflops"] is None  # no nominal CPU peak
+    assert r["pool_steps"] == 1 and r["compiles_in_timed_steps"] == 0
 
 
 @pytest.mark.timeout(1500)
 def test_gpu_train_compiled_layers_train_the_same(tmp_path):
     """``--compile`` (torch.compile per decoder and encoder layer, a route to higher MFU on a GPU) runs through the
-    batched encoder attention and gives the eager step's loss (on CPU: ~90 s, nearly all compiling)."""
-    eager = run_smoke("gpu_train", tmp_path)
-    compiled = run_smoke("gpu_train", tmp_path, "--compile", timeout=1400)
+    batched encoder attention and gives the eager step's loss (on CPU: ~90 s, nearly all compiling). With
+    ``--pool-steps 3`` every timed step has lengths the warm-up did not see, and nothing compiles again."""
+    eager = run_smoke("gpu_train", tmp_path, "--pool-steps", "3")
+    compiled = run_smoke("gpu_train", tmp_path, "--compile", "--pool-steps", "3", timeout=1400)
     assert compiled["variant"]["compile"] and not eager["variant"]["compile"]
+    assert compiled["pool_steps"] == 3 and compiled["compiles_in_timed_steps"] == 0
     assert compiled["final_loss"] == pytest.approx(eager["final_loss"], rel=1e-4)
 
 
