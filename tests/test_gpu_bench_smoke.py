@@ -140,9 +140,9 @@ def test_gpu_train_bf16_weights_with_master_copies(tmp_path):
 
 
 def test_gpu_check_refuses_an_unknown_group(tmp_path):
-    """gpu_check.sh runs a group (all, mfu, rest) on a lent GPU; a wrong name fails at once, before any work."""
+    """gpu_check.sh runs a group (all, mfu, big, rest) on a lent GPU; a wrong name fails at once, before any work."""
     proc = subprocess.run(["bash", "benchmarks/gpu_check.sh", "mfuu"], cwd=ROOT, capture_output=True, text=True,
                           env={**os.environ, "OUT": str(tmp_path / "gpu")}, timeout=60)
     assert proc.returncode == 2
-    assert "unknown group 'mfuu' (allowed: all, mfu, rest)" in proc.stderr
+    assert "unknown group 'mfuu' (allowed: all, mfu, big, rest)" in proc.stderr
     assert not (tmp_path / "gpu").exists()
