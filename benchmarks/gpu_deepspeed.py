@@ -54,7 +54,7 @@ def run_stage(args) -> dict:
 
     from polyglot_lion.config import build_config
     from polyglot_lion.model.encoder_attention import use_batched_encoder_attention
-    from polyglot_lion.model.host_layout import host_inputs, use_host_layout
+    from polyglot_lion.model.host_layout import host_inputs, to_device, use_host_layout
     from polyglot_lion.model.prompts import PromptEncoder, bucket_batches, collate
     from polyglot_lion.train.zero import check_deepspeed_config, deepspeed_config
 
@@ -122,8 +122,7 @@ def run_stage(args) -> dict:
     def optimizer_step() -> tuple[float, float]:
         total = 0.0
         for batch in micro_batches:
-            inputs = {k: (v.to(device, float_dtype if v.is_floating_point() else None) if torch.is_tensor(v) else v)
-                      for k, v in batch.items()}
+            inputs = to_device(batch, device, float_dtype)
             loss = answer_loss(engine, inputs)  # the loop's loss (lm_head on the answer positions only)
             engine.backward(loss)
             engine.step()

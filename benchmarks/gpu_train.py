@@ -157,6 +157,7 @@ def training_flops(config, batch: dict, answer_only: bool = True) -> float:
 
 
 def main() -> None:
+    from polyglot_lion.config import DataSection
     from polyglot_lion.model.prompts import PromptEncoder, bucket_batches, collate
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
@@ -275,7 +276,7 @@ def main() -> None:
                                   model.config.text_config.vocab_size, args.seed)
     lengths = [e.features.shape[1] for e in examples]
     groups = bucket_batches(lengths, max_frames=args.batch_size * max(lengths), max_batch_size=args.batch_size,
-                            seed=args.seed, window=min(n_pool, 512))
+                            seed=args.seed, window=min(n_pool, DataSection().bucket_window))
     pool = [collate([examples[i] for i in g], processor.tokenizer.pad_token_id) for g in groups]
     # optimizer steps of grad_accum micro-batches each (the last may be short: it is then not a step)
     steps = [pool[i:i + args.grad_accum] for i in range(0, len(pool) - args.grad_accum + 1, args.grad_accum)]
@@ -292,9 +293,10 @@ def main() -> None:
         steps = [[{k: v for k, v in b.items() if torch.is_tensor(v)} for b in st] for st in steps]
     micro_batches = steps[0]  # what --profile profiles
 
+    from polyglot_lion.model.host_layout import to_device as inputs_to_device
+
     def to_device(batch: dict) -> dict:  # float inputs (the mel features) in the weights' dtype; ints stay
-        return {k: v.to(device, weight_dtype if v.is_floating_point() else None, non_blocking=True)
-                if torch.is_tensor(v) else v for k, v in batch.items()}
+        return inputs_to_device(batch, device, weight_dtype)
 
     def sync() -> None:
         if device.type == "cuda":

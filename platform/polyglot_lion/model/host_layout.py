@@ -51,6 +51,13 @@ def answer_targets(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return index, targets
 
 
+def to_device(inputs: dict, device, float_dtype: torch.dtype = torch.float32) -> dict:
+    """Model inputs to ``device``: tensors moved (floating ones, the mel features, in ``float_dtype``), other
+    values (``host_inputs``' sizes) as they are."""
+    return {k: (v.to(device, float_dtype if v.is_floating_point() else None, non_blocking=True)
+                if torch.is_tensor(v) else v) for k, v in inputs.items()}
+
+
 def host_inputs(batch: dict, model) -> dict:
     """The model inputs of a collated CPU ``batch`` (``prompts.collate``) plus every size the forward would
     otherwise read back from the device: ``audio_cu_seqlens`` and ``audio_max_seqlen`` (the encoder's attention

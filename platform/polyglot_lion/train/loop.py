@@ -29,7 +29,7 @@ import torch
 from ..config import build_config
 from ..model.efficiency import MasterWeightAdamW, answer_loss, compile_layers, use_channels_last_conv
 from ..model.encoder_attention import use_batched_encoder_attention
-from ..model.host_layout import host_inputs, use_host_layout
+from ..model.host_layout import host_inputs, to_device, use_host_layout
 from .data import ShardReads, expand_repeats, iter_micro_batches, shuffle_rows
 
 STATE_FILE = "training_state.json"
@@ -51,12 +51,6 @@ def _peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-
-
-def _to(inputs: dict, device: torch.device, float_dtype: torch.dtype = torch.float32) -> dict:
-    """Tensors to ``device`` (floating ones in ``float_dtype``); other values (sizes) as they are."""
-    return {k: (v.to(device, float_dtype if v.is_floating_point() else None, non_blocking=True)
-                if torch.is_tensor(v) else v) for k, v in inputs.items()}
 
 
 def _local_checkpoints(local_dir: str) -> list[str]:
@@ -211,7 +205,7 @@ def train_loop_per_worker(config: dict) -> None:
         inputs = (host_inputs(batch, model) if cfg.model.host_layout
                   else {k: v for k, v in batch.items() if torch.is_tensor(v)})
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            return answer_loss(model, _to(inputs, device, float_dtype))  # lm_head on answer positions only
+            return answer_loss(model, to_device(inputs, device, float_dtype))  # lm_head on answer positions only
 
     @torch.no_grad()
     def dev_loss() -> float:
