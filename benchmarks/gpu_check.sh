@@ -2,8 +2,14 @@
 # The GPU benchmarks in one go, in groups, most wanted first (each benchmark writes its JSON as it ends, so a
 # run cut short keeps what finished):
 #
-#     OUT=bench_out/gpu bash benchmarks/gpu_check.sh [all|mfu|big|rest]      # default: all
+#     OUT=bench_out/gpu bash benchmarks/gpu_check.sh [all|graphs|mfu|big|rest]      # default: all
 #
+#   graphs  CUDA graphs for the 0.6B step at 8 x 4, which is CPU-launch-bound (GPU busy 28% of the step on
+#         2026-11-27): compiled layers replayed as CUDA graphs (--compile reduce-overhead) against the same step
+#         with plain compiled layers, same data and seed, so their per-step losses and gradient norms must agree
+#         (printed side by side at the end: cudagraph trees are known to corrupt accumulated gradients unless the
+#         buffers are kept, which gpu_train does); then with new lengths every step (a recording per shape) and
+#         at 32 x 1. Not yet run.
 #   mfu   the 0.6B training step at the paper's 8 x 4 and the routes to the 35% MFU target: bf16 weights with
 #         fp32 master copies, compiled layers, both, one 32-clip micro-batch (with and without bf16 weights); and
 #         the step before model/efficiency.py and model/host_layout.py (A/B), then host_layout alone (A/B).
@@ -29,7 +35,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 GROUP=${1:-all}
-case $GROUP in all|mfu|big|rest) ;; *) echo "gpu_check.sh: unknown group '$GROUP' (allowed: all, mfu, big, rest)" >&2; exit 2;; esac
+case $GROUP in all|graphs|mfu|big|rest) ;; *) echo "gpu_check.sh: unknown group '$GROUP' (allowed: all, graphs, mfu, big, rest)" >&2; exit 2;; esac
 OUT=${OUT:-bench_out/gpu}
 PY=${PYTHON:-python3}
 mkdir -p "$OUT"
@@ -52,6 +58,18 @@ bench() {  # bench NAME CMD...: run one benchmark, time it, keep going if it fai
     "$PY" -c "import torch, transformers; print('torch', torch.__version__, 'cuda', torch.version.cuda, \
 'transformers', transformers.__version__, transformers.__file__)"
     "$PY" -c "import deepspeed, pydantic; print('deepspeed', deepspeed.__version__, 'pydantic', pydantic.__version__)"
+    if [ "$GROUP" = graphs ] || [ "$GROUP" = all ]; then
+        bench train_0.6b_bf16w_compile_ref "$PY" benchmarks/gpu_train.py --size 0.6b --weights bf16 --compile \
+            --out "$OUT/train_0.6b_bf16w_compile_ref.json"
+        bench train_0.6b_bf16w_graphs "$PY" benchmarks/gpu_train.py --size 0.6b --weights bf16 \
+            --compile reduce-overhead --profile --out "$OUT/train_0.6b_bf16w_graphs.json"
+        "$PY" benchmarks/compare_steps.py "$OUT/train_0.6b_bf16w_compile_ref.json" "$OUT/train_0.6b_bf16w_graphs.json" \
+            || failed+=(graphs_numerics)
+        bench train_0.6b_bf16w_graphs_b32 "$PY" benchmarks/gpu_train.py --size 0.6b --weights bf16 \
+            --compile reduce-overhead --batch-size 32 --grad-accum 1 --out "$OUT/train_0.6b_bf16w_graphs_b32.json"
+        bench train_0.6b_bf16w_graphs_pool "$PY" benchmarks/gpu_train.py --size 0.6b --weights bf16 \
+            --compile reduce-overhead --pool-steps 16 --warmup-steps 5 --out "$OUT/train_0.6b_bf16w_graphs_pool.json"
+    fi
     if [ "$GROUP" = mfu ] || [ "$GROUP" = all ]; then
         bench train_0.6b "$PY" benchmarks/gpu_train.py --size 0.6b --out "$OUT/train_0.6b.json"
         # routes to the 35% MFU target (BENCHMARKS.md, "Where the time goes"). bf16 weights with fp32 master copies:
@@ -85,7 +103,7 @@ bench() {  # bench NAME CMD...: run one benchmark, time it, keep going if it fai
         bench train_0.6b_best_8x4_pool "$PY" benchmarks/gpu_train.py --size 0.6b --weights bf16 --compile \
             --pool-steps 16 --warmup-steps 5 --out "$OUT/train_0.6b_best_8x4_pool.json"
     fi
-    if [ "$GROUP" != mfu ] && [ "$GROUP" != big ]; then
+    if [ "$GROUP" = rest ] || [ "$GROUP" = all ]; then
         bench train_0.6b_ac "$PY" benchmarks/gpu_train.py --size 0.6b --activation-checkpointing \
             --out "$OUT/train_0.6b_ac.json"
         # the 1.7B job config (jobs/configs/qwen3_asr/1.7b_full_1gpu.yaml) uses activation checkpointing to fit 48 GB

@@ -158,6 +158,7 @@ def training_flops(config, batch: dict, answer_only: bool = True) -> float:
 
 def main() -> None:
     from polyglot_lion.config import DataSection
+    from polyglot_lion.model.efficiency import COMPILE_MODES
     from polyglot_lion.model.prompts import PromptEncoder, bucket_batches, collate
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
@@ -197,9 +198,11 @@ def main() -> None:
                          "--loss full (the model's own loss reads its labels on the device)")
     ap.add_argument("--no-encoder-grad", action="store_true",
                     help="freeze the audio encoder (its share of the step; not the platform's objective)")
-    ap.add_argument("--compile", action="store_true",
+    ap.add_argument("--compile", nargs="?", const="default", default=None, choices=COMPILE_MODES, metavar="MODE",
                     help="torch.compile each decoder and encoder layer (regional; fuses RMSNorm, RoPE, SwiGLU and "
-                         "the elementwise ops; compiled during the warm-up steps)")
+                         "the elementwise ops; compiled during the warm-up steps). MODE: %(choices)s (default: "
+                         "default). reduce-overhead replays each layer as a CUDA graph, recorded per shape during the "
+                         "warm-up; gradients then accumulate into buffers kept between steps")
     ap.add_argument("--profile", action="store_true",
                     help="after the timed steps: one step with synchronize timers per phase, 2 under torch.profiler")
     ap.add_argument("--lr", type=float, default=1e-5, help="AdamW learning rate")
@@ -257,7 +260,8 @@ def main() -> None:
     if args.compile:  # after the attention swap and checkpointing, so the compiled layers include them
         from polyglot_lion.model.efficiency import compile_layers
 
-        compile_layers(model)
+        compile_layers(model, mode=args.compile)
+    graphs = args.compile == "reduce-overhead"  # CUDA graphs: gradient buffers kept, a step mark per micro-batch
     n_params = sum(p.numel() for p in model.parameters())
     params = [p for p in model.parameters() if p.requires_grad]
     adamw = dict(lr=args.lr, weight_decay=0.01, **({"fused": True} if args.fused_adamw and device.type == "cuda" else {}))
@@ -268,6 +272,10 @@ def main() -> None:
         model.to(weight_dtype)
     else:
         optimizer = torch.optim.AdamW(params, **adamw)
+    if graphs:
+        from polyglot_lion.model.efficiency import keep_grad_buffers
+
+        keep_grad_buffers(params)
 
     # --- data: --pool-steps optimizer steps' worth of clips, bucketed into micro-batches, cycled through ------
     encoder = PromptEncoder(processor)
@@ -302,19 +310,25 @@ def main() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
-    def optimizer_step(i: int = 0) -> float:
+    def zero_grad() -> None:
+        optimizer.zero_grad(set_to_none=not graphs)
+
+    def optimizer_step(i: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss, gradient norm before clipping) of step ``i``, as device tensors: no host read in the step."""
         total = 0.0
         micro_batches = steps[i % len(steps)]
         for batch in micro_batches:
+            if graphs:
+                torch.compiler.cudagraph_mark_step_begin()
             inputs = to_device(batch)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
                 loss = step_loss(model, inputs, args.loss) / len(micro_batches)
             loss.backward()
             total += loss.detach()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        norm = torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        return float(total)
+        zero_grad()
+        return total, norm
 
     # --- steps ------------------------------------------------------------------------------------------------
     for i in range(args.warmup_steps):
@@ -324,17 +338,18 @@ def main() -> None:
 
     frames_before = counters["frames"]["total"]  # dynamo compiles during the timed steps (0 if none: valid timing)
     t0 = time.perf_counter()
-    for i in range(args.warmup_steps, args.warmup_steps + args.steps):
-        loss = optimizer_step(i)
+    timed_results = [optimizer_step(i) for i in range(args.warmup_steps, args.warmup_steps + args.steps)]
     sync()
     elapsed = time.perf_counter() - t0
     timed_compiles = counters["frames"]["total"] - frames_before
+    losses = [round(float(loss), 6) for loss, _ in timed_results]
+    grad_norms = [round(float(norm), 6) for _, norm in timed_results]
 
     profile = None
     if args.profile:
         try:
             profile = profile_steps(model, audio_tower, micro_batches, optimizer, params, to_device, autocast,
-                                    device, sync, args.loss, optimizer_step)
+                                    device, sync, args.loss, optimizer_step, zero_grad, graphs)
         except Exception as exc:  # keep the timed result even if the profiler fails on this torch
             import traceback
 
@@ -358,9 +373,10 @@ def main() -> None:
         "samples_per_s": timed_samples / elapsed, "audio_s_per_s": timed_audio_s / elapsed,
         "model_tflops_per_s": model_tflops_per_s, "peak_tflops": peak,
         "mfu": model_tflops_per_s / peak if peak else None, "peak_memory_gib": peak_memory_gib,
-        "memory_source": memory_source, "final_loss": loss,
+        "memory_source": memory_source, "final_loss": losses[-1], "losses": losses, "grad_norms": grad_norms,
         "variant": {"attn": args.attn, "encoder_attn": args.encoder_attn, "fused_adamw": args.fused_adamw,
-                    "no_encoder_grad": args.no_encoder_grad, "compile": args.compile, "loss": args.loss,
+                    "no_encoder_grad": args.no_encoder_grad, "compile": bool(args.compile),
+                    "compile_mode": args.compile, "loss": args.loss,
                     "layout": args.layout,
                     "conv_layout": args.conv_layout, "weights": args.weights},
         "profile": profile,
@@ -384,7 +400,7 @@ def main() -> None:
 
 
 def profile_steps(model, audio_tower, micro_batches, optimizer, params, to_device, autocast, device, sync,
-                  loss_kind, optimizer_step, n_profiled: int = 2) -> dict:
+                  loss_kind, optimizer_step, zero_grad, graphs: bool = False, n_profiled: int = 2) -> dict:
     """One step with synchronize timers around each phase, then ``n_profiled`` steps under torch.profiler."""
     from torch.profiler import ProfilerActivity, profile
 
@@ -404,6 +420,8 @@ def profile_steps(model, audio_tower, micro_batches, optimizer, params, to_devic
     sync()
     t_step = time.perf_counter()
     for batch in micro_batches:
+        if graphs:
+            torch.compiler.cudagraph_mark_step_begin()
         t0 = time.perf_counter()
         inputs = to_device(batch)
         sync()
@@ -424,7 +442,7 @@ def profile_steps(model, audio_tower, micro_batches, optimizer, params, to_devic
     sync()
     t1 = time.perf_counter()
     optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
+    zero_grad()
     sync()
     split["clip"], split["optimizer"] = t1 - t0, time.perf_counter() - t1
     split["total"] = time.perf_counter() - t_step

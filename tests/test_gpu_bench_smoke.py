@@ -41,13 +41,34 @@ def test_gpu_train_smoke(tmp_path):
 @pytest.mark.timeout(1500)
 def test_gpu_train_compiled_layers_train_the_same(tmp_path):
     """``--compile`` (torch.compile per decoder and encoder layer, a route to higher MFU on a GPU) runs through the
-    batched encoder attention and gives the eager step's loss (on CPU: ~90 s, nearly all compiling). With
-    ``--pool-steps 3`` every timed step has lengths the warm-up did not see, and nothing compiles again."""
+    batched encoder attention and gives the eager step's losses and gradient norms (on CPU: ~90 s, nearly all
+    compiling). With ``--pool-steps 3`` every timed step has lengths the warm-up did not see, and nothing compiles
+    again. The mode is ``reduce-overhead`` (CUDA graphs on a GPU; on CPU inductor compiles it as ``default``), so
+    the CUDA-graph step's own parts run here too: gradient buffers kept between steps, a step mark per
+    micro-batch. ``compare_steps.py``, which checks that on the GPU, agrees and catches a lost gradient."""
     eager = run_smoke("gpu_train", tmp_path, "--pool-steps", "3")
-    compiled = run_smoke("gpu_train", tmp_path, "--compile", "--pool-steps", "3", timeout=1400)
+    (tmp_path / "eager.json").write_text(json.dumps(eager))
+    compiled = run_smoke("gpu_train", tmp_path, "--compile", "reduce-overhead", "--pool-steps", "3", timeout=1400)
     assert compiled["variant"]["compile"] and not eager["variant"]["compile"]
+    assert compiled["variant"]["compile_mode"] == "reduce-overhead" and eager["variant"]["compile_mode"] is None
     assert compiled["pool_steps"] == 3 and compiled["compiles_in_timed_steps"] == 0
-    assert compiled["final_loss"] == pytest.approx(eager["final_loss"], rel=1e-4)
+    assert len(compiled["losses"]) == len(compiled["grad_norms"]) == compiled["timed_steps"]
+    assert compiled["losses"] == pytest.approx(eager["losses"], rel=1e-4)
+    assert compiled["grad_norms"] == pytest.approx(eager["grad_norms"], rel=1e-3)
+    assert compiled["final_loss"] == compiled["losses"][-1]
+
+    def compare(candidate: dict) -> subprocess.CompletedProcess:
+        (tmp_path / "cand.json").write_text(json.dumps(candidate))
+        return subprocess.run([sys.executable, "benchmarks/compare_steps.py", str(tmp_path / "eager.json"),
+                               str(tmp_path / "cand.json")], cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+    same = compare(compiled)
+    assert same.returncode == 0 and "same training" in same.stdout, same.stdout + same.stderr
+    # about half the first step's gradient norm (of 2 micro-batches, the first's .grad overwritten): caught
+    lost = compare({**compiled, "grad_norms": [compiled["grad_norms"][0] * 0.5, *compiled["grad_norms"][1:]]})
+    assert lost.returncode == 1 and "DIFFERENT" in lost.stdout, lost.stdout + lost.stderr
+    other = compare({**compiled, "batch_size": 4})  # not the same steps: refused, not compared
+    assert other.returncode == 2 and "batch_size is 2 against 4" in other.stdout, other.stdout
 
 
 def test_gpu_inference_smoke(tmp_path):
@@ -140,9 +161,10 @@ def test_gpu_train_bf16_weights_with_master_copies(tmp_path):
 
 
 def test_gpu_check_refuses_an_unknown_group(tmp_path):
-    """gpu_check.sh runs a group (all, mfu, big, rest) on a lent GPU; a wrong name fails at once, before any work."""
+    """gpu_check.sh runs a group (all, graphs, mfu, big, rest) on a lent GPU; a wrong name fails at once, before
+    any work."""
     proc = subprocess.run(["bash", "benchmarks/gpu_check.sh", "mfuu"], cwd=ROOT, capture_output=True, text=True,
                           env={**os.environ, "OUT": str(tmp_path / "gpu")}, timeout=60)
     assert proc.returncode == 2
-    assert "unknown group 'mfuu' (allowed: all, mfu, big, rest)" in proc.stderr
+    assert "unknown group 'mfuu' (allowed: all, graphs, mfu, big, rest)" in proc.stderr
     assert not (tmp_path / "gpu").exists()

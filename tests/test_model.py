@@ -292,6 +292,38 @@ def test_compiled_layers_reuse_their_graphs_for_new_lengths():
     torch._dynamo.reset()
 
 
+def test_kept_grad_buffers_take_every_micro_batch_in_place():
+    """keep_grad_buffers, what CUDA-graph layers (compile_layers(mode="reduce-overhead")) need: with a .grad buffer
+    in place before the first backward, autograd adds each micro-batch's gradient into that same memory, across
+    micro-batches and steps (zero_grad(set_to_none=False)), so no .grad is ever a graph's output memory. Without
+    it the first backward installs a new tensor. A wrong mode is refused, naming the allowed ones."""
+    from polyglot_lion.model.efficiency import COMPILE_MODES, compile_layers, keep_grad_buffers
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.GELU(), torch.nn.Linear(8, 1))
+    params = list(net.parameters())
+    x = torch.randn(6, 4)
+    net(x[:3]).sum().backward()  # no buffers: autograd installs the gradient tensors it made
+    net(x[3:]).sum().backward()
+    expected = [p.grad.clone() for p in params]  # the two micro-batches' sum
+    net.zero_grad(set_to_none=True)
+
+    assert keep_grad_buffers(params) == len(params) and keep_grad_buffers(params) == 0
+    buffers = [p.grad for p in params]
+    pointers = [g.data_ptr() for g in buffers]
+    for _ in range(2):  # two steps of two micro-batches
+        for half in (x[:3], x[3:]):
+            net(half).sum().backward()
+        assert all(p.grad is g and p.grad.data_ptr() == ptr for p, g, ptr in zip(params, buffers, pointers))
+        for p, e in zip(params, expected):
+            torch.testing.assert_close(p.grad, e)
+        net.zero_grad(set_to_none=False)
+        assert all(float(p.grad.abs().sum()) == 0 for p in params)
+    with pytest.raises(ValueError, match="mode 'fast' is not one of default, reduce-overhead"):
+        compile_layers(net, mode="fast")
+    assert COMPILE_MODES[0] == "default"
+
+
 def test_channels_last_conv_trains_and_saves_the_same(tmp_path):
     """model.channels_last_conv: the front-end's convolutions in channels-last layout give the same loss and
     gradients (to fp32 rounding), and the checkpoint saves and loads with the same weights."""

@@ -82,9 +82,13 @@ def use_channels_last_conv(model: torch.nn.Module) -> int:
 
 #: dynamo's per-function limit on compiled variants, raised by ``compile_layers`` (torch's default is 8)
 RECOMPILE_LIMIT = 64
+#: ``torch.compile`` modes ``compile_layers`` takes. ``reduce-overhead`` replays each compiled layer as a CUDA graph
+#: (one launch per layer and shape instead of ~35 kernels; on CPU it compiles as ``default``); its gradients must
+#: accumulate into kept buffers, see ``compile_layers``.
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs")
 
 
-def compile_layers(model: torch.nn.Module, recompile_limit: int = RECOMPILE_LIMIT) -> int:
+def compile_layers(model: torch.nn.Module, recompile_limit: int = RECOMPILE_LIMIT, mode: str = "default") -> int:
     """``torch.compile`` each decoder and audio-encoder layer of a Qwen3-ASR ``model`` in place (regional: one
     compile serves every layer of a kind, and the state dict keeps its names); returns how many. Compiling is
     lazy: the first forward of each variant pays it.
@@ -95,14 +99,41 @@ def compile_layers(model: torch.nn.Module, recompile_limit: int = RECOMPILE_LIMI
     and decoder layers run through one transformers wrapper (``forward_with_checkpointing``), so all their
     variants share one dynamo cache, whose default limit of 8 variants an H200 run of bucketed batches exceeded
     (2026-11-27: "hit config.recompile_limit (8)"; dynamo then runs the extra variants eagerly, without saying
-    so again). ``recompile_limit`` raises that process-wide limit (never lowers it)."""
+    so again). ``recompile_limit`` raises that process-wide limit (never lowers it).
+
+    ``mode="reduce-overhead"`` (CUDA graphs; one recording per layer and shape, so it pays off only where shapes
+    repeat): call ``torch.compiler.cudagraph_mark_step_begin()`` before each micro-batch, and keep the gradient
+    buffers between steps (``zero_grad(set_to_none=False)``, buffers allocated before the first backward, e.g. by
+    ``keep_grad_buffers``). Otherwise autograd stores the first micro-batch's weight gradients as the graphs' own
+    output memory, which the next replay overwrites: accumulated gradients come out wrong, silently in one
+    report, as an error in another (pytorch/pytorch#96693, #169545)."""
     import torch._dynamo
 
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"compile_layers: mode {mode!r} is not one of {', '.join(COMPILE_MODES)}")
+
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, recompile_limit)
+    if mode == "reduce-overhead":  # one recording per layer instance (own weights) and shape: many are expected
+        import torch._inductor.config as inductor_config
+
+        triton = inductor_config.triton
+        triton.cudagraph_unexpected_rerecord_limit = max(triton.cudagraph_unexpected_rerecord_limit, 1024)
     layers = (*model.model.language_model.layers, *model.model.audio_tower.layers)
     for layer in layers:
-        layer.compile(dynamic=True)
+        layer.compile(dynamic=True, mode=mode)
     return len(layers)
+
+
+def keep_grad_buffers(params) -> int:
+    """Give every parameter of ``params`` that has none a zero ``.grad`` buffer; returns how many. With buffers
+    that already exist autograd adds each micro-batch's gradient into them in place, so a gradient produced in a
+    CUDA graph's memory is read, never kept (see ``compile_layers``). Pair with ``zero_grad(set_to_none=False)``."""
+    n = 0
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+            n += 1
+    return n
 
 
 class MasterWeightAdamW:
