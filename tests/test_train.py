@@ -321,6 +321,20 @@ def test_featurize_task_equals_actor(corpus_store, tiny_checkpoint):
     assert not data.featurize_batch(rows, tiny_checkpoint, "tagged").equals(want)  # the mode is part of the key
 
 
+def test_progress_line_says_step_loss_throughput_and_time_left():
+    from polyglot_lion.train.loop import progress_line
+
+    m = {"step": 150, "loss": 2.31415, "lr": 9.8e-5, "grad_norm": 1.2345, "samples_per_s": 32.14,
+         "audio_s_per_s": 158.2}
+    line = progress_line(m, 3000, elapsed_s=100.0, steps_done=50)  # 2 s a step, 2,850 steps to go
+    assert line == ("step 150/3000 (5%) loss 2.3142 lr 9.80e-05 grad_norm 1.234 32.1 samples/s 158 audio-s/s, "
+                    "1.6 h left")
+    assert progress_line({**m, "dev_loss": 2.5}, 3000, 100.0, 50).endswith("dev_loss 2.5000, 1.6 h left")
+    assert progress_line(m, 160, 100.0, 50).endswith(", 20 s left")
+    assert progress_line(m, 200, 100.0, 50).endswith(", 1.7 min left")
+    assert progress_line(m, 3000, 0.0, 0).endswith(", ? left")  # nothing timed yet
+
+
 def test_local_checkpoints_ignore_a_copy_in_progress(tmp_path):
     from polyglot_lion.train.loop import _latest_local_checkpoint, _local_checkpoints
 

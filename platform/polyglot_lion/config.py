@@ -93,7 +93,8 @@ class TrainSection:
                                    "(no cast of every weight in every micro-batch; not yet measured on a GPU); on "
                                    "any device, CPU included; checkpoints hold bf16 weights; not with DeepSpeed "
                                    "(its bf16 mode does this)")
-    log_every: int = _f(10, "report metrics every N steps")
+    log_every: int = _f(10, "log metrics every N steps: to MLflow (rank 0) and one progress line in the job's log; "
+                            "Ray Train gets them with each checkpoint")
     dev_every: int = _f(100, "dev loss every N steps (0 = off)")
     checkpoint_every: int = _f(100, "checkpoint every N steps (and at the end)")
     keep_checkpoints: int = _f(2, "keep the last K checkpoints")
