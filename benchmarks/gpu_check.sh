@@ -8,8 +8,8 @@
 #         2026-11-27): compiled layers replayed as CUDA graphs (--compile reduce-overhead) against the same step
 #         with plain compiled layers, same data and seed, so their per-step losses and gradient norms must agree
 #         (printed side by side at the end: cudagraph trees are known to corrupt accumulated gradients unless the
-#         buffers are kept, which gpu_train does); then with new lengths every step (a recording per shape) and
-#         at 32 x 1. Not yet run.
+#         buffers are kept, which gpu_train does); then with new lengths every step padded to a grid of shapes
+#         (a recording per shape), and at 32 x 1. Not yet run.
 #   mfu   the 0.6B training step at the paper's 8 x 4 and the routes to the 35% MFU target: bf16 weights with
 #         fp32 master copies, compiled layers, both, one 32-clip micro-batch (with and without bf16 weights); and
 #         the step before model/efficiency.py and model/host_layout.py (A/B), then host_layout alone (A/B).
@@ -65,10 +65,13 @@ bench() {  # bench NAME CMD...: run one benchmark, time it, keep going if it fai
             --compile reduce-overhead --profile --out "$OUT/train_0.6b_bf16w_graphs.json"
         "$PY" benchmarks/compare_steps.py "$OUT/train_0.6b_bf16w_compile_ref.json" "$OUT/train_0.6b_bf16w_graphs.json" \
             || failed+=(graphs_numerics)
+        # as training runs: new lengths every step, padded to a grid of shapes (data.token_multiple /
+        # data.frame_multiple), so the warm-up records most shapes and the rest are recorded as they come
+        bench train_0.6b_bf16w_graphs_pool_grid "$PY" benchmarks/gpu_train.py --size 0.6b --weights bf16 \
+            --compile reduce-overhead --pool-steps 16 --warmup-steps 8 --token-multiple 32 --frame-multiple 128 \
+            --out "$OUT/train_0.6b_bf16w_graphs_pool_grid.json"
         bench train_0.6b_bf16w_graphs_b32 "$PY" benchmarks/gpu_train.py --size 0.6b --weights bf16 \
             --compile reduce-overhead --batch-size 32 --grad-accum 1 --out "$OUT/train_0.6b_bf16w_graphs_b32.json"
-        bench train_0.6b_bf16w_graphs_pool "$PY" benchmarks/gpu_train.py --size 0.6b --weights bf16 \
-            --compile reduce-overhead --pool-steps 16 --warmup-steps 5 --out "$OUT/train_0.6b_bf16w_graphs_pool.json"
     fi
     if [ "$GROUP" = mfu ] || [ "$GROUP" = all ]; then
         bench train_0.6b "$PY" benchmarks/gpu_train.py --size 0.6b --out "$OUT/train_0.6b.json"

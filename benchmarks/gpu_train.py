@@ -203,6 +203,12 @@ def main() -> None:
                          "the elementwise ops; compiled during the warm-up steps). MODE: %(choices)s (default: "
                          "default). reduce-overhead replays each layer as a CUDA graph, recorded per shape during the "
                          "warm-up; gradients then accumulate into buffers kept between steps")
+    ap.add_argument("--token-multiple", type=int, default=1,
+                    help="pad micro-batches to a multiple of this many tokens (host layout only; a small set of "
+                         "shapes for --compile reduce-overhead; data.token_multiple)")
+    ap.add_argument("--frame-multiple", type=int, default=1,
+                    help="pad the encoder's packed frames to a multiple of this (host layout only; "
+                         "data.frame_multiple)")
     ap.add_argument("--profile", action="store_true",
                     help="after the timed steps: one step with synchronize timers per phase, 2 under torch.profiler")
     ap.add_argument("--lr", type=float, default=1e-5, help="AdamW learning rate")
@@ -217,7 +223,8 @@ def main() -> None:
         args.min_seconds, args.max_seconds = 1.0, 2.0
         torch.set_num_threads(1)  # CI's few shared cores: more threads only contend
     problems = [f"--{k.replace('_', '-')} must be > 0 (is {v})" for k, v in vars(args).items()
-                if k in ("batch_size", "grad_accum", "steps", "pool_steps", "min_seconds", "max_seconds") and v <= 0]
+                if k in ("batch_size", "grad_accum", "steps", "pool_steps", "min_seconds", "max_seconds",
+                         "token_multiple", "frame_multiple") and v <= 0]
     if args.min_seconds > args.max_seconds:
         problems.append(f"--min-seconds ({args.min_seconds}) must be <= --max-seconds ({args.max_seconds})")
     if args.layout is None:
@@ -225,6 +232,8 @@ def main() -> None:
     if args.layout == "host" and args.loss != "answer":
         problems.append("--layout host needs --loss answer (the model's own loss reads labels on the device); "
                         "use --layout device with --loss full")
+    if args.layout == "device" and (args.token_multiple > 1 or args.frame_multiple > 1):
+        problems.append("--token-multiple / --frame-multiple pad the host layout's inputs; not with --layout device")
     if problems:
         ap.error("; ".join(problems))
 
@@ -296,7 +305,7 @@ def main() -> None:
     if args.layout == "host":  # on the CPU, as the loop does per micro-batch (~1 ms each; not timed here)
         from polyglot_lion.model.host_layout import host_inputs
 
-        steps = [[host_inputs(b, model) for b in st] for st in steps]
+        steps = [[host_inputs(b, model, args.token_multiple, args.frame_multiple) for b in st] for st in steps]
     else:
         steps = [[{k: v for k, v in b.items() if torch.is_tensor(v)} for b in st] for st in steps]
     micro_batches = steps[0]  # what --profile profiles
@@ -370,6 +379,7 @@ def main() -> None:
         "clip_seconds": [args.min_seconds, args.max_seconds], "padding_efficiency": round(padding_efficiency, 4),
         "warmup_steps": args.warmup_steps, "timed_steps": args.steps, "step_s": elapsed / args.steps,
         "pool_steps": args.pool_steps, "compiles_in_timed_steps": timed_compiles,
+        "token_multiple": args.token_multiple, "frame_multiple": args.frame_multiple,
         "samples_per_s": timed_samples / elapsed, "audio_s_per_s": timed_audio_s / elapsed,
         "model_tflops_per_s": model_tflops_per_s, "peak_tflops": peak,
         "mfu": model_tflops_per_s / peak if peak else None, "peak_memory_gib": peak_memory_gib,

@@ -45,13 +45,17 @@ def test_gpu_train_compiled_layers_train_the_same(tmp_path):
     compiling). With ``--pool-steps 3`` every timed step has lengths the warm-up did not see, and nothing compiles
     again. The mode is ``reduce-overhead`` (CUDA graphs on a GPU; on CPU inductor compiles it as ``default``), so
     the CUDA-graph step's own parts run here too: gradient buffers kept between steps, a step mark per
-    micro-batch. ``compare_steps.py``, which checks that on the GPU, agrees and catches a lost gradient."""
+    micro-batch; its batches padded to a grid of shapes as CUDA graphs want them (``--token-multiple``,
+    ``--frame-multiple``). ``compare_steps.py``, which checks that on the GPU, agrees and catches a lost
+    gradient."""
     eager = run_smoke("gpu_train", tmp_path, "--pool-steps", "3")
     (tmp_path / "eager.json").write_text(json.dumps(eager))
-    compiled = run_smoke("gpu_train", tmp_path, "--compile", "reduce-overhead", "--pool-steps", "3", timeout=1400)
+    compiled = run_smoke("gpu_train", tmp_path, "--compile", "reduce-overhead", "--pool-steps", "3",
+                         "--token-multiple", "16", "--frame-multiple", "64", timeout=1400)  # on a grid of shapes
     assert compiled["variant"]["compile"] and not eager["variant"]["compile"]
     assert compiled["variant"]["compile_mode"] == "reduce-overhead" and eager["variant"]["compile_mode"] is None
     assert compiled["pool_steps"] == 3 and compiled["compiles_in_timed_steps"] == 0
+    assert (compiled["token_multiple"], compiled["frame_multiple"]) == (16, 64)
     assert len(compiled["losses"]) == len(compiled["grad_norms"]) == compiled["timed_steps"]
     assert compiled["losses"] == pytest.approx(eager["losses"], rel=1e-4)
     assert compiled["grad_norms"] == pytest.approx(eager["grad_norms"], rel=1e-3)

@@ -2,6 +2,7 @@
 2-worker DDP and DeepSpeed ZeRO on CPU (gloo), a crash restarted by FailureConfig, loss going down.
 The `ray job submit` path is in test_jobs.py."""
 
+import dataclasses
 import json
 
 import pytest
@@ -35,6 +36,28 @@ def test_deepspeed_refuses_compile_and_our_bf16_weights():
     msg = str(e.value)
     for key in ("model.compile", "train.bf16_weights"):
         assert f"{key} is not supported with scaling.deepspeed_stage=2" in msg
+
+
+def test_cuda_graph_options_are_checked_together():
+    """model.compile_mode needs model.compile; the shape grid needs the host layout, and its multiples are >= 1;
+    the config's modes are the ones compile_layers takes."""
+    from polyglot_lion.config import ModelSection
+    from polyglot_lion.model.efficiency import COMPILE_MODES
+
+    with pytest.raises(ConfigError) as e:
+        load_config(CONFIG, ["model.compile_mode=reduce-overhead", "data.token_multiple=0", "data.frame_multiple=64",
+                             "model.host_layout=false"], check_paths=False)
+    msg = str(e.value)
+    assert "model.compile_mode=reduce-overhead needs model.compile: true" in msg
+    assert "data.token_multiple must be >= 1 (is 0)" in msg
+    assert "data.token_multiple / data.frame_multiple need model.host_layout: true" in msg
+    with pytest.raises(ConfigError, match="model.compile_mode must be one of"):
+        load_config(CONFIG, ["model.compile_mode=fast"], check_paths=False)
+    cfg = load_config(CONFIG, ["model.compile=true", "model.compile_mode=reduce-overhead", "data.token_multiple=32",
+                               "data.frame_multiple=64"], check_paths=False)
+    assert (cfg.model.compile_mode, cfg.data.token_multiple, cfg.data.frame_multiple) == ("reduce-overhead", 32, 64)
+    choices = {f.name: f.metadata.get("choices") for f in dataclasses.fields(ModelSection)}["compile_mode"]
+    assert tuple(choices) == COMPILE_MODES
 
 
 def test_shuffle_rows_mixes_datasets_deterministically():
@@ -348,7 +371,9 @@ def test_local_checkpoints_ignore_a_copy_in_progress(tmp_path):
 
 @pytest.mark.ray
 def test_compiled_layers_and_bf16_weights_train_and_resume(tmp_path, corpus_store):
-    """model.compile: the same losses as eager, and a checkpoint with the usual weight names. train.bf16_weights
+    """model.compile: the same losses as eager, and a checkpoint with the usual weight names; compiled as for CUDA
+    graphs (compile_mode reduce-overhead, which on CPU compiles as default but keeps the gradient buffers across
+    steps) on a grid of padded shapes (data.token_multiple / frame_multiple). train.bf16_weights
     (bf16 weights, fp32 master copies in the optimizer): losses within bf16's rounding of fp32's, bf16 weights in
     the checkpoint, and a resume that restores the masters and continues to the same total step."""
     import shutil
@@ -368,7 +393,8 @@ def test_compiled_layers_and_bf16_weights_train_and_resume(tmp_path, corpus_stor
         return out, [v for _, v in _history(tmp_path, out["mlflow_run_id"])]
 
     _, eager = run("eager", 4)
-    compiled_out, compiled = run("compiled", 4, **{"model.compile": "true"})
+    compiled_out, compiled = run("compiled", 4, **{"model.compile": "true", "model.compile_mode": "reduce-overhead",
+                                                   "data.token_multiple": 32, "data.frame_multiple": 64})
     assert compiled == pytest.approx(eager, rel=1e-4)
     with safe_open(f"{compiled_out['checkpoint']}/model.safetensors", "pt") as f:
         assert not [k for k in f.keys() if "_orig_mod" in k]

@@ -55,6 +55,13 @@ class DataSection:
                                   "as the current one is drained into its buffers, and holds at most this many "
                                   "rows ahead: the pipeline's restart (new processes importing the processor, "
                                   "~10 s on 2 CPUs) overlaps training instead of stalling it; 0: off")
+    token_multiple: int = _f(1, "pad each micro-batch's token length to a multiple of this (masked positions, no "
+                                "effect on the loss): a small set of shapes, for model.compile_mode "
+                                "reduce-overhead (one CUDA graph recording per shape); 1: no padding; needs "
+                                "model.host_layout")
+    frame_multiple: int = _f(1, "pad each micro-batch's packed audio-encoder frames (13 per second of audio) to a "
+                                "multiple of this with zero frames in windows of their own (no effect on the loss); "
+                                "as token_multiple; 1: no padding")
 
 
 @dataclass
@@ -77,6 +84,11 @@ class ModelSection:
     compile: bool = _f(False, "torch.compile each decoder and encoder layer (regional: one compile serves every "
                               "layer of a kind); fused kernels for a GPU (not yet measured there); the first steps "
                               "compile (~1 min for the tiny model on CPU); not with DeepSpeed")
+    compile_mode: str = _f("default", "torch.compile mode of model.compile: default, reduce-overhead (each layer "
+                                      "replayed as a CUDA graph, recorded once per shape: pair it with "
+                                      "data.token_multiple / data.frame_multiple; gradients then accumulate into "
+                                      "kept buffers; not yet measured on a GPU) or max-autotune-no-cudagraphs",
+                           choices=("default", "reduce-overhead", "max-autotune-no-cudagraphs"))
 
 
 @dataclass
@@ -214,9 +226,14 @@ def _semantic_problems(cfg: Config, check_paths: bool) -> list[str]:
                    ("train.log_every", t.log_every), ("train.checkpoint_every", t.checkpoint_every),
                    ("train.keep_checkpoints", t.keep_checkpoints), ("data.max_batch_size", cfg.data.max_batch_size),
                    ("data.max_frames_per_batch", cfg.data.max_frames_per_batch),
-                   ("data.plan_passes", cfg.data.plan_passes)):
+                   ("data.plan_passes", cfg.data.plan_passes), ("data.token_multiple", cfg.data.token_multiple),
+                   ("data.frame_multiple", cfg.data.frame_multiple)):
         if v < 1:
             out.append(f"{key} must be >= 1 (is {v})")
+    if cfg.model.compile_mode != "default" and not cfg.model.compile:
+        out.append(f"model.compile_mode={cfg.model.compile_mode} needs model.compile: true")
+    if (cfg.data.token_multiple > 1 or cfg.data.frame_multiple > 1) and not cfg.model.host_layout:
+        out.append("data.token_multiple / data.frame_multiple need model.host_layout: true (it pads the shapes)")
     if cfg.data.featurize_actors < 0:
         out.append(f"data.featurize_actors must be >= 0 (is {cfg.data.featurize_actors}; 0: Ray Data tasks)")
     if cfg.data.read_ahead_rows < 0:

@@ -21,9 +21,10 @@ reads the position ids back to look for packed sequences.)
 ``efficiency.answer_loss`` then gathers the answer positions by index. Same loss and gradients as the stock
 forward (a test checks both).
 
-One read is left per micro-batch: the encoder's ``nonzero`` over valid post-CNN frames, inside transformers'
-encoder forward, which is not replaced. Without ``audio_cu_seqlens`` in its inputs the model runs transformers'
-forward unchanged (inference, generation).
+The encoder's own forward finds its valid frames after the convolutions with a ``nonzero`` on the device; here
+their positions come from the host too (``audio_frame_index``) and ``_encode_audio`` runs the same encoder
+without it, so a training micro-batch reads nothing back. Without ``audio_cu_seqlens`` in its inputs the model
+runs transformers' forward unchanged (inference, generation).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from __future__ import annotations
 import functools
 
 import torch
+import torch.nn.functional as F
 
 from .prompts import IGNORE_INDEX
 
@@ -58,13 +60,28 @@ def to_device(inputs: dict, device, float_dtype: torch.dtype = torch.float32) ->
                 if torch.is_tensor(v) else v) for k, v in inputs.items()}
 
 
-def host_inputs(batch: dict, model) -> dict:
+def host_inputs(batch: dict, model, token_multiple: int = 1, frame_multiple: int = 1) -> dict:
     """The model inputs of a collated CPU ``batch`` (``prompts.collate``) plus every size the forward would
     otherwise read back from the device: ``audio_cu_seqlens`` and ``audio_max_seqlen`` (the encoder's attention
-    windows), ``audio_positions`` (flat positions of the audio placeholders), ``answer_index`` and
-    ``answer_targets`` (see ``answer_targets``). ``attention_mask`` becomes ``right_padded_mask`` when the padding
-    is at the rows' ends only. ``model`` gives the configuration (a wrapped model is fine)."""
-    from transformers.models.qwen3_asr.modeling_qwen3_asr import _get_feat_extract_output_lengths, get_audio_cu_seqlens
+    windows), ``audio_frame_index`` (flat positions of the valid frames after the encoder's convolutions),
+    ``audio_positions`` (flat positions of the audio placeholders), ``answer_index`` and ``answer_targets`` (see
+    ``answer_targets``). ``attention_mask`` becomes ``right_padded_mask`` when the padding is at the rows' ends
+    only. ``model`` gives the configuration (a wrapped model is fine).
+
+    A grid of shapes, for CUDA graphs (one recording per shape): ``token_multiple`` pads a right-padded batch's
+    rows with masked positions to a multiple of that many tokens; ``frame_multiple`` pads the encoder's packed
+    frames (all clips' frames, one after another) to a multiple of that many with zero frames in windows of
+    their own (``audio_pad_frames``), dropped after the encoder. Neither changes the loss or the gradients: a
+    padded position is masked as a key, is never a target, and a padded frame attends only to padded frames."""
+    from transformers.models.qwen3_asr.modeling_qwen3_asr import (
+        Qwen3ASREncoder,
+        _get_feat_extract_output_lengths,
+        get_audio_cu_seqlens,
+    )
+
+    for name, value in (("token_multiple", token_multiple), ("frame_multiple", frame_multiple)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"host_inputs: {name} must be an int >= 1 (is {value!r})")
 
     config = _core(model).config
     a = config.audio_config
@@ -89,7 +106,25 @@ def host_inputs(batch: dict, model) -> dict:
     out["answer_index"], out["answer_targets"] = answer_targets(batch["labels"])
     if out["answer_index"].shape[1] == 0:
         raise ValueError("host_inputs: the batch has no answer tokens (every label is -100)")
-    out.update(audio_cu_seqlens=cu, audio_max_seqlen=int((cu[1:] - cu[:-1]).max()), audio_positions=positions)
+    width = int((cu[1:] - cu[:-1]).max())
+    # the encoder's valid frames after its convolutions (each 1-s chunk gives up to ``per_chunk``), found here
+    # instead of by the encoder's ``nonzero`` on the device
+    per_chunk = int(Qwen3ASREncoder._post_cnn_length(torch.tensor([chunk]))[0])
+    valid = torch.arange(per_chunk) < Qwen3ASREncoder._post_cnn_length(chunk_lengths)[:, None]
+    frame_index = valid.flatten().nonzero().squeeze(1)
+    if frame_index.numel() != frames:
+        raise ValueError(f"host_inputs: the convolutions keep {frame_index.numel()} frames, the windows {frames}")
+    pad = -frames % frame_multiple
+    if pad:  # zero frames in windows of their own, none wider than the widest real one
+        sizes = torch.tensor([width] * (pad // width) + ([pad % width] if pad % width else []))
+        cu = torch.cat([cu, cu[-1] + sizes.cumsum(0).to(cu.dtype)])
+    out.update(audio_cu_seqlens=cu, audio_max_seqlen=width, audio_positions=positions, audio_frame_index=frame_index,
+               audio_pad_frames=pad)
+    extra = -ids.shape[1] % token_multiple
+    if extra and "right_padded_mask" in out:  # masked positions at the rows' ends: never attended to, no target
+        out["input_ids"] = F.pad(out["input_ids"], (0, extra))  # token 0: never the audio placeholder
+        out["right_padded_mask"] = F.pad(out["right_padded_mask"], (0, extra))
+        out["audio_positions"] = (out["input_ids"] == config.audio_token_id).flatten().nonzero().squeeze(1)
     return out
 
 
@@ -126,9 +161,32 @@ def _causal_mask(right_padded_mask: torch.Tensor) -> torch.Tensor:
     return causal[None, None] & right_padded_mask.bool()[:, None, None, :]
 
 
+def _encode_audio(tower, input_features: torch.Tensor, frame_index: torch.Tensor, cu_seqlens: torch.Tensor,
+                  max_seqlen: int, pad_frames: int = 0) -> torch.Tensor:
+    """transformers' ``Qwen3ASREncoder.forward`` (convolutions per 1-s chunk, the valid frames packed, windowed
+    layers, final norm), with the valid frames' positions given (``frame_index``) instead of found by a
+    ``nonzero`` on the device, and ``pad_frames`` zero frames run after them (their windows are in
+    ``cu_seqlens``) and dropped at the end. A test holds it equal to transformers' forward."""
+    b, n_mels, t = input_features.shape
+    chunk = 2 * tower.n_window
+    chunks = (input_features.view(b, n_mels, t // chunk, chunk).permute(0, 2, 1, 3)
+              .reshape(b * (t // chunk), 1, n_mels, chunk))
+    x = F.gelu(tower.conv2d3(F.gelu(tower.conv2d2(F.gelu(tower.conv2d1(chunks))))))
+    n, channels, freq, steps = x.size()
+    x = tower.conv_out(x.permute(0, 3, 1, 2).contiguous().view(n, steps, channels * freq))
+    x = x + tower.positional_embedding.positional_embedding[:steps].to(x.dtype)
+    hidden = torch.index_select(x.reshape(-1, x.shape[-1]), 0, frame_index)
+    if pad_frames:
+        hidden = torch.cat([hidden, hidden.new_zeros(pad_frames, hidden.shape[1])])
+    for layer in tower.layers:
+        hidden = layer(hidden, cu_seqlens, max_seqlen=max_seqlen)[0]
+    hidden = tower.ln_post(hidden)
+    return hidden[: hidden.shape[0] - pad_frames] if pad_frames else hidden
+
+
 def _forward(self, stock, input_ids=None, input_features=None, input_features_mask=None, attention_mask=None,
              inputs_embeds=None, right_padded_mask=None, audio_cu_seqlens=None, audio_max_seqlen=None,
-             audio_positions=None, **kwargs):
+             audio_positions=None, audio_frame_index=None, audio_pad_frames=0, **kwargs):
     from transformers.models.qwen3_asr.modeling_qwen3_asr import Qwen3ASRModelOutputWithPast
 
     if right_padded_mask is not None:
@@ -140,8 +198,12 @@ def _forward(self, stock, input_ids=None, input_features=None, input_features_ma
         return stock(input_ids=input_ids, input_features=input_features, input_features_mask=input_features_mask,
                      attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs)
     embeds = self.get_input_embeddings()(input_ids) if inputs_embeds is None else inputs_embeds
-    audio = self.audio_tower(input_features=input_features, input_features_mask=input_features_mask,
-                             cu_seqlens=audio_cu_seqlens, max_seqlen=audio_max_seqlen).last_hidden_state
+    if audio_frame_index is not None:
+        audio = _encode_audio(self.audio_tower, input_features, audio_frame_index, audio_cu_seqlens,
+                              audio_max_seqlen, audio_pad_frames)
+    else:
+        audio = self.audio_tower(input_features=input_features, input_features_mask=input_features_mask,
+                                 cu_seqlens=audio_cu_seqlens, max_seqlen=audio_max_seqlen).last_hidden_state
     audio = self.multi_modal_projector(audio)
     flat = embeds.reshape(-1, embeds.shape[-1]).index_put((audio_positions,), audio.to(embeds.dtype))
     out = self.language_model(inputs_embeds=flat.view_as(embeds), attention_mask=attention_mask, **kwargs)

@@ -27,7 +27,13 @@ import warnings
 import torch
 
 from ..config import build_config
-from ..model.efficiency import MasterWeightAdamW, answer_loss, compile_layers, use_channels_last_conv
+from ..model.efficiency import (
+    MasterWeightAdamW,
+    answer_loss,
+    compile_layers,
+    keep_grad_buffers,
+    use_channels_last_conv,
+)
 from ..model.encoder_attention import use_batched_encoder_attention
 from ..model.host_layout import host_inputs, to_device, use_host_layout
 from .data import ShardReads, expand_repeats, iter_micro_batches, shuffle_rows
@@ -169,8 +175,9 @@ def train_loop_per_worker(config: dict) -> None:
     model.to(device)
     if cfg.model.channels_last_conv and not ds_config:
         use_channels_last_conv(model)
+    graphs = cfg.model.compile and not ds_config and cfg.model.compile_mode == "reduce-overhead"  # CUDA graphs
     if cfg.model.compile and not ds_config:
-        compile_layers(model)
+        compile_layers(model, mode=cfg.model.compile_mode)
 
     # --- optimizer and schedule (DeepSpeed wraps the same ones) ---------------------------------------------
     params = [p for p in model.parameters() if p.requires_grad]
@@ -181,6 +188,8 @@ def train_loop_per_worker(config: dict) -> None:
     scheduler = torch.optim.lr_scheduler.LambdaLR(getattr(optimizer, "optimizer", optimizer), lr_factor)
     if bf16_weights:  # after the masters were copied from the fp32 weights
         model.to(torch.bfloat16)
+    if graphs:  # gradients accumulate in place into buffers kept across steps, never in a graph's own memory
+        keep_grad_buffers(params)
     engine = None
     if ds_config:
         import deepspeed
@@ -217,8 +226,10 @@ def train_loop_per_worker(config: dict) -> None:
 
     def forward(batch: dict) -> torch.Tensor:
         # the sizes the forward needs come from the CPU batch (model.host_layout), so it never waits for the GPU
-        inputs = (host_inputs(batch, model) if cfg.model.host_layout
+        inputs = (host_inputs(batch, model, data.token_multiple, data.frame_multiple) if cfg.model.host_layout
                   else {k: v for k, v in batch.items() if torch.is_tensor(v)})
+        if graphs:  # a new micro-batch: the graphs may reuse the memory of the last one's outputs
+            torch.compiler.cudagraph_mark_step_begin()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
             return answer_loss(model, to_device(inputs, device, float_dtype))  # lm_head on answer positions only
 
@@ -357,7 +368,7 @@ def train_loop_per_worker(config: dict) -> None:
                     grad_norm = torch.nn.utils.clip_grad_norm_(params, tr.clip_norm if tr.clip_norm > 0 else float("inf"))
                     optimizer.step()
                     scheduler.step()
-                    optimizer.zero_grad(set_to_none=True)
+                    optimizer.zero_grad(set_to_none=not graphs)
                 step += 1
                 state = {"step": step, "read": read, "batches_done": done_in_read, "max_steps": tr.max_steps}
                 last = step == tr.max_steps
