@@ -358,6 +358,30 @@ def test_progress_line_says_step_loss_throughput_and_time_left():
     assert progress_line(m, 3000, 0.0, 0).endswith(", ? left")  # nothing timed yet
 
 
+def test_driver_progress_bar_follows_the_runs_mlflow_history(tmp_path):
+    """train(progress=True)'s bar (the demo's; its quiet driver hides the workers' lines) moves with the steps the
+    run logs to MLflow, and ends on the last one."""
+    import time
+
+    from mlflow.tracking import MlflowClient
+
+    from polyglot_lion.train.run import _ProgressBar
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(tracking_uri=uri)
+    run_id = client.create_run(client.create_experiment("progress")).info.run_id
+    with _ProgressBar(uri, run_id, max_steps=30, every_s=0.05) as progress:
+        for step, loss in ((10, 3.0), (20, 2.5)):
+            client.log_metric(run_id, "loss", loss, step=step)
+            deadline = time.time() + 10
+            while progress.bar.n != step and time.time() < deadline:
+                time.sleep(0.05)
+            assert progress.bar.n == step
+        client.log_metric(run_id, "loss", 2.0, step=30)
+    assert progress.bar.n == 30 and progress.bar.postfix == "loss=2.0000"  # the final poll at the exit
+    assert not progress.thread.is_alive()
+
+
 def test_local_checkpoints_ignore_a_copy_in_progress(tmp_path):
     from polyglot_lion.train.loop import _latest_local_checkpoint, _local_checkpoints
 

@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
 
         t = _step(6, f"train the tiny model with Ray Train: {args.train_steps} steps, two-stage plan, "
                      f"language-agnostic targets")
-        result = train(cfg)
+        result = train(cfg, progress=True)  # a bar from MLflow: this quiet driver hides the worker's lines
         mv = result["model_version"]
         print(f"trained in {time.time() - t:.0f} s; final loss {result['metrics'].get('loss', float('nan')):.3f}; "
               f"MLflow run {result['mlflow_run_id']}; registered {mv['name']} version {mv['version']}")

@@ -116,10 +116,56 @@ def build_datasets(cfg: Config, base_model_dir: str) -> dict:
     return out
 
 
-def train(cfg: Config, inject_crash_at_step: int | None = None) -> dict:
+class _ProgressBar:
+    """A progress bar in this (driver) process for a run whose steps happen in Ray workers: the run's latest
+    logged step and loss, read from its MLflow history every ``every_s`` seconds. For drivers that keep the
+    workers' own progress lines out of their console (``init_ray(quiet=True)``, as the demo)."""
+
+    def __init__(self, tracking_uri: str, run_id: str, max_steps: int, every_s: float = 2.0):
+        import threading
+
+        from mlflow.tracking import MlflowClient
+        from tqdm.auto import tqdm
+
+        self.client, self.run_id, self.every_s = MlflowClient(tracking_uri=tracking_uri), run_id, every_s
+        self.bar = tqdm(total=max_steps, desc="train", unit="step", dynamic_ncols=True)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._watch, name="train-progress", daemon=True)
+
+    def _poll(self) -> None:
+        history = self.client.get_metric_history(self.run_id, "loss")
+        if history:
+            last = max(history, key=lambda m: m.step)
+            self.bar.update(max(0, last.step - self.bar.n))
+            self.bar.set_postfix(loss=f"{last.value:.4f}", refresh=True)
+
+    def _watch(self) -> None:
+        while not self.stop.wait(self.every_s):
+            try:
+                self._poll()
+            except Exception:  # a busy SQLite store, a server hiccup: try again at the next tick
+                pass
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+        try:
+            self._poll()
+        except Exception:
+            pass
+        self.bar.close()
+
+
+def train(cfg: Config, inject_crash_at_step: int | None = None, progress: bool = False) -> dict:
     """Run (or resume) a training job; returns a summary with the MLflow run, checkpoint and model version.
 
     ``inject_crash_at_step`` (tests only) kills the worker once after that step, to exercise FailureConfig.
+    ``progress``: a bar in this process from the run's MLflow history (``_ProgressBar``), for a driver whose
+    console does not show the workers' own progress lines.
     """
     import mlflow
     import ray.train
@@ -164,7 +210,11 @@ def train(cfg: Config, inject_crash_at_step: int | None = None) -> dict:
             datasets=datasets,
             dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
         )
-        result = trainer.fit()
+        if progress:
+            with _ProgressBar(cfg.tracking.uri, run_id, cfg.train.max_steps):
+                result = trainer.fit()
+        else:
+            result = trainer.fit()
     finally:
         if started:
             ray.shutdown()
