@@ -277,7 +277,9 @@ def test_host_layout_equals_the_stock_forward_and_reads_nothing_back():
 def test_compiled_layers_reuse_their_graphs_for_new_lengths():
     """compile_layers: a second batch of other lengths (same kind: 3 clips, right-padded) runs the compiled
     graphs without compiling anything again, and dynamo's variant limit is raised (an H200 run exceeded the
-    default 8 with bucketed batches)."""
+    default 8 with bucketed batches). With the host layout each layer compiles whole: the batched encoder
+    attention gets its window layout from host_inputs, so nothing breaks a layer's graph (the layout made inside
+    the forward, a deliberate graph break, is the fallback: shown at the end)."""
     import torch._dynamo
     from torch._dynamo.utils import counters
 
@@ -298,6 +300,7 @@ def test_compiled_layers_reuse_their_graphs_for_new_lengths():
     use_batched_encoder_attention(model)
     use_host_layout(model)
     torch._dynamo.reset()
+    counters.clear()
     assert compile_layers(model) == len(model.model.language_model.layers) + len(model.model.audio_tower.layers)
     assert torch._dynamo.config.recompile_limit >= RECOMPILE_LIMIT
     first = batch((1.2, 2.5, 3.1), ("a b", "hello there", "one two three"))
@@ -310,6 +313,11 @@ def test_compiled_layers_reuse_their_graphs_for_new_lengths():
     loss.backward()
     assert counters["frames"]["total"] == compiled, "a batch of new lengths compiled again"
     assert torch.isfinite(loss)
+    assert sum(counters["graph_break"].values()) == 0, dict(counters["graph_break"])
+    without = batch((1.1, 2.2, 3.3), ("a", "b c", "d e f"))
+    del without["audio_window_mask"]  # no layout given: the attention makes it, behind a graph break
+    answer_loss(model, without).backward()
+    assert sum(counters["graph_break"].values()) > 0
     torch._dynamo.reset()
 
 

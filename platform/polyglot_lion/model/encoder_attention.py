@@ -36,11 +36,28 @@ def _layout(cache: dict, cu_seqlens: torch.Tensor, n_frames: int, max_seqlen: in
     return cache
 
 
+def window_layout(cu_seqlens: torch.Tensor, max_seqlen: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(window of each packed frame, its position in that window, (windows, 1, 1, max_seqlen) key mask) for
+    windows bounded by ``cu_seqlens``: what ``_layout`` computes in the forward, made ahead (on the host, by
+    ``host_layout.host_inputs``) and passed in as ``window_layout``, so a compiled layer has no graph break."""
+    lengths = (cu_seqlens[1:] - cu_seqlens[:-1]).long()
+    n_frames = int(cu_seqlens[-1])
+    win = torch.repeat_interleave(torch.arange(lengths.numel()), lengths, output_size=n_frames)
+    pos = torch.arange(n_frames) - cu_seqlens[:-1].long()[win]
+    return win, pos, (torch.arange(max_seqlen) < lengths[:, None])[:, None, None, :]
+
+
 def batched_window_attention(self, cache: dict, hidden_states: torch.Tensor, cu_seqlens: torch.Tensor,
-                             max_seqlen: int | None = None, **kwargs) -> torch.Tensor:
-    """Drop-in for ``Qwen3ASRAudioAttention.forward`` (bound to one module, with the model's shared ``cache``)."""
+                             max_seqlen: int | None = None, window_layout=None, **kwargs) -> torch.Tensor:
+    """Drop-in for ``Qwen3ASRAudioAttention.forward`` (bound to one module, with the model's shared ``cache``).
+    ``window_layout``: ``window_layout(cu_seqlens, max_seqlen)`` made ahead, else it is made here once per
+    forward (a graph break under torch.compile)."""
     n_frames = hidden_states.shape[0]
-    lay = _layout(cache, cu_seqlens, n_frames, max_seqlen)
+    if window_layout is not None:
+        win, pos, mask = window_layout
+        lay = {"win": win, "pos": pos, "mask": mask, "n": mask.shape[0], "w": mask.shape[-1]}
+    else:
+        lay = _layout(cache, cu_seqlens, n_frames, max_seqlen)
 
     def padded(x: torch.Tensor) -> torch.Tensor:  # (frames, heads * dim) -> (windows, heads, width, dim)
         x = x.reshape(n_frames, self.num_heads, -1)
@@ -65,5 +82,6 @@ def use_batched_encoder_attention(model: torch.nn.Module) -> int:
             if "flash" in str(module.config._attn_implementation):
                 continue
             module.forward = functools.partial(batched_window_attention, module, cache)
+            module.takes_window_layout = True
             n += 1
     return n

@@ -120,6 +120,10 @@ def host_inputs(batch: dict, model, token_multiple: int = 1, frame_multiple: int
         cu = torch.cat([cu, cu[-1] + sizes.cumsum(0).to(cu.dtype)])
     out.update(audio_cu_seqlens=cu, audio_max_seqlen=width, audio_positions=positions, audio_frame_index=frame_index,
                audio_pad_frames=pad)
+    if _takes_window_layout(_core(model)):  # the batched encoder attention's layout too: no graph break in a layer
+        from .encoder_attention import window_layout
+
+        out["audio_window_index"], out["audio_window_pos"], out["audio_window_mask"] = window_layout(cu, width)
     extra = -ids.shape[1] % token_multiple
     if extra and "right_padded_mask" in out:  # masked positions at the rows' ends: never attended to, no target
         out["input_ids"] = F.pad(out["input_ids"], (0, extra))  # token 0: never the audio placeholder
@@ -161,12 +165,19 @@ def _causal_mask(right_padded_mask: torch.Tensor) -> torch.Tensor:
     return causal[None, None] & right_padded_mask.bool()[:, None, None, :]
 
 
+def _takes_window_layout(model) -> bool:
+    """Whether the audio encoder's attention is the batched one (``encoder_attention``), which takes its layout."""
+    layers = model.model.audio_tower.layers
+    return bool(len(layers)) and getattr(layers[0].self_attn, "takes_window_layout", False)
+
+
 def _encode_audio(tower, input_features: torch.Tensor, frame_index: torch.Tensor, cu_seqlens: torch.Tensor,
-                  max_seqlen: int, pad_frames: int = 0) -> torch.Tensor:
+                  max_seqlen: int, pad_frames: int = 0, window_layout=None) -> torch.Tensor:
     """transformers' ``Qwen3ASREncoder.forward`` (convolutions per 1-s chunk, the valid frames packed, windowed
     layers, final norm), with the valid frames' positions given (``frame_index``) instead of found by a
     ``nonzero`` on the device, and ``pad_frames`` zero frames run after them (their windows are in
-    ``cu_seqlens``) and dropped at the end. A test holds it equal to transformers' forward."""
+    ``cu_seqlens``) and dropped at the end; ``window_layout`` goes to the batched attention of every layer. A test
+    holds it equal to transformers' forward."""
     b, n_mels, t = input_features.shape
     chunk = 2 * tower.n_window
     chunks = (input_features.view(b, n_mels, t // chunk, chunk).permute(0, 2, 1, 3)
@@ -178,15 +189,17 @@ def _encode_audio(tower, input_features: torch.Tensor, frame_index: torch.Tensor
     hidden = torch.index_select(x.reshape(-1, x.shape[-1]), 0, frame_index)
     if pad_frames:
         hidden = torch.cat([hidden, hidden.new_zeros(pad_frames, hidden.shape[1])])
+    extra = {} if window_layout is None else {"window_layout": window_layout}
     for layer in tower.layers:
-        hidden = layer(hidden, cu_seqlens, max_seqlen=max_seqlen)[0]
+        hidden = layer(hidden, cu_seqlens, max_seqlen=max_seqlen, **extra)[0]
     hidden = tower.ln_post(hidden)
     return hidden[: hidden.shape[0] - pad_frames] if pad_frames else hidden
 
 
 def _forward(self, stock, input_ids=None, input_features=None, input_features_mask=None, attention_mask=None,
              inputs_embeds=None, right_padded_mask=None, audio_cu_seqlens=None, audio_max_seqlen=None,
-             audio_positions=None, audio_frame_index=None, audio_pad_frames=0, **kwargs):
+             audio_positions=None, audio_frame_index=None, audio_pad_frames=0, audio_window_index=None,
+             audio_window_pos=None, audio_window_mask=None, **kwargs):
     from transformers.models.qwen3_asr.modeling_qwen3_asr import Qwen3ASRModelOutputWithPast
 
     if right_padded_mask is not None:
@@ -199,8 +212,9 @@ def _forward(self, stock, input_ids=None, input_features=None, input_features_ma
                      attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs)
     embeds = self.get_input_embeddings()(input_ids) if inputs_embeds is None else inputs_embeds
     if audio_frame_index is not None:
+        layout = None if audio_window_mask is None else (audio_window_index, audio_window_pos, audio_window_mask)
         audio = _encode_audio(self.audio_tower, input_features, audio_frame_index, audio_cu_seqlens,
-                              audio_max_seqlen, audio_pad_frames)
+                              audio_max_seqlen, audio_pad_frames, layout)
     else:
         audio = self.audio_tower(input_features=input_features, input_features_mask=input_features_mask,
                                  cu_seqlens=audio_cu_seqlens, max_seqlen=audio_max_seqlen).last_hidden_state
