@@ -425,8 +425,9 @@ def profile_steps(model, audio_tower, micro_batches, optimizer, params, to_devic
         sync()
         marks["enc1"] = time.perf_counter()
 
-    handles = [audio_tower.register_forward_pre_hook(pre_hook, with_kwargs=True),
-               audio_tower.register_forward_hook(post_hook, with_kwargs=True)]
+    # the encoder's first and last modules: both the encoder's own forward and host_layout's run them
+    handles = [audio_tower.conv2d1.register_forward_pre_hook(pre_hook, with_kwargs=True),
+               audio_tower.ln_post.register_forward_hook(post_hook, with_kwargs=True)]
     sync()
     t_step = time.perf_counter()
     for batch in micro_batches:

@@ -75,6 +75,19 @@ def test_gpu_train_compiled_layers_train_the_same(tmp_path):
     assert other.returncode == 2 and "batch_size is 2 against 4" in other.stdout, other.stdout
 
 
+def test_gpu_train_profile_smoke(tmp_path):
+    """``--profile`` (the GPU runs' breakdown: timed phases, op tables, kernel and sync counts) works on CPU: the
+    split of a step into its phases adds up, and the CPU op table is there."""
+    r = run_smoke("gpu_train", tmp_path, "--profile")
+    prof = r["profile"]
+    assert "error" not in prof, prof
+    split = prof["split_s"]
+    assert split["forward_encoder"] > 0 and split["forward_rest"] > 0 and split["backward"] > 0
+    parts = sum(v for k, v in split.items() if k != "total")
+    assert parts <= split["total"] * 1.05 + 1e-3
+    assert "aten::" in prof["table_by_self_cpu"] and prof["profiled_steps"] == 2
+
+
 def test_gpu_inference_smoke(tmp_path):
     r = run_smoke("gpu_inference", tmp_path)
     assert r["benchmark"] == "gpu_inference" and r["smoke"] and r["device"] == "cpu"
