@@ -24,27 +24,26 @@ import torch.nn.functional as F
 @torch.compiler.disable  # reads one length back to the host: under torch.compile a deliberate, quiet graph break
 def _layout(cache: dict, cu_seqlens: torch.Tensor, n_frames: int, max_seqlen: int | None = None) -> dict:
     if cache.get("cu") is not cu_seqlens:  # a new forward (the cache holds the tensor, so its id is not reused)
-        lengths = (cu_seqlens[1:] - cu_seqlens[:-1]).long()
-        n_win, device = lengths.numel(), cu_seqlens.device
         # the widest window: given by the caller (``host_layout``), else the one host sync of the forward
-        width = max_seqlen if isinstance(max_seqlen, int) else int(lengths.max())
-        win = torch.repeat_interleave(torch.arange(n_win, device=device), lengths, output_size=n_frames)
-        pos = torch.arange(n_frames, device=device) - cu_seqlens[:-1].long()[win]
-        mask = (torch.arange(width, device=device) < lengths[:, None])[:, None, None, :]
+        width = max_seqlen if isinstance(max_seqlen, int) else int((cu_seqlens[1:] - cu_seqlens[:-1]).max())
+        win, pos, mask = window_layout(cu_seqlens, width, n_frames)
         cache.clear()
-        cache.update(cu=cu_seqlens, win=win, pos=pos, mask=mask, n=n_win, w=width)
+        cache.update(cu=cu_seqlens, win=win, pos=pos, mask=mask, n=mask.shape[0], w=width)
     return cache
 
 
-def window_layout(cu_seqlens: torch.Tensor, max_seqlen: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def window_layout(cu_seqlens: torch.Tensor, max_seqlen: int,
+                  n_frames: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(window of each packed frame, its position in that window, (windows, 1, 1, max_seqlen) key mask) for
-    windows bounded by ``cu_seqlens``: what ``_layout`` computes in the forward, made ahead (on the host, by
-    ``host_layout.host_inputs``) and passed in as ``window_layout``, so a compiled layer has no graph break."""
+    windows bounded by ``cu_seqlens``, on its device; ``n_frames`` (else read from ``cu_seqlens``) is the packed
+    frame count. Made once per forward by ``_layout``, or ahead on the host by ``host_layout.host_inputs`` and
+    passed in as ``window_layout``, so a compiled layer has no graph break."""
     lengths = (cu_seqlens[1:] - cu_seqlens[:-1]).long()
-    n_frames = int(cu_seqlens[-1])
-    win = torch.repeat_interleave(torch.arange(lengths.numel()), lengths, output_size=n_frames)
-    pos = torch.arange(n_frames) - cu_seqlens[:-1].long()[win]
-    return win, pos, (torch.arange(max_seqlen) < lengths[:, None])[:, None, None, :]
+    device = cu_seqlens.device
+    n_frames = int(cu_seqlens[-1]) if n_frames is None else n_frames
+    win = torch.repeat_interleave(torch.arange(lengths.numel(), device=device), lengths, output_size=n_frames)
+    pos = torch.arange(n_frames, device=device) - cu_seqlens[:-1].long()[win]
+    return win, pos, (torch.arange(max_seqlen, device=device) < lengths[:, None])[:, None, None, :]
 
 
 def batched_window_attention(self, cache: dict, hidden_states: torch.Tensor, cu_seqlens: torch.Tensor,
