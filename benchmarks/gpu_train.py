@@ -379,6 +379,9 @@ def main() -> None:
         "clip_seconds": [args.min_seconds, args.max_seconds], "padding_efficiency": round(padding_efficiency, 4),
         "warmup_steps": args.warmup_steps, "timed_steps": args.steps, "step_s": elapsed / args.steps,
         "pool_steps": args.pool_steps, "compiles_in_timed_steps": timed_compiles,
+        # inductor's count of compiled graphs it ran without a CUDA graph (for --compile reduce-overhead: 0, else the
+        # figures are not the graphs'; TORCH_LOGS=cudagraphs says why)
+        "cudagraph_skips": counters["inductor"]["cudagraph_skips"],
         "token_multiple": args.token_multiple, "frame_multiple": args.frame_multiple,
         "samples_per_s": timed_samples / elapsed, "audio_s_per_s": timed_audio_s / elapsed,
         "model_tflops_per_s": model_tflops_per_s, "peak_tflops": peak,
@@ -395,7 +398,9 @@ def main() -> None:
           f"{result['audio_s_per_s']:.1f} audio-s/s, {model_tflops_per_s:.1f} TFLOP/s"
           + (f" = {result['mfu']:.1%} MFU of {peak:g}" if peak else " (MFU: peak unknown)")
           + f", peak memory {peak_memory_gib:.1f} GiB ({memory_source})"
-          + (f"; {timed_compiles} dynamo compiles during the timed steps: more warm-up steps?" if timed_compiles else ""))
+          + (f"; {timed_compiles} dynamo compiles during the timed steps: more warm-up steps?" if timed_compiles else "")
+          + (f"; {result['cudagraph_skips']} compiled graphs ran WITHOUT a CUDA graph (TORCH_LOGS=cudagraphs says why)"
+             if graphs and result["cudagraph_skips"] else ""))
     if profile and "error" not in profile:
         print(profile["table_by_self_cuda"])
         print(profile["table_by_self_cpu"])

@@ -11,8 +11,8 @@ row of the two-stage balance plan (each utterance as many times as the plan uses
 - ours: ``polyglot_lion.train.run.train`` with jobs/configs/qwen3_asr/tiny_cpu.yaml and overrides, on a local
   Ray session of 2 CPUs: Ray Data decodes and featurises in CPU actors, the worker buckets clips by duration
   under a frames budget. Its ``max_steps`` is the number of micro-batches that ``--epochs`` epochs make,
-  computed beforehand by replaying its bucketing over the plan (pure functions, same seeds; checked against
-  the padding it logs per window).
+  computed beforehand by replaying its reads (``data.plan_passes`` epochs each) and bucketing over the plan
+  (pure functions, same seeds; checked against the padding it logs per window).
 - reference: what Qwen3-ASR's ``finetuning/qwen3_asr_sft.py`` does: ``Trainer`` with a fixed batch size,
   ``dataloader_num_workers=0``, a torch Dataset over the plan's rows of the store (FLAC bytes) and a collator
   that loads each clip with ``librosa.load`` and runs the processor. The batch size is ours' mean clips per
@@ -102,10 +102,12 @@ def clip_frames(store: str, base: str) -> dict[str, tuple[int, int]]:
 
 
 def replay_our_batches(store: str, plan: str, frames: dict, epochs: int, window: int, max_frames: int,
-                       max_batch_size: int, shuffle_buffer: int) -> list[list[str]]:
-    """The micro-batches (as id lists) that ours trains on in ``epochs`` epochs: the row order of
-    ``read_balanced`` (shards in ``shard_order``, each row repeated as the plan says), mixed by ``shuffle_rows``
-    and bucketed as ``train.data.iter_micro_batches`` does, with the same seeds."""
+                       max_batch_size: int, shuffle_buffer: int, passes: int = 1) -> list[list[str]]:
+    """The micro-batches (as id lists) that ours trains on in ``epochs`` epochs with ``data.plan_passes=passes``:
+    each read of the dataset is ``passes`` epochs in one stream (``read_balanced``: shards in ``shard_order``,
+    each row repeated as the plan says), mixed by ``shuffle_rows`` with that read's seed and bucketed as
+    ``train.data.iter_micro_batches`` does, with the same seeds. Where ``epochs`` is not a multiple of
+    ``passes``, the last read is cut after the micro-batch that brings its clips to ``epochs`` epochs' worth."""
     from collections import Counter
 
     import pyarrow.parquet as pq
@@ -115,22 +117,28 @@ def replay_our_batches(store: str, plan: str, frames: dict, epochs: int, window:
     from polyglot_lion.model.prompts import bucket_batches
     from polyglot_lion.train.data import shuffle_rows
 
+    if passes < 1 or epochs < 1:
+        raise ValueError(f"epochs and passes must be >= 1 (got {epochs}, {passes})")
     table = read_plan(plan)
     counts = Counter(table["id"].to_pylist())
     wanted = set(table["dataset"].to_pylist())
-    files = shard_order([f for p in list_partitions(store, "train") if p.dataset in wanted for f in p.files], SEED)
+    files = shard_order([f for p in list_partitions(store, "train") if p.dataset in wanted for f in p.files], SEED,
+                        passes)
     stream = [uid for f in files for uid in pq.read_table(f, columns=["id"])["id"].to_pylist()
               for _ in range(counts.get(uid, 0))]
-    batches = []
-    for epoch in range(epochs):
-        seed = SEED * 1000 + epoch
+    batches, clips, wanted_clips = [], 0, epochs * len(stream) // passes
+    for read in range(-(-epochs // passes)):
+        seed = SEED * 1000 + read
         rows = list(shuffle_rows(iter(stream), shuffle_buffer, seed))  # rank 0
         for chunk, start in enumerate(range(0, len(rows), window)):
             items = rows[start:start + window]
             lengths = [frames[uid][1] for uid in items]
             for g in bucket_batches(lengths, max_frames, max_batch_size, seed=seed * 100_003 + chunk,
                                     window=len(items)):
+                if clips >= wanted_clips:
+                    return batches
                 batches.append([items[i] for i in g])
+                clips += len(g)
     return batches
 
 
@@ -518,10 +526,15 @@ def main() -> int:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
 
+    passes = args.ours_passes or [load_config(CONFIG, check_paths=False).data.plan_passes]
+    if min(passes) < 1 or args.epochs < 1:
+        ap.error(f"--epochs ({args.epochs}) and --ours-passes ({passes}) must be >= 1")
     store, plan, base = build_data(work, args.clips)
     frames = clip_frames(store, base)
-    batches = replay_our_batches(store, plan, frames, args.epochs, args.bucket_window, args.max_frames,
-                                 args.max_batch_size, args.shuffle_buffer)
+    # the micro-batches ours will train on, per plan_passes (a read of `passes` epochs is one shuffled stream)
+    replays = {p: replay_our_batches(store, plan, frames, args.epochs, args.bucket_window, args.max_frames,
+                                     args.max_batch_size, args.shuffle_buffer, p) for p in passes}
+    batches = replays[passes[0]]  # the side held to the targets
     expected = replay_stats(batches, frames)
     batch_size = round(expected["mean_clips_per_step"])
     plan_rows = expected["clips"] // args.epochs
@@ -530,7 +543,6 @@ def main() -> int:
           f"steps of {expected['mean_clips_per_step']:.2f} clips on average (replayed); reference: batch size "
           f"{batch_size}, {args.epochs * math.ceil(plan_rows / batch_size)} steps", flush=True)
 
-    passes = args.ours_passes or [load_config(CONFIG, check_paths=False).data.plan_passes]
     ours_sides = {f"ours_threads_{t}_passes_{p}": (t, p) for t in threads for p in passes}
     sides = ["reference", *ours_sides]
     runs: dict[str, list[dict]] = {k: [] for k in sides}
@@ -540,10 +552,11 @@ def main() -> int:
             if side == "reference":
                 r = run_reference(store, plan, base, work, batch_size, args)
             else:
-                r = run_ours(store, plan, base, work, expected["steps"], args, *ours_sides[side])
+                replayed = replays[ours_sides[side][1]]
+                r = run_ours(store, plan, base, work, len(replayed), args, *ours_sides[side])
                 # the replay is right if it predicts the padding of every logged window
                 r["replay_max_window_error"] = max(abs(w["padding_efficiency"] - sum(
-                    batch_padding(b, frames)[0] for b in batches[w["end_step"] - w["steps"]:w["end_step"]])
+                    batch_padding(b, frames)[0] for b in replayed[w["end_step"] - w["steps"]:w["end_step"]])
                     / w["steps"]) for w in r["windows"])
             r["load_before"] = load
             runs[side].append(r)
@@ -564,7 +577,8 @@ def main() -> int:
                                  "bucket_window": args.bucket_window,
                                  "shuffle_buffer": args.shuffle_buffer, "torch_threads": threads,
                                  "plan_passes": passes},
-                  "reference_batch_size": batch_size, "log_every": args.log_every, "ours_replayed": expected},
+                  "reference_batch_size": batch_size, "log_every": args.log_every, "ours_replayed": expected,
+                  "ours_replayed_by_passes": {p: replay_stats(b, frames) for p, b in replays.items()}},
         "summary": summary, "runs": runs, "audio_s_per_s_ratio": ratio, "step_ablation": ablation,
         "targets": {"audio_s_per_s_ratio_ge_1.3": ratio >= 1.3,
                     "ours_padding_efficiency_ge_0.90": ours["padding_efficiency"] >= 0.9},

@@ -60,6 +60,9 @@ def test_gpu_train_compiled_layers_train_the_same(tmp_path):
     assert compiled["losses"] == pytest.approx(eager["losses"], rel=1e-4)
     assert compiled["grad_norms"] == pytest.approx(eager["grad_norms"], rel=1e-3)
     assert compiled["final_loss"] == compiled["losses"][-1]
+    # the GPU run's check that the graphs really ran: inductor's count of graphs run without one (a CPU has no
+    # CUDA graphs, so here every compiled graph is one of them)
+    assert eager["cudagraph_skips"] == 0 and compiled["cudagraph_skips"] > 0
 
     def compare(candidate: dict) -> subprocess.CompletedProcess:
         (tmp_path / "cand.json").write_text(json.dumps(candidate))
@@ -68,6 +71,7 @@ def test_gpu_train_compiled_layers_train_the_same(tmp_path):
 
     same = compare(compiled)
     assert same.returncode == 0 and "same training" in same.stdout, same.stdout + same.stderr
+    assert "note: cand ran" in same.stdout and "without a CUDA graph" in same.stdout, same.stdout
     # about half the first step's gradient norm (of 2 micro-batches, the first's .grad overwritten): caught
     lost = compare({**compiled, "grad_norms": [compiled["grad_norms"][0] * 0.5, *compiled["grad_norms"][1:]]})
     assert lost.returncode == 1 and "DIFFERENT" in lost.stdout, lost.stdout + lost.stderr

@@ -5,8 +5,10 @@ reads the window lengths back to the host (``lengths.tolist()``) in every layer 
 window in a Python loop: thousands of small kernels and hundreds of host syncs per training step on a GPU (the
 profile in BENCHMARKS.md). Here the packed frames of all windows are scattered into one
 (windows, heads, longest window, head_dim) batch and attended in ONE ``scaled_dot_product_attention`` call
-with a key-padding mask. The result is the same (a test checks outputs and gradients against the loop); the
-layout is computed once per forward and shared by all layers (they receive the same ``cu_seqlens`` tensor).
+with a key-padding mask. The result is the same (a test checks outputs and gradients against the loop). The
+layout (``window_layout``: each frame's window and position, the key mask) is either passed in, made on the host
+by ``host_layout.host_inputs`` (the training loop's path: no host read, no graph break in a compiled layer), or
+else computed once per forward by ``_layout`` and shared by all layers (they receive the same ``cu_seqlens``).
 
 Enabled per model instance (``use_batched_encoder_attention``), never by patching the class: other models in
 the same process keep transformers' forward. With flash attention the encoder already runs varlen kernels,
