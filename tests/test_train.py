@@ -4,6 +4,7 @@ The `ray job submit` path is in test_jobs.py."""
 
 import dataclasses
 import json
+import math
 
 import pytest
 
@@ -344,6 +345,80 @@ def test_featurize_task_equals_actor(corpus_store, tiny_checkpoint):
     assert not data.featurize_batch(rows, tiny_checkpoint, "tagged").equals(want)  # the mode is part of the key
 
 
+def test_a_row_that_cannot_be_featurised_is_marked_then_dropped_and_counted(corpus_store, tiny_checkpoint):
+    """One bad utterance must not end a training job: the featuriser marks it (``error``: reason and detail),
+    the trainer drops it and counts it by reason; the other rows are featurised as before."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from polyglot_lion.data.store import list_partitions
+    from polyglot_lion.train import data
+
+    store, _ = corpus_store
+    rows = pa.concat_tables([pq.read_table(f, columns=["id", "audio", "text", "language", "duration_s"])
+                             for p in list_partitions(store, "train")[:1] for f in p.files]).slice(0, 3)
+    good = data.featurize_batch(rows, tiny_checkpoint, "agnostic")
+    assert good.schema == data.FEATURE_SCHEMA and good["error"].null_count == 3
+    audio = rows["audio"].to_pylist()
+    bad_rows = rows.set_column(rows.schema.get_field_index("audio"), "audio",
+                               pa.array([audio[0], b"not a flac file", audio[2]], pa.binary()))
+    out = data.featurize_batch(bad_rows, tiny_checkpoint, "agnostic")
+    errors = out["error"].to_pylist()
+    assert errors[0] is None and errors[2] is None and errors[1].startswith("unreadable_audio: LibsndfileError")
+    assert out.slice(1, 1)["features"].to_pylist() == [b""] and out.slice(1, 1)["n_frames"].to_pylist() == [0]
+    keep = [0, 2]
+    assert out.take(keep).drop_columns(["error"]).equals(good.take(keep).drop_columns(["error"]))
+
+    skipped = data.SkippedRows()
+    kept = list(skipped.filter(iter(out.to_pylist() * 2)))
+    assert [r["id"] for r in kept] == [rows["id"][i].as_py() for i in keep] * 2
+    assert skipped.total == 2 and dict(skipped.by_reason) == {"unreadable_audio": 2}
+    assert set(data.SKIP_REASONS) >= set(skipped.by_reason)
+
+
+def test_training_skips_an_unreadable_utterance_and_counts_it_across_a_resume(tmp_path, corpus_store, capfd):
+    """A store with one corrupt utterance (its FLAC bytes overwritten): the job trains on, MLflow counts the
+    drops by reason (once per epoch of the plan that meets it), the job log names it, and a resumed run that
+    replays the read counts it once, not again."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from polyglot_lion.data.balance import read_plan
+    from polyglot_lion.data.store import list_partitions
+    from polyglot_lion.train.run import train
+
+    store, plan = corpus_store
+    bad_store = str(tmp_path / "store")
+    shutil.copytree(store, bad_store)
+    planned = set(read_plan(plan)["id"].to_pylist())
+    shard = next(f for p in list_partitions(bad_store, "train") for f in p.files
+                 if planned & set(pq.read_table(f, columns=["id"])["id"].to_pylist()))
+    table = pq.read_table(shard)
+    ids, audio = table["id"].to_pylist(), table["audio"].to_pylist()
+    victim = next(i for i, uid in enumerate(ids) if uid in planned)
+    audio[victim] = b"fLaC" + b"\0" * 64  # a FLAC header and nothing readable after it
+    pq.write_table(table.set_column(table.schema.get_field_index("audio"), "audio",
+                                    pa.array(audio, table.schema.field("audio").type)), shard)
+
+    over = _overrides(tmp_path, bad_store, plan, "skip", **{"train.log_every": 2, "train.checkpoint_every": 2,
+                                                            "data.plan_passes": 1, "data.max_batch_size": 16})
+    first = train(load_config(CONFIG, over + ["train.max_steps=2"]))
+    assert first["metrics"]["skipped_utterances"] == 1 and first["metrics"]["skipped_unreadable_audio"] == 1
+    log = capfd.readouterr().err  # local mode: the worker's log is this process's
+    assert f"skipped a training utterance that cannot be featurised: {ids[victim]}: unreadable_audio: " in log
+    # resumes at step 2 (replaying read 0 up to there) and trains on through more reads of the dataset
+    second = train(load_config(CONFIG, over + ["train.max_steps=30"]))
+    assert second["metrics"]["step"] == 30
+    skipped = _history(tmp_path, first["mlflow_run_id"], "skipped_utterances")
+    epochs = dict(_history(tmp_path, first["mlflow_run_id"], "epoch"))
+    assert [s for s, _ in skipped] == list(range(2, 31, 2))
+    # one drop per read (an epoch of the plan): 1 while epoch 0 lasts (epoch metric up to 1.0), 2 in epoch 1, ...
+    assert [v for _, v in skipped] == [math.ceil(epochs[s]) for s, _ in skipped], (skipped, epochs)
+    assert skipped[-1][1] >= 2  # the run went past one read
+
+
 def test_progress_line_says_step_loss_throughput_and_time_left():
     from polyglot_lion.train.loop import progress_line
 
@@ -356,6 +431,8 @@ def test_progress_line_says_step_loss_throughput_and_time_left():
     assert progress_line(m, 160, 100.0, 50).endswith(", 20 s left")
     assert progress_line(m, 200, 100.0, 50).endswith(", 1.7 min left")
     assert progress_line(m, 3000, 0.0, 0).endswith(", ? left")  # nothing timed yet
+    assert progress_line({**m, "skipped_utterances": 3}, 3000, 100.0, 50).endswith(
+        " (3 utterances skipped), 1.6 h left")
 
 
 def test_driver_progress_bar_follows_the_runs_mlflow_history(tmp_path):

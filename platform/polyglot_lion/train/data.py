@@ -3,8 +3,9 @@ bucketed by duration in the worker.
 
 Ray Data (CPU):   store shards -> keep the plan's utterances, with their counts -> decode FLAC -> mel features
                   + token ids (once per utterance and epoch, however often the plan repeats it)
-Train worker:     rows (in a deterministic order) -> each ``count`` times -> seeded shuffle buffer -> windows
-                  of ``bucket_window`` -> duration buckets -> tensors
+Train worker:     rows (in a deterministic order) -> rows that could not be featurised dropped and counted ->
+                  each ``count`` times -> seeded shuffle buffer -> windows of ``bucket_window`` -> duration
+                  buckets -> tensors
 
 Everything in the worker is a pure function of the row order and the seed, so a resumed run replays the same
 micro-batches.
@@ -21,7 +22,13 @@ import pyarrow as pa
 from ..data.audio import decode_flac
 from ..model.prompts import Example, PromptEncoder, bucket_batches, collate
 
-FEATURE_COLUMNS = ["id", "count", "input_ids", "labels", "features", "n_mels", "n_frames", "duration_s"]
+# features: float16 bytes of (n_mels, frames); error: null, or why the row could not be featurised
+FEATURE_SCHEMA = pa.schema([("id", pa.string()), ("count", pa.int64()), ("input_ids", pa.list_(pa.int64())),
+                            ("labels", pa.list_(pa.int64())), ("features", pa.binary()), ("n_mels", pa.int64()),
+                            ("n_frames", pa.int64()), ("duration_s", pa.float64()), ("error", pa.string())])
+FEATURE_COLUMNS = FEATURE_SCHEMA.names
+#: why ``featurize_rows`` gives up on a row: its audio does not decode / the processor failed on it
+SKIP_REASONS = ("unreadable_audio", "featurize_failed")
 
 
 class Featurize:
@@ -56,18 +63,64 @@ def _encoder(processor_dir: str, mode: str) -> PromptEncoder:
 
 
 def featurize_rows(batch: pa.Table, encoder: PromptEncoder) -> pa.Table:
+    """Utterance rows -> feature rows. A row that cannot be featurised (its audio does not decode, or the
+    processor fails on it) does not fail the job: it comes out empty with ``error`` set (``reason: detail``;
+    null when it worked), and the trainer drops and counts it (``SkippedRows``)."""
     out = {k: [] for k in FEATURE_COLUMNS}
     for row in batch.to_pylist():
-        ex = encoder.encode(decode_flac(row["audio"]), row["text"], row["language"])
+        ex, error = None, None
+        try:
+            samples = decode_flac(row["audio"])
+        except Exception as e:  # noqa: BLE001 - any decoder failure is this row's, not the job's
+            error = f"unreadable_audio: {type(e).__name__}: {str(e)[:160]}"
+        else:
+            try:
+                ex = encoder.encode(samples, row["text"], row["language"])
+            except Exception as e:  # noqa: BLE001
+                error = f"featurize_failed: {type(e).__name__}: {str(e)[:160]}"
         out["id"].append(row["id"])
         out["count"].append(row.get("count", 1))
-        out["input_ids"].append(ex.input_ids.tolist())
-        out["labels"].append(ex.labels.tolist())
-        out["features"].append(ex.features.astype(np.float16).tobytes())
-        out["n_mels"].append(ex.features.shape[0])
-        out["n_frames"].append(ex.n_frames)
+        out["input_ids"].append(ex.input_ids.tolist() if ex else [])
+        out["labels"].append(ex.labels.tolist() if ex else [])
+        out["features"].append(ex.features.astype(np.float16).tobytes() if ex else b"")
+        out["n_mels"].append(ex.features.shape[0] if ex else 0)
+        out["n_frames"].append(ex.n_frames if ex else 0)
         out["duration_s"].append(row["duration_s"])
-    return pa.table(out)
+        out["error"].append(error)
+    return pa.table(out, schema=FEATURE_SCHEMA)
+
+
+
+class SkippedRows:
+    """Drops the feature rows that carry an ``error`` from a stream, counting them by reason (the text before
+    the first colon); the first ``name_first`` are named on stderr (the job's log). ``total`` and ``by_reason``
+    are what has gone by so far: deterministic for a given row order, so a resumed run that replays a read
+    counts the same."""
+
+    def __init__(self, what: str = "training", name_first: int = 5):
+        import collections
+
+        self.what, self.name_first = what, name_first
+        self.by_reason: collections.Counter = collections.Counter()
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_reason.values())
+
+    def filter(self, rows):
+        import sys
+
+        for row in rows:
+            error = row.get("error")
+            if not error:
+                yield row
+                continue
+            reason = error.split(":", 1)[0]
+            self.by_reason[reason] += 1
+            if self.total <= self.name_first:
+                print(f"skipped a {self.what} utterance that cannot be featurised: {row['id']}: {error}"
+                      + (" (further ones are only counted)" if self.total == self.name_first else ""),
+                      file=sys.stderr, flush=True)
 
 
 def row_to_example(row: dict) -> Example:

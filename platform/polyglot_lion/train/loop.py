@@ -36,7 +36,7 @@ from ..model.efficiency import (
 )
 from ..model.encoder_attention import use_batched_encoder_attention
 from ..model.host_layout import host_inputs, to_device, use_host_layout
-from .data import ShardReads, expand_repeats, iter_micro_batches, shuffle_rows
+from .data import SKIP_REASONS, ShardReads, SkippedRows, expand_repeats, iter_micro_batches, shuffle_rows
 
 STATE_FILE = "training_state.json"
 OPTIM_FILE = "optimizer.pt"
@@ -65,6 +65,8 @@ def progress_line(metrics: dict, max_steps: int, elapsed_s: float, steps_done: i
             f"{metrics['audio_s_per_s']:.0f} audio-s/s")
     if "dev_loss" in metrics:
         line += f" dev_loss {metrics['dev_loss']:.4f}"
+    if metrics.get("skipped_utterances"):
+        line += f" ({metrics['skipped_utterances']:.0f} utterances skipped)"
     return line + f", {eta} left"
 
 
@@ -216,9 +218,9 @@ def train_loop_per_worker(config: dict) -> None:
     train_shard = ray.train.get_dataset_shard("train")
     dev_shard = ray.train.get_dataset_shard("dev") if config.get("has_dev") else None
 
-    def micro_batches(read: int):
+    def micro_batches(read: int, skipped: SkippedRows):
         # rank 0's seed is the bucketing seed; other ranks' differ from every (read, rank) pair's
-        rows = shuffle_rows(expand_repeats(reads.rows(read)), data.shuffle_buffer,
+        rows = shuffle_rows(expand_repeats(skipped.filter(reads.rows(read))), data.shuffle_buffer,
                             seed=cfg.run.seed * 1000 + read + rank * 100_003)
         return iter_micro_batches(rows, pad_id, seed=cfg.run.seed * 1000 + read, window=data.bucket_window,
                                   max_frames=data.max_frames_per_batch, max_batch_size=data.max_batch_size,
@@ -233,12 +235,20 @@ def train_loop_per_worker(config: dict) -> None:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
             return answer_loss(model, to_device(inputs, device, float_dtype))  # lm_head on answer positions only
 
+    def skipped_counts(this_read: SkippedRows, before: dict) -> dict:
+        """Utterances dropped so far in the run, all ranks': ``before`` (the reads before this one, all ranks)
+        plus this read's, by reason. A collective: every rank calls it at the same steps and read ends."""
+        t = torch.tensor([this_read.by_reason[r] for r in SKIP_REASONS], dtype=torch.float64)
+        if world > 1:
+            torch.distributed.all_reduce(t, group=cpu_group)
+        return {r: before.get(r, 0) + int(n) for r, n in zip(SKIP_REASONS, t.tolist()) if before.get(r, 0) + n}
+
     @torch.no_grad()
     def dev_loss() -> float:
         model.eval()
         total, n = 0.0, 0
         for batch, _ in _synced(iter_micro_batches(
-                dev_shard.iter_rows(), pad_id, seed=0, window=data.bucket_window,
+                SkippedRows("dev").filter(dev_shard.iter_rows()), pad_id, seed=0, window=data.bucket_window,
                 max_frames=data.max_frames_per_batch, max_batch_size=data.max_batch_size), world, cpu_group):
             total = total + forward(batch).detach()  # read back once, after the loop
             n += 1
@@ -311,6 +321,9 @@ def train_loop_per_worker(config: dict) -> None:
     step, read = state["step"], state["read"]
     first_step, t_start = step, time.time()  # the pace of this run's steps, for the time left
     skip = state["batches_done"]  # micro-batches of this read already trained on before the checkpoint
+    # utterances dropped in the reads before this one, by reason, all ranks' (this read's are counted again as
+    # it is replayed, so a resumed run counts each once)
+    skipped_before: dict[str, int] = dict(state.get("skipped_before_read", {}))
     plan_rows = config.get("plan_rows") or 0  # rows of one epoch of the plan (for the fractional epoch metric)
 
     def new_window() -> dict:  # what one log window adds up
@@ -333,7 +346,8 @@ def train_loop_per_worker(config: dict) -> None:
     reads = ShardReads(train_shard, read, data.read_ahead_rows)  # the next read starts while this one trains
     try:
         while step < tr.max_steps:
-            batches = _synced(micro_batches(read), world, cpu_group)
+            skipped = SkippedRows()
+            batches = _synced(micro_batches(read, skipped), world, cpu_group)
             done_in_read = rows_in_read = 0
             for batch, n in timed(batches):
                 rows_in_read += n
@@ -370,7 +384,8 @@ def train_loop_per_worker(config: dict) -> None:
                     scheduler.step()
                     optimizer.zero_grad(set_to_none=not graphs)
                 step += 1
-                state = {"step": step, "read": read, "batches_done": done_in_read, "max_steps": tr.max_steps}
+                state = {"step": step, "read": read, "batches_done": done_in_read, "max_steps": tr.max_steps,
+                         "skipped_before_read": skipped_before}
                 last = step == tr.max_steps
                 dev_due = dev_shard is not None and tr.dev_every and (step % tr.dev_every == 0 or last)
                 if step % tr.log_every == 0 or step % tr.checkpoint_every == 0 or dev_due or last:
@@ -388,6 +403,9 @@ def train_loop_per_worker(config: dict) -> None:
                         # the share of the window spent waiting for input: > ~0.05 means the input is the limit
                         "input_wait_frac": window["wait_s"] / elapsed,
                     }
+                    dropped = skipped_counts(skipped, skipped_before)
+                    metrics["skipped_utterances"] = sum(dropped.values())  # could not be featurised: dropped
+                    metrics.update({f"skipped_{reason}": n for reason, n in dropped.items()})
                     if dev_due:
                         metrics["dev_loss"] = dev_loss()
                     window = new_window()
@@ -407,7 +425,12 @@ def train_loop_per_worker(config: dict) -> None:
             if step >= tr.max_steps:
                 break
             if done_in_read == skip:
+                if skipped.total:
+                    raise RuntimeError(f"no utterance of the training data could be featurised: all "
+                                       f"{skipped.total} were skipped ({dict(skipped.by_reason)}; the first are "
+                                       "named above)")
                 raise RuntimeError("the training data is empty: the plan selects no utterances from the store")
+            skipped_before = skipped_counts(skipped, skipped_before)
             read, skip = read + 1, 0
     finally:
         reads.close()
