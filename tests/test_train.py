@@ -395,19 +395,28 @@ def test_training_skips_an_unreadable_utterance_and_counts_it_across_a_resume(tm
     planned = set(read_plan(plan)["id"].to_pylist())
     shard = next(f for p in list_partitions(bad_store, "train") for f in p.files
                  if planned & set(pq.read_table(f, columns=["id"])["id"].to_pylist()))
-    table = pq.read_table(shard)
-    ids, audio = table["id"].to_pylist(), table["audio"].to_pylist()
-    victim = next(i for i, uid in enumerate(ids) if uid in planned)
-    audio[victim] = b"fLaC" + b"\0" * 64  # a FLAC header and nothing readable after it
-    pq.write_table(table.set_column(table.schema.get_field_index("audio"), "audio",
-                                    pa.array(audio, table.schema.field("audio").type)), shard)
+    dev_shard = next(f for p in list_partitions(bad_store, "dev") for f in p.files)
+
+    def corrupt(path: str, pick) -> str:
+        table = pq.read_table(path)
+        ids, audio = table["id"].to_pylist(), table["audio"].to_pylist()
+        victim = next(i for i, uid in enumerate(ids) if pick(uid))
+        audio[victim] = b"fLaC" + b"\0" * 64  # a FLAC header and nothing readable after it
+        pq.write_table(table.set_column(table.schema.get_field_index("audio"), "audio",
+                                        pa.array(audio, table.schema.field("audio").type)), path)
+        return ids[victim]
+
+    victim = corrupt(shard, lambda uid: uid in planned)
+    corrupt(dev_shard, lambda uid: True)
 
     over = _overrides(tmp_path, bad_store, plan, "skip", **{"train.log_every": 2, "train.checkpoint_every": 2,
                                                             "data.plan_passes": 1, "data.max_batch_size": 16})
-    first = train(load_config(CONFIG, over + ["train.max_steps=2"]))
+    first = train(load_config(CONFIG, over + ["train.max_steps=2", "train.dev_every=2"]))
     assert first["metrics"]["skipped_utterances"] == 1 and first["metrics"]["skipped_unreadable_audio"] == 1
+    assert first["metrics"]["dev_skipped_utterances"] == 1 and first["metrics"]["dev_loss"] > 0
     log = capfd.readouterr().err  # local mode: the worker's log is this process's
-    assert f"skipped a training utterance that cannot be featurised: {ids[victim]}: unreadable_audio: " in log
+    assert f"skipped a training utterance that cannot be featurised: {victim}: unreadable_audio: " in log
+    assert "skipped a dev utterance that cannot be featurised: " in log
     # resumes at step 2 (replaying read 0 up to there) and trains on through more reads of the dataset
     second = train(load_config(CONFIG, over + ["train.max_steps=30"]))
     assert second["metrics"]["step"] == 30

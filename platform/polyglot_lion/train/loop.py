@@ -244,19 +244,21 @@ def train_loop_per_worker(config: dict) -> None:
         return {r: before.get(r, 0) + int(n) for r, n in zip(SKIP_REASONS, t.tolist()) if before.get(r, 0) + n}
 
     @torch.no_grad()
-    def dev_loss() -> float:
+    def dev_loss() -> tuple[float, int]:
+        """(mean dev loss per micro-batch, dev utterances that could not be featurised), all ranks."""
         model.eval()
         total, n = 0.0, 0
+        skipped = SkippedRows("dev")
         for batch, _ in _synced(iter_micro_batches(
-                SkippedRows("dev").filter(dev_shard.iter_rows()), pad_id, seed=0, window=data.bucket_window,
+                skipped.filter(dev_shard.iter_rows()), pad_id, seed=0, window=data.bucket_window,
                 max_frames=data.max_frames_per_batch, max_batch_size=data.max_batch_size), world, cpu_group):
             total = total + forward(batch).detach()  # read back once, after the loop
             n += 1
         model.train()
-        t = torch.tensor([float(total), n], dtype=torch.float64)
+        t = torch.tensor([float(total), n, skipped.total], dtype=torch.float64)
         if world > 1:
             torch.distributed.all_reduce(t, group=cpu_group)
-        return float(t[0] / max(t[1], 1))
+        return float(t[0] / max(t[1], 1)), int(t[2])
 
     mlflow_client = None
     if rank == 0 and config.get("mlflow_run_id"):
@@ -407,7 +409,9 @@ def train_loop_per_worker(config: dict) -> None:
                     metrics["skipped_utterances"] = sum(dropped.values())  # could not be featurised: dropped
                     metrics.update({f"skipped_{reason}": n for reason, n in dropped.items()})
                     if dev_due:
-                        metrics["dev_loss"] = dev_loss()
+                        metrics["dev_loss"], dev_skipped = dev_loss()
+                        if dev_skipped:
+                            metrics["dev_skipped_utterances"] = dev_skipped
                     window = new_window()
                     log_mlflow(metrics)
                     if rank == 0:
