@@ -238,3 +238,53 @@ def test_datasets_outside_the_twelve_are_scored_too(tmp_path, tiny_checkpoint, c
     assert res["benchmarks"]["callcentre"]["benchmark"] is None and res["benchmarks"]["callcentre"]["metric"] == "wer"
     md = (tmp_path / "e" / "results.md").read_text()
     assert "| Fms | callcentre | Avg |" in md and "| callcentre | en | WER |" in md
+
+
+def test_evaluation_skips_and_reports_an_unreadable_test_utterance(tmp_path, tiny_checkpoint, corpus_store):
+    """A damaged test utterance is left out of the score and said (results, markdown, MLflow), not fatal; a set
+    with nothing readable is listed as skipped; a store with nothing readable at all is an error."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from mlflow.tracking import MlflowClient
+
+    from polyglot_lion.data.store import list_partitions
+    from polyglot_lion.evaluation.evaluate import evaluate
+
+    store, _ = corpus_store
+    copy = str(tmp_path / "store")
+    shutil.copytree(store, copy)
+    parts = {p.dataset: p for p in list_partitions(copy, "test")}
+
+    def corrupt(path: str, n: int) -> list[str]:
+        table = pq.read_table(path)
+        audio = table["audio"].to_pylist()
+        audio[:n] = [b"not audio"] * min(n, len(audio))
+        pq.write_table(table.set_column(table.schema.get_field_index("audio"), "audio",
+                                        pa.array(audio, table.schema.field("audio").type)), path)
+        return sorted(table["id"].to_pylist()[:n])
+
+    lost = corrupt(parts["librispeech"].files[0], 1)
+    for f in parts["nsc"].files:
+        corrupt(f, 10_000)  # the whole set
+    db = f"sqlite:///{tmp_path}/mlflow.db"
+    res = evaluate(tiny_checkpoint, copy, benchmarks=["LS", "nsc", "aishell1"], out_dir=str(tmp_path / "e"),
+                   tracking_uri=db, progress=False)
+    ls = res["benchmarks"]["librispeech"]
+    assert ls["skipped_utterances"] == 1 and res["skipped"]["librispeech"]["utterances"] == 1
+    assert res["skipped"]["librispeech"]["examples"][0]["id"] == lost[0]
+    assert res["skipped"]["librispeech"]["examples"][0]["reason"].startswith("unreadable_audio: ")
+    assert ls["utterances"] == sum(pq.read_metadata(f).num_rows for f in parts["librispeech"].files) - 1 >= 1
+    assert "nsc" not in res["benchmarks"] and res["skipped"]["nsc"]["utterances"] >= 1
+    assert res["benchmarks"]["aishell1"]["skipped_utterances"] == 0
+    md = (tmp_path / "e" / "results.md").read_text()
+    assert "librispeech: 1 utterance(s) not scored" in md and "the whole set, so it is not in the tables" in md
+    metrics = MlflowClient(tracking_uri=db).get_run(res["mlflow"]["run_id"]).data.metrics
+    assert metrics["librispeech.skipped_utterances"] == 1 and "nsc.wer" not in metrics
+
+    for p in parts.values():
+        for f in p.files:
+            corrupt(f, 10_000)
+    with pytest.raises(ValueError, match="no utterance of 'test' in .* could be decoded"):
+        evaluate(tiny_checkpoint, copy, log_to_mlflow=False, progress=False)

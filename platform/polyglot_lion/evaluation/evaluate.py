@@ -12,6 +12,7 @@ Datasets outside the paper's twelve are scored and reported too, in their own co
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -73,9 +74,23 @@ def evaluate(model_uri: str, store: str, split: str = "test", benchmarks: list[s
         from tqdm import tqdm
 
         bar = tqdm(total=len(parts), desc="evaluate", unit="set")
+    skipped: dict[str, list[dict]] = {}  # test set -> utterances whose audio does not decode (not scored)
     for p in parts:
-        rows = _read_partition(p, max_utterances)
-        audios = [decode_flac(r["audio"]) for r in rows]
+        rows, audios = [], []
+        for r in _read_partition(p, max_utterances):
+            try:
+                audios.append(decode_flac(r["audio"]))
+                rows.append(r)
+            except Exception as e:  # noqa: BLE001 - one damaged utterance must not end the evaluation
+                skipped.setdefault(p.dataset, []).append(
+                    {"id": r["id"], "reason": f"unreadable_audio: {type(e).__name__}: {str(e)[:120]}"})
+        if p.dataset in skipped:
+            print(f"evaluate: {p.dataset}: {len(skipped[p.dataset])} utterance(s) skipped, audio does not decode "
+                  f"(first: {skipped[p.dataset][0]['id']}: {skipped[p.dataset][0]['reason']})", file=sys.stderr)
+        if not rows:  # nothing left to score: listed under "skipped", not in the table
+            if bar:
+                bar.update()
+            continue
         t0 = time.perf_counter()
         outs = tr.transcribe(audios)
         wall = time.perf_counter() - t0
@@ -88,7 +103,7 @@ def evaluate(model_uri: str, store: str, split: str = "test", benchmarks: list[s
                  "capped_error_rate": capped_error_rate(s.error_rate),
                  "exact_match": exact_match_rate(refs, hyps, p.language),
                  "s_per_sample": wall / max(1, len(rows)), "rtf": wall / audio_s if audio_s else None,
-                 "audio_hours": audio_s / 3600}
+                 "audio_hours": audio_s / 3600, "skipped_utterances": len(skipped.get(p.dataset, []))}
         predicted = [o.language for o in outs]
         if any(predicted):
             entry["language_id_accuracy"] = language_id_accuracy([p.language] * len(rows), predicted).accuracy
@@ -101,6 +116,9 @@ def evaluate(model_uri: str, store: str, split: str = "test", benchmarks: list[s
             bar.update()
     if bar:
         bar.close()
+    if not results:
+        raise ValueError(f"evaluate: no utterance of {split!r} in {store!r} could be decoded "
+                         f"({sum(len(v) for v in skipped.values())} skipped in {sorted(skipped)})")
     by_lang: dict[str, list[float]] = {}
     for e in results.values():
         by_lang.setdefault(e["language"], []).append(e["error_rate"])
@@ -115,6 +133,7 @@ def evaluate(model_uri: str, store: str, split: str = "test", benchmarks: list[s
         "exact_match": sum(e["exact_match"] * e["utterances"] for e in results.values())
         / max(1, sum(e["utterances"] for e in results.values())),
         "published_source": SOURCE,
+        "skipped": {d: {"utterances": len(v), "examples": v[:5]} for d, v in skipped.items()},
     }
     if out_dir:
         d = Path(out_dir)
@@ -160,6 +179,10 @@ def markdown_table(res: dict) -> str:
                  f"{_fmt(e['rtf'])} |\n")
     text += "\n| language | mean error rate |\n|---|---|\n" + "".join(
         f"| {k} | {_fmt(v)} |\n" for k, v in res["languages"].items())
+    for d, sk in res.get("skipped", {}).items():
+        text += (f"\n{d}: {sk['utterances']} utterance(s) not scored, their audio does not decode "
+                 f"(e.g. {sk['examples'][0]['id']}: {sk['examples'][0]['reason']})"
+                 + ("; the whole set, so it is not in the tables" if d not in res["benchmarks"] else "") + "\n")
     return text
 
 
@@ -215,6 +238,8 @@ def log_evaluation(res: dict, tracking: str, out_dir: str | None, experiment: st
     if res["average"] is not None:
         client.log_metric(rid, "average", res["average"])
     client.log_metric(rid, "average_capped", res["average_capped"])
+    for d, sk in res.get("skipped", {}).items():
+        client.log_metric(rid, f"{d}.skipped_utterances", sk["utterances"])
     if out_dir:
         client.log_artifacts(rid, out_dir, "evaluation")
     client.set_terminated(rid)
