@@ -51,6 +51,10 @@ def compare(ref: dict, cand: dict, rtol_loss: float, rtol_grad_norm: float) -> t
     ok = worst_loss <= rtol_loss and worst_norm <= rtol_grad_norm
     lines.append(f"largest relative difference: loss {worst_loss:.2e} (tolerance {rtol_loss:g}), gradient norm "
                  f"{worst_norm:.2e} (tolerance {rtol_grad_norm:g}): {'same training' if ok else 'DIFFERENT'}")
+    if ref.get("step_s_median") and cand.get("step_s_median"):  # results from before 2026-11-28 lack them
+        lines.append(f"median step: ref {ref['step_s_median']:.4f} s, cand {cand['step_s_median']:.4f} s "
+                     f"(cand {ref['step_s_median'] / cand['step_s_median']:.2f}x the speed); MFU ref "
+                     f"{ref.get('mfu') or 0:.1%}, cand {cand.get('mfu') or 0:.1%} (mean over the timed steps)")
     for name, r in (("ref", ref), ("cand", cand)):  # a note, not a failure: the numbers may still be the same
         if r.get("variant", {}).get("compile_mode") == "reduce-overhead" and r.get("cudagraph_skips"):
             lines.append(f"note: {name} ran {r['cudagraph_skips']} compiled graphs without a CUDA graph (on "

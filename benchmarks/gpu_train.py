@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import time
 
 import numpy as np
@@ -346,10 +347,28 @@ def main() -> None:
     from torch._dynamo.utils import counters
 
     frames_before = counters["frames"]["total"]  # dynamo compiles during the timed steps (0 if none: valid timing)
+    # per-step times without a host read in the loop: CUDA events on a GPU (read after the last step), the
+    # host clock on CPU (synchronous there). A step far above the median recorded or compiled something.
+    marks = []
+
+    def mark() -> None:
+        if device.type == "cuda":
+            ev = torch.cuda.Event(enable_timing=True)
+            ev.record()
+            marks.append(ev)
+        else:
+            marks.append(time.perf_counter())
+
     t0 = time.perf_counter()
-    timed_results = [optimizer_step(i) for i in range(args.warmup_steps, args.warmup_steps + args.steps)]
+    mark()
+    timed_results = []
+    for i in range(args.warmup_steps, args.warmup_steps + args.steps):
+        timed_results.append(optimizer_step(i))
+        mark()
     sync()
     elapsed = time.perf_counter() - t0
+    step_times = ([a.elapsed_time(b) / 1000 for a, b in zip(marks, marks[1:])] if device.type == "cuda"
+                  else [b - a for a, b in zip(marks, marks[1:])])
     timed_compiles = counters["frames"]["total"] - frames_before
     losses = [round(float(loss), 6) for loss, _ in timed_results]
     grad_norms = [round(float(norm), 6) for _, norm in timed_results]
@@ -378,6 +397,8 @@ def main() -> None:
         "activation_checkpointing": args.activation_checkpointing,
         "clip_seconds": [args.min_seconds, args.max_seconds], "padding_efficiency": round(padding_efficiency, 4),
         "warmup_steps": args.warmup_steps, "timed_steps": args.steps, "step_s": elapsed / args.steps,
+        "step_s_median": statistics.median(step_times), "step_s_max": max(step_times),
+        "step_times_s": [round(t, 5) for t in step_times],
         "pool_steps": args.pool_steps, "compiles_in_timed_steps": timed_compiles,
         # inductor's count of compiled graphs it ran without a CUDA graph (for --compile reduce-overhead: 0, else the
         # figures are not the graphs'; TORCH_LOGS=cudagraphs says why)
@@ -399,6 +420,9 @@ def main() -> None:
           + (f" = {result['mfu']:.1%} MFU of {peak:g}" if peak else " (MFU: peak unknown)")
           + f", peak memory {peak_memory_gib:.1f} GiB ({memory_source})"
           + (f"; {timed_compiles} dynamo compiles during the timed steps: more warm-up steps?" if timed_compiles else "")
+          + (f"; slowest step {result['step_s_max']:.3f} s against a median of {result['step_s_median']:.3f} s: "
+             "something was recorded or compiled in the timed steps (more warm-up steps?)"
+             if result["step_s_max"] > 2 * result["step_s_median"] else "")
           + (f"; {result['cudagraph_skips']} compiled graphs ran WITHOUT a CUDA graph (TORCH_LOGS=cudagraphs says why)"
              if graphs and result["cudagraph_skips"] else ""))
     if profile and "error" not in profile:

@@ -36,6 +36,9 @@ def test_gpu_train_smoke(tmp_path):
     assert r["audio_s_per_s"] > r["samples_per_s"]  # clips of 1-2 s
     assert r["mfu"] is None and r["peak_tflops"] is None  # no nominal CPU peak
     assert r["pool_steps"] == 1 and r["compiles_in_timed_steps"] == 0
+    # per-step times (CUDA events on a GPU): one per timed step, adding up to about the timed wall
+    assert len(r["step_times_s"]) == r["timed_steps"] and 0 < r["step_s_median"] <= r["step_s_max"]
+    assert sum(r["step_times_s"]) == pytest.approx(r["step_s"] * r["timed_steps"], rel=0.1)
 
 
 @pytest.mark.timeout(1500)
@@ -72,6 +75,7 @@ def test_gpu_train_compiled_layers_train_the_same(tmp_path):
     same = compare(compiled)
     assert same.returncode == 0 and "same training" in same.stdout, same.stdout + same.stderr
     assert "note: cand ran" in same.stdout and "without a CUDA graph" in same.stdout, same.stdout
+    assert "median step: ref " in same.stdout and "x the speed" in same.stdout, same.stdout
     # about half the first step's gradient norm (of 2 micro-batches, the first's .grad overwritten): caught
     lost = compare({**compiled, "grad_norms": [compiled["grad_norms"][0] * 0.5, *compiled["grad_norms"][1:]]})
     assert lost.returncode == 1 and "DIFFERENT" in lost.stdout, lost.stdout + lost.stderr
