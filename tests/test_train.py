@@ -428,6 +428,39 @@ def test_training_skips_an_unreadable_utterance_and_counts_it_across_a_resume(tm
     assert skipped[-1][1] >= 2  # the run went past one read
 
 
+def test_steps_for_epochs_counts_the_plans_micro_batches():
+    from polyglot_lion.train.data import steps_for_epochs
+
+    args = dict(grad_accum=1, workers=1, window=256, max_frames=8000, max_batch_size=16)
+    assert steps_for_epochs([5.0] * 10, 1, fixed_batch_size=4, **args) == 3  # ceil(10 / 4)
+    assert steps_for_epochs([5.0] * 10, 2.5, fixed_batch_size=4, **args) == 8  # ceil(2.5 x 3)
+    assert steps_for_epochs([5.0] * 10, 1, fixed_batch_size=4, **{**args, "workers": 2}) == 2
+    # bucketed: 16 clips of 5 s (500 frames) fill 8000 frames exactly; 15 s clips (1,500) 5 to a batch
+    assert steps_for_epochs([5.0] * 32, 1, **args) == 2
+    assert steps_for_epochs([14.2] * 10, 1, **args) == 2 and steps_for_epochs([14.2] * 10, 1, **{**args, "grad_accum": 2}) == 1
+    with pytest.raises(ValueError, match="epochs must be > 0"):
+        steps_for_epochs([5.0], 0, **args)
+
+
+def test_train_epochs_sets_max_steps_from_the_plan(tmp_path, corpus_store, capsys):
+    """train.epochs=1: max_steps comes from the plan (said, and logged as the run's train.max_steps), and the
+    run ends at about one epoch of the plan by its own epoch metric."""
+    from mlflow.tracking import MlflowClient
+
+    from polyglot_lion.train.run import train
+
+    store, plan = corpus_store
+    out = train(load_config(CONFIG, _overrides(tmp_path, store, plan, "epochs", **{
+        "train.epochs": 1, "train.max_steps": 1, "train.log_every": 1000, "train.checkpoint_every": 1000,
+        "data.plan_passes": 1})))
+    said = capsys.readouterr().out
+    steps = out["metrics"]["step"]
+    assert "train.epochs=1: " in said and f"-> train.max_steps={steps} (was 1)" in said and steps > 5
+    params = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db").get_run(out["mlflow_run_id"]).data.params
+    assert params["train.max_steps"] == str(steps) and params["train.epochs"] == "1.0"
+    assert 0.85 <= out["metrics"]["epoch"] <= 1.15, out["metrics"]["epoch"]
+
+
 def test_progress_line_says_step_loss_throughput_and_time_left():
     from polyglot_lion.train.loop import progress_line
 

@@ -94,6 +94,9 @@ class ModelSection:
 @dataclass
 class TrainSection:
     max_steps: int = _f(200, "optimizer steps in total (resume continues to this count)")
+    epochs: float = _f(0.0, "if > 0: train about this many epochs of the balance plan instead; max_steps is then "
+                            "set from the plan before training starts (its clips bucketed as the worker buckets "
+                            "them, per grad_accum and worker; printed, and logged as train.max_steps)")
     lr: float = _f(2e-5, "peak learning rate (AdamW)")
     warmup_ratio: float = _f(0.02, "fraction of max_steps of linear warm-up, then cosine decay to 0")
     weight_decay: float = _f(0.01, "AdamW weight decay")
@@ -230,6 +233,8 @@ def _semantic_problems(cfg: Config, check_paths: bool) -> list[str]:
                    ("data.frame_multiple", cfg.data.frame_multiple)):
         if v < 1:
             out.append(f"{key} must be >= 1 (is {v})")
+    if t.epochs < 0:
+        out.append(f"train.epochs must be >= 0 (is {t.epochs}; 0: train.max_steps decides)")
     if cfg.model.compile_mode != "default" and not cfg.model.compile:
         out.append(f"model.compile_mode={cfg.model.compile_mode} needs model.compile: true")
     if (cfg.data.token_multiple > 1 or cfg.data.frame_multiple > 1) and not cfg.model.host_layout:

@@ -13,6 +13,7 @@ micro-batches.
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
 
@@ -249,3 +250,24 @@ def iter_micro_batches(rows, pad_id: int, seed: int, window: int, max_frames: in
             buf = []
     if buf:
         yield from flush(buf)
+
+
+def steps_for_epochs(durations_s: list[float], epochs: float, grad_accum: int, workers: int, window: int,
+                     max_frames: int, max_batch_size: int, fixed_batch_size: int = 0, seed: int = 0,
+                     chunk_frames: int = 100) -> int:
+    """Optimizer steps that ``epochs`` epochs of a plan make (``durations_s``: one per plan row), for
+    ``train.epochs``. Each clip counts as its mel frames rounded up to the encoder's chunks (``chunk_frames``,
+    1 s), bucketed by ``bucket_batches`` in windows of ``window`` clips as ``iter_micro_batches`` does, in a
+    seeded order (the worker's order comes from the store's shards and a shuffle buffer, so its count differs
+    by a few micro-batches); the micro-batches are shared by ``workers`` and ``grad_accum`` make a step. Pure."""
+    if epochs <= 0 or not durations_s:
+        raise ValueError(f"steps_for_epochs: epochs must be > 0 and the plan non-empty (epochs {epochs}, "
+                         f"{len(durations_s)} rows)")
+    lengths = [max(1, math.ceil(d * 100 / chunk_frames)) * chunk_frames for d in durations_s]
+    order = np.random.default_rng(seed).permutation(len(lengths))
+    micro = 0
+    for start in range(0, len(order), window):
+        part = [lengths[i] for i in order[start:start + window]]
+        micro += (math.ceil(len(part) / fixed_batch_size) if fixed_batch_size
+                  else len(bucket_batches(part, max_frames, max_batch_size, seed=seed, window=len(part))))
+    return max(1, math.ceil(epochs * micro / (workers * grad_accum)))

@@ -8,6 +8,7 @@ the MLflow run of that name is continued, not duplicated.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -45,6 +46,23 @@ def prepare_base_model(cfg: Config, run_dir: Path) -> str:
         save_tiny_checkpoint(str(base), texts, seed=cfg.run.seed, vocab_size=cfg.model.tiny_vocab_size,
                              encoder=encoder, decoder=decoder)
     return str(base)
+
+
+def resolve_epochs(cfg: Config) -> Config:
+    """``train.epochs`` > 0: the config with ``train.max_steps`` set to the steps that many epochs of the plan
+    make (``steps_for_epochs``), said on stdout; else the config as it is. Deterministic, so a resumed run
+    resolves the same count."""
+    if cfg.train.epochs <= 0:
+        return cfg
+    from .data import steps_for_epochs
+
+    d, t = cfg.data, cfg.train
+    durations = read_plan(d.plan).column("duration_s").to_pylist()
+    steps = steps_for_epochs(durations, t.epochs, t.grad_accum, max(1, cfg.scaling.num_workers), d.bucket_window,
+                             d.max_frames_per_batch, d.max_batch_size, d.fixed_batch_size, seed=cfg.run.seed)
+    print(f"train.epochs={t.epochs:g}: {len(durations)} plan rows an epoch -> train.max_steps={steps} (was "
+          f"{t.max_steps})", flush=True)
+    return dataclasses.replace(cfg, train=dataclasses.replace(t, max_steps=steps))
 
 
 def _git_commit() -> str:
@@ -186,6 +204,7 @@ def train(cfg: Config, inject_crash_at_step: int | None = None, progress: bool =
         check_deepspeed_config(ds_config)  # fails here, before Ray starts, if DeepSpeed rejects it
     run_dir = (Path(cfg.run.output_dir) / cfg.run.name).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
+    cfg = resolve_epochs(cfg)
     (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     base = prepare_base_model(cfg, run_dir)
     run_id = _mlflow_run(cfg, run_dir)
