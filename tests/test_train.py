@@ -410,19 +410,24 @@ def test_training_skips_an_unreadable_utterance_and_counts_it_across_a_resume(tm
     corrupt(dev_shard, lambda uid: True)
 
     over = _overrides(tmp_path, bad_store, plan, "skip", **{"train.log_every": 2, "train.checkpoint_every": 2,
-                                                            "data.plan_passes": 1, "data.max_batch_size": 16})
+                                                            "data.plan_passes": 1, "data.fixed_batch_size": 16})
     first = train(load_config(CONFIG, over + ["train.max_steps=2", "train.dev_every=2"]))
     assert first["metrics"]["skipped_utterances"] == 1 and first["metrics"]["skipped_unreadable_audio"] == 1
     assert first["metrics"]["dev_skipped_utterances"] == 1 and first["metrics"]["dev_loss"] > 0
     log = capfd.readouterr().err  # local mode: the worker's log is this process's
     assert f"skipped a training utterance that cannot be featurised: {victim}: unreadable_audio: " in log
     assert "skipped a dev utterance that cannot be featurised: " in log
-    # resumes at step 2 (replaying read 0 up to there) and trains on through more reads of the dataset
-    second = train(load_config(CONFIG, over + ["train.max_steps=30"]))
-    assert second["metrics"]["step"] == 30
+    # resumes at step 2 (replaying read 0 up to there) and trains on into the next read of the dataset
+    from polyglot_lion.train.data import steps_for_epochs
+
+    per_read = steps_for_epochs(read_plan(plan)["duration_s"].to_pylist(), 1, 1, 1, window=32, max_frames=1,
+                                max_batch_size=1, fixed_batch_size=16)  # fixed batches: exact (less one bad row)
+    total = per_read + 4 + per_read % 2  # even, so the last step is logged
+    second = train(load_config(CONFIG, over + [f"train.max_steps={total}"]))
+    assert second["metrics"]["step"] == total
     skipped = _history(tmp_path, first["mlflow_run_id"], "skipped_utterances")
     epochs = dict(_history(tmp_path, first["mlflow_run_id"], "epoch"))
-    assert [s for s, _ in skipped] == list(range(2, 31, 2))
+    assert [s for s, _ in skipped] == list(range(2, total + 1, 2))
     # one drop per read (an epoch of the plan): 1 while epoch 0 lasts (epoch metric up to 1.0), 2 in epoch 1, ...
     assert [v for _, v in skipped] == [math.ceil(epochs[s]) for s, _ in skipped], (skipped, epochs)
     assert skipped[-1][1] >= 2  # the run went past one read
