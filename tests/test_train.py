@@ -431,6 +431,12 @@ def test_training_skips_an_unreadable_utterance_and_counts_it_across_a_resume(tm
     # one drop per read (an epoch of the plan): 1 while epoch 0 lasts (epoch metric up to 1.0), 2 in epoch 1, ...
     assert [v for _, v in skipped] == [math.ceil(epochs[s]) for s, _ in skipped], (skipped, epochs)
     assert skipped[-1][1] >= 2  # the run went past one read
+    from polyglot_lion.cli import skipped_summary  # what `polyglot-lion train` prints at the end
+
+    assert skipped_summary(second["metrics"]) == (
+        "2 training utterance(s) skipped: they could not be featurised (unreadable_audio=2; the first are named "
+        "in the job's log)")
+    assert skipped_summary({"skipped_utterances": 0}) is None and skipped_summary({}) is None
 
 
 def test_steps_for_epochs_counts_the_plans_micro_batches():

@@ -351,7 +351,20 @@ def cmd_train(args) -> int:
     mv = out.get("model_version")
     print(f"\nMLflow run {out['mlflow_run_id']} in {out['tracking_uri']}"
           + (f"; registered {mv['name']} version {mv['version']}" if mv else ""))
+    said = skipped_summary(out.get("metrics") or {})
+    if said:
+        print(said)
     return 0
+
+
+def skipped_summary(metrics: dict) -> str | None:
+    """One line on the training utterances a run dropped (from its final metrics), or None if it dropped none."""
+    if not metrics.get("skipped_utterances"):
+        return None
+    reasons = ", ".join(f"{k[len('skipped_'):]}={v:.0f}" for k, v in sorted(metrics.items())
+                        if k.startswith("skipped_") and k != "skipped_utterances")
+    return (f"{metrics['skipped_utterances']:.0f} training utterance(s) skipped: they could not be featurised "
+            f"({reasons}; the first are named in the job's log)")
 
 
 def cmd_score(args) -> int:
