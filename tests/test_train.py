@@ -39,6 +39,58 @@ def test_deepspeed_refuses_compile_and_our_bf16_weights():
         assert f"{key} is not supported with scaling.deepspeed_stage=2" in msg
 
 
+def test_dev_eval_options_are_checked(tmp_path):
+    """train.dev_eval_every: >= 0, needs a dev split (named, and in the store), refused under ZeRO-3."""
+    for over, message in ((["train.dev_eval_every=-1"], "train.dev_eval_every must be >= 0 (is -1; 0: off)"),
+                          (["train.dev_eval_every=5", "data.dev_split="], "needs a dev split to transcribe"),
+                          (["train.dev_eval_every=5", "scaling.deepspeed_stage=3", "scaling.num_workers=2"],
+                           "train.dev_eval_every is not supported with scaling.deepspeed_stage=3")):
+        with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            load_config(CONFIG, over, check_paths=False)
+    assert load_config(CONFIG, ["train.dev_eval_every=5", "scaling.deepspeed_stage=2", "scaling.num_workers=2"],
+                       check_paths=False).train.dev_eval_every == 5
+    store = tmp_path / "store"
+    (store / "data" / "train" / "en" / "set1").mkdir(parents=True)
+    (store / "data" / "train" / "en" / "set1" / "_meta.json").write_text("{}")
+    (tmp_path / "plan").mkdir()
+    (tmp_path / "plan" / "plan.parquet").write_text("")
+    with pytest.raises(ConfigError, match=r"train.dev_eval_every and train.select_by=dev_loss: store .* has no "
+                                          r"'dev' split \(data.dev_split; the store has \['train'\]\)"):
+        load_config(CONFIG, ["train.dev_eval_every=5", "train.select_by=dev_loss", "train.checkpoint_every=100",
+                             f"data.store={store}", f"data.plan={tmp_path}/plan"])
+
+
+def test_checkpoint_selection_and_what_is_kept():
+    from polyglot_lion.train.loop import best_checkpoint, stale_checkpoints
+
+    c = [("s1", {"dev_loss": 3.0}), ("s2", {"dev_loss": 1.0}), ("s3", {"dev_loss": 2.0}), ("s4", {"dev_loss": 1.0}),
+         ("s5", {"dev_loss": float("nan")}), ("s6", {})]
+    assert best_checkpoint(c, "dev_loss") == "s4"  # lowest; the later one on a tie
+    assert best_checkpoint(c[:3], "dev_loss") == "s2" and best_checkpoint(c, "last") == "s6"
+    assert best_checkpoint(c[4:], "dev_loss") == "s6"  # nothing scored: the latest
+    assert stale_checkpoints(c, 2, "last") == ["s1", "s2", "s3", "s4"]
+    assert stale_checkpoints(c, 2, "dev_loss") == ["s1", "s3", "s5"]  # the best 2 and the latest stay
+    assert stale_checkpoints(c[:4], 1, "dev_loss") == ["s1", "s2", "s3"]  # the latest is the best: only it stays
+    with pytest.raises(ConfigError, match=r"train.select_by=dev_loss needs that metric at every checkpoint: "
+                                          r"train.dev_every \(is 30\) must be >= 1 and divide "
+                                          r"train.checkpoint_every \(is 50\)"):
+        load_config(CONFIG, ["train.select_by=dev_loss", "train.dev_every=30"], check_paths=False)
+    with pytest.raises(ConfigError, match=r"train.select_by must be one of \['last', 'dev_loss', "):
+        load_config(CONFIG, ["train.select_by=wer"], check_paths=False)
+
+
+def test_dev_metrics_from_an_evaluation():
+    from polyglot_lion.evaluation.evaluate import dev_metrics
+
+    res = {"average_capped": 60.0, "exact_match": 12.5, "skipped": {"b": {"utterances": 1}},
+           "benchmarks": {"a": {"language": "en", "capped_error_rate": 100.0, "utterances": 3},
+                          "b": {"language": "en", "capped_error_rate": 40.0, "utterances": 2},
+                          "c": {"language": "zh", "capped_error_rate": 40.0, "utterances": 3}}}
+    assert dev_metrics(res) == {"dev_capped_error_rate": 60.0, "dev_exact_match": 12.5, "dev_eval_utterances": 8,
+                                "dev_capped_error_rate_en": 70.0, "dev_capped_error_rate_zh": 40.0,
+                                "dev_eval_skipped_utterances": 1}
+
+
 def test_cuda_graph_options_are_checked_together():
     """model.compile_mode needs model.compile; the shape grid needs the host layout, and its multiples are >= 1;
     the config's modes are the ones compile_layers takes."""
@@ -164,7 +216,9 @@ def test_train_checkpoint_resume_and_mlflow(tmp_path, corpus_store):
     base = [f"data.store={store}", f"data.plan={plan}", f"run.output_dir={tmp_path}/runs", "run.name=resume",
             f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", "train.checkpoint_every=3", "train.log_every=3",
             "train.dev_every=3", "data.max_batch_size=8", "data.bucket_window=32", "train.lr=0.001",
-            "data.featurize_actors=0", "scaling.num_workers=0"]  # Train's local mode: checkpoints in the run folder
+            "data.featurize_actors=0", "scaling.num_workers=0",  # Train's local mode: checkpoints in the run folder
+            "train.dev_eval_every=3",  # the dev split transcribed and scored at steps 3 and 6
+            "train.select_by=dev_capped_error_rate", "train.keep_checkpoints=1"]  # the best one, and the latest
     first = train(load_config(CONFIG, base + ["train.max_steps=3"]))
     assert first["metrics"]["step"] == 3 and str(first["model_version"]["version"]) == "1"
     with pytest.warns(UserWarning, match=r"resuming at step 3 with train.max_steps=6, but this run was training "
@@ -177,12 +231,19 @@ def test_train_checkpoint_resume_and_mlflow(tmp_path, corpus_store):
     assert steps == [3, 6]  # no repeated or skipped steps across the resume
     assert {"dev_loss", "lr", "grad_norm", "samples_per_s", "audio_s_per_s", "padding_efficiency",
             "peak_memory_mb"} <= set(client.get_run(first["mlflow_run_id"]).data.metrics)
-    state = json.loads(open(f"{second['checkpoint']}/training_state.json").read())
+    state = json.loads(open(f"{second['latest_checkpoint']}/training_state.json").read())
     assert state["step"] == 6 and state["read"] == 0
     import glob
 
-    kept = sorted(glob.glob(f"{tmp_path}/runs/resume/checkpoints/checkpoint_step_*"))  # local mode keeps its own
-    assert [p.rsplit("_", 1)[1] for p in kept] == ["00000003", "00000006"] and second["checkpoint"] == kept[-1]
+    # train.select_by: the run's model (logged, registered) is the checkpoint with the lowest dev error rate (the
+    # later one on a tie); local mode keeps it and the latest (keep_checkpoints 1), in its own folder
+    rates = dict(_history(tmp_path, first["mlflow_run_id"], "dev_capped_error_rate"))
+    best = 3 if rates[3] < rates[6] else 6
+    kept = sorted(glob.glob(f"{tmp_path}/runs/resume/checkpoints/checkpoint_step_*"))
+    assert [int(p.rsplit("_", 1)[1]) for p in kept] == sorted({best, 6}) and second["latest_checkpoint"] == kept[-1]
+    assert second["checkpoint"] == kept[0] and second["model_step"] == best
+    assert json.loads(open(f"{second['checkpoint']}/metrics.json").read())["dev_capped_error_rate"] == rates[best]
+    assert client.get_run(first["mlflow_run_id"]).data.metrics["model_step"] == best
     epochs = [v for _, v in _history(tmp_path, first["mlflow_run_id"], "epoch")]
     assert len(epochs) == 2 and 0 < epochs[0] < epochs[1]  # fractional epochs of the plan, growing
     assert sorted(str(v.version) for v in client.search_model_versions("name='polyglot-lion-tiny'")) == ["1", "2"]
@@ -190,6 +251,19 @@ def test_train_checkpoint_resume_and_mlflow(tmp_path, corpus_store):
     assert plots == ["plots/training_curves.png"]
     png = client.download_artifacts(first["mlflow_run_id"], "plots/training_curves.png", str(tmp_path))
     assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+    # the dev evaluation: logged at both checkpoints, per language, and equal to what 'polyglot-lion evaluate
+    # --split dev' says of the last checkpoint (the same utterances and code, the same weights)
+    from polyglot_lion.evaluation.evaluate import dev_metrics, evaluate
+
+    logged = {k: dict(_history(tmp_path, first["mlflow_run_id"], k)) for k in client.get_run(
+        first["mlflow_run_id"]).data.metrics if k.startswith("dev_") and k not in ("dev_loss", "dev_eval_s")}
+    assert {f"dev_capped_error_rate_{lang}" for lang in ("en", "zh", "ta", "ms")} <= set(logged)
+    assert all(sorted(v) == [3, 6] for v in logged.values()), logged
+    assert 0 <= logged["dev_capped_error_rate"][6] <= 100 and logged["dev_eval_utterances"][6] == 12 * 2
+    res = evaluate(second["latest_checkpoint"], store, split="dev", max_utterances=64 // 12, log_to_mlflow=False,
+                   progress=False)
+    assert dev_metrics(res) == pytest.approx({k: v[6] for k, v in logged.items()}, abs=1e-9)
 
 
 def _overrides(tmp_path, store, plan, name, **kw):
@@ -246,15 +320,23 @@ def test_two_workers_ddp_on_gloo(tmp_path, corpus_store):
         "scaling.num_workers": 2, "scaling.cpus_per_worker": 0.5, "train.max_steps": 12, "train.log_every": 2,
         "train.checkpoint_every": 12, "data.featurize_actors": 1,  # the actor-pool featuriser (others: tasks)
         "data.read_ahead_rows": 64, "data.plan_passes": 1,  # each rank reads ahead: the next read starts
-        "train.dev_every": 12})))  # before the loop asks for it; one epoch per read, so 12 steps cross a read
-    # boundary. The dev loss at step 12 is reduced over the ranks' gloo group
+        "train.dev_every": 12,  # before the loop asks for it; one epoch per read, so 12 steps cross a read
+        # boundary. The dev loss at step 12 is reduced over the ranks' gloo group
+        "train.dev_eval_every": 6, "train.checkpoint_every": 6,  # rank 0 transcribes while rank 1 waits
+        "train.select_by": "dev_capped_error_rate", "train.keep_checkpoints": 1})))  # Ray keeps the best + latest
     assert out["metrics"]["step"] == 12
     assert [s for s, _ in _history(tmp_path, out["mlflow_run_id"])] == list(range(2, 13, 2))  # rank 0 logs
     dev = _history(tmp_path, out["mlflow_run_id"], "dev_loss")
     assert [s for s, _ in dev] == [12] and 0 < dev[0][1] < 20
+    rates = dict(_history(tmp_path, out["mlflow_run_id"], "dev_capped_error_rate"))
+    assert sorted(rates) == [6, 12] and all(0 <= r <= 100 for r in rates.values())
+    best = 6 if rates[6] < rates[12] else 12
+    assert out["model_step"] == best  # from Ray Train's kept checkpoints, scored by the metric
+    with open(f"{out['latest_checkpoint']}/training_state.json") as f:
+        assert json.load(f)["step"] == 12
     # ~48 utterances split over 2 ranks: the run crosses into a second read of the dataset, where the ranks'
     # read-ahead threads meet at the streaming split's next epoch
-    with open(f"{out['checkpoint']}/training_state.json") as f:
+    with open(f"{out['latest_checkpoint']}/training_state.json") as f:
         assert json.load(f)["read"] >= 1
     load_model(out["checkpoint"])
 
@@ -481,6 +563,8 @@ def test_progress_line_says_step_loss_throughput_and_time_left():
     assert line == ("step 150/3000 (5%) loss 2.3142 lr 9.80e-05 grad_norm 1.234 32.1 samples/s 158 audio-s/s, "
                     "1.6 h left")
     assert progress_line({**m, "dev_loss": 2.5}, 3000, 100.0, 50).endswith("dev_loss 2.5000, 1.6 h left")
+    assert progress_line({**m, "dev_loss": 2.5, "dev_capped_error_rate": 41.27}, 3000, 100.0, 50).endswith(
+        "dev_loss 2.5000 dev_error_rate 41.3%, 1.6 h left")
     assert progress_line(m, 160, 100.0, 50).endswith(", 20 s left")
     assert progress_line(m, 200, 100.0, 50).endswith(", 1.7 min left")
     assert progress_line(m, 3000, 0.0, 0).endswith(", ? left")  # nothing timed yet

@@ -351,6 +351,9 @@ def cmd_train(args) -> int:
     mv = out.get("model_version")
     print(f"\nMLflow run {out['mlflow_run_id']} in {out['tracking_uri']}"
           + (f"; registered {mv['name']} version {mv['version']}" if mv else ""))
+    if cfg.train.select_by != "last" and out.get("model_step") is not None:
+        print(f"the run's model is the checkpoint of step {out['model_step']} (lowest {cfg.train.select_by} of "
+              f"those kept): {out['checkpoint']}; a resume starts from {out['latest_checkpoint']}")
     said = skipped_summary(out.get("metrics") or {})
     if said:
         print(said)

@@ -34,7 +34,7 @@ class RunSection:
 class DataSection:
     store: str = _f("", "store folder written by 'polyglot-lion prepare' (required)")
     plan: str = _f("", "balance plan folder written by 'polyglot-lion balance' (required)")
-    dev_split: str = _f("dev", "split used for the periodic dev loss ('' for none)")
+    dev_split: str = _f("dev", "split used for the periodic dev loss and dev evaluation ('' for none)")
     dev_max_utterances: int = _f(64, "at most this many dev utterances per evaluation, as many from each dataset")
     target_mode: str = _f("agnostic", "agnostic: 'language None<asr_text>text' (paper); tagged: the language name",
                           choices=("agnostic", "tagged"))
@@ -111,8 +111,18 @@ class TrainSection:
     log_every: int = _f(10, "log metrics every N steps: to MLflow (rank 0) and one progress line in the job's log; "
                             "Ray Train gets them with each checkpoint")
     dev_every: int = _f(100, "dev loss every N steps (0 = off)")
+    dev_eval_every: int = _f(0, "every N steps (and at the last) transcribe the dev split with the model being "
+                                "trained and score it as 'polyglot-lion evaluate' does (greedy; WER, CER for "
+                                "Mandarin; data.dev_max_utterances in all, as many from each dev set), on rank 0: "
+                                "logs dev_capped_error_rate (mean over the dev sets, each capped at 100%) and per "
+                                "language, dev_exact_match, dev_eval_s; 0 = off; not with DeepSpeed ZeRO-3")
     checkpoint_every: int = _f(100, "checkpoint every N steps (and at the end)")
-    keep_checkpoints: int = _f(2, "keep the last K checkpoints")
+    keep_checkpoints: int = _f(2, "keep the last K checkpoints (with train.select_by: the best K, and the latest)")
+    select_by: str = _f("last", "which checkpoint is the run's model (logged to MLflow, registered, returned): the "
+                                "last, or the one with the lowest dev_loss / dev_capped_error_rate (needs that "
+                                "metric at every checkpoint: train.dev_every / train.dev_eval_every dividing "
+                                "train.checkpoint_every); a resume still starts from the latest",
+                        choices=("last", "dev_loss", "dev_capped_error_rate"))
 
 
 @dataclass
@@ -233,6 +243,21 @@ def _semantic_problems(cfg: Config, check_paths: bool) -> list[str]:
                    ("data.frame_multiple", cfg.data.frame_multiple)):
         if v < 1:
             out.append(f"{key} must be >= 1 (is {v})")
+    if t.dev_eval_every < 0:
+        out.append(f"train.dev_eval_every must be >= 0 (is {t.dev_eval_every}; 0: off)")
+    elif t.dev_eval_every and not cfg.data.dev_split:
+        out.append("train.dev_eval_every needs a dev split to transcribe: data.dev_split is ''")
+    elif t.dev_eval_every and cfg.scaling.deepspeed_stage == 3:
+        out.append("train.dev_eval_every is not supported with scaling.deepspeed_stage=3 (ZeRO-3 shards the "
+                   "weights over the ranks, and rank 0 transcribes alone); set it to 0 and evaluate the "
+                   "checkpoints with 'polyglot-lion evaluate --split dev'")
+    cadence = {"dev_loss": ("train.dev_every", t.dev_every),
+               "dev_capped_error_rate": ("train.dev_eval_every", t.dev_eval_every)}.get(t.select_by)
+    if cadence and not cfg.data.dev_split:
+        out.append(f"train.select_by={t.select_by} needs a dev split: data.dev_split is ''")
+    elif cadence and (cadence[1] < 1 or t.checkpoint_every % cadence[1]):
+        out.append(f"train.select_by={t.select_by} needs that metric at every checkpoint: {cadence[0]} (is "
+                   f"{cadence[1]}) must be >= 1 and divide train.checkpoint_every (is {t.checkpoint_every})")
     if t.epochs < 0:
         out.append(f"train.epochs must be >= 0 (is {t.epochs}; 0: train.max_steps decides)")
     if cfg.model.compile_mode != "default" and not cfg.model.compile:
@@ -267,6 +292,15 @@ def _semantic_problems(cfg: Config, check_paths: bool) -> list[str]:
             elif not os.path.exists(os.path.join(path, marker)):
                 out.append(f"{key}: {path!r} is not a {'store' if marker == 'data' else 'balance plan'} "
                            f"(no {marker} inside)")
+        needs_dev = [k for k, on in (("train.dev_eval_every", t.dev_eval_every),
+                                     (f"train.select_by={t.select_by}", t.select_by != "last")) if on]
+        if needs_dev and cfg.data.dev_split and os.path.isdir(os.path.join(cfg.data.store, "data")):
+            from .data.store import list_partitions
+
+            if not list_partitions(cfg.data.store, cfg.data.dev_split):
+                splits = sorted({p.split for p in list_partitions(cfg.data.store)})
+                out.append(f"{' and '.join(needs_dev)}: store {cfg.data.store!r} has no {cfg.data.dev_split!r} "
+                           f"split (data.dev_split; the store has {splits})")
     return out
 
 

@@ -26,6 +26,13 @@ def _step(n: int, title: str) -> float:
     return time.time()
 
 
+def _dev_rates(db: str, run_id: str) -> str:
+    from mlflow.tracking import MlflowClient
+
+    history = MlflowClient(tracking_uri=db).get_metric_history(run_id, "dev_capped_error_rate")
+    return ", ".join(f"step {m.step} {m.value:.1f}%" for m in sorted(history, key=lambda m: m.step))
+
+
 def _before_after(before: dict, after: dict) -> str:
     lines = [f"{'test set':<12}{'lang':<6}{'metric':<7}{'before (capped)':>17}{'after (capped)':>16}"
              f"{'exact before':>14}{'exact after':>13}"]
@@ -109,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
             f"data.store={store}", f"data.plan={plan_dir}", f"run.output_dir={out}/runs", "run.name=demo",
             f"run.seed={args.seed}", f"tracking.uri={db}", "tracking.registered_model=polyglot-lion-tiny",
             f"train.max_steps={args.train_steps}", f"train.checkpoint_every={max(50, args.train_steps // 4)}",
+            # at each checkpoint the dev split is transcribed and scored; the best checkpoint is the run's model
+            f"train.dev_eval_every={max(50, args.train_steps // 4)}", "train.select_by=dev_capped_error_rate",
             "train.log_every=25", "train.dev_every=250", "train.warmup_ratio=0.05", "train.lr=0.001",
             "train.betas=[0.9, 0.98]", "data.max_frames_per_batch=8000", "data.max_batch_size=16",
             "scaling.num_workers=1", "scaling.cpus_per_worker=1"])
@@ -125,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
         mv = result["model_version"]
         print(f"trained in {time.time() - t:.0f} s; final loss {result['metrics'].get('loss', float('nan')):.3f}; "
               f"MLflow run {result['mlflow_run_id']}; registered {mv['name']} version {mv['version']}")
+        print(f"the registered model is the checkpoint of step {result['model_step']}, the lowest dev error rate of "
+              f"those kept (dev error rate per checkpoint, capped at 100%: "
+              f"{_dev_rates(db, result['mlflow_run_id'])})")
 
         _step(7, "promote the new version in the registry")
         prom = promote(mv["name"], str(mv["version"]), "champion", db)

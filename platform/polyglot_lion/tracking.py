@@ -8,9 +8,11 @@ import tempfile
 from pathlib import Path
 
 
-def log_training_result(cfg, run_id: str, result, wall_hours: float, gpus: int) -> dict:
-    """Log cost, config, balance summary/plot, training curves and the final checkpoint; register it as a new
-    model version."""
+def log_training_result(cfg, run_id: str, result, wall_hours: float, gpus: int,
+                        model_checkpoint: str | None = None) -> dict:
+    """Log cost, config, balance summary/plot, training curves and the run's model (``model_checkpoint``: the
+    checkpoint ``train.select_by`` chose; default the latest); register it as a new model version. The result
+    has both: ``checkpoint`` (the model) and ``latest_checkpoint`` (where a resume starts)."""
     from mlflow.tracking import MlflowClient
 
     from .data.balance import plot_balance
@@ -30,13 +32,22 @@ def log_training_result(cfg, run_id: str, result, wall_hours: float, gpus: int) 
         curves = plot_training_curves(client, run_id, os.path.join(d, "training_curves.png"))
         if curves:
             client.log_artifact(run_id, curves, "plots")
-    ckpt = result.checkpoint
-    out = {"mlflow_run_id": run_id, "tracking_uri": cfg.tracking.uri, "checkpoint": ckpt.path if ckpt else None,
+    latest = result.checkpoint.path if result.checkpoint else None
+    model = model_checkpoint or latest
+    out = {"mlflow_run_id": run_id, "tracking_uri": cfg.tracking.uri, "checkpoint": model,
+           "latest_checkpoint": latest,
            "metrics": {k: v for k, v in (result.metrics or {}).items() if isinstance(v, (int, float))},
            "gpu_hours": gpu_hours, "model_version": None}
-    if ckpt is None:
+    if model is None:
         return out
-    client.log_artifacts(run_id, ckpt.path, "model")
+    from .train.loop import STATE_FILE
+
+    state = Path(model, STATE_FILE)
+    out["model_step"] = json.loads(state.read_text())["step"] if state.exists() else None
+    if out["model_step"] is not None:
+        # the step of the logged, registered model (train.select_by chose it)
+        client.log_metric(run_id, "model_step", out["model_step"], step=out["model_step"])
+    client.log_artifacts(run_id, model, "model")
     if cfg.tracking.registered_model:
         from mlflow.exceptions import MlflowException
 
@@ -50,12 +61,14 @@ def log_training_result(cfg, run_id: str, result, wall_hours: float, gpus: int) 
     return out
 
 
-CURVES = (("loss", "dev_loss"), ("lr",), ("grad_norm",), ("audio_s_per_s",))
+CURVES = (("loss", "dev_loss"), ("lr",), ("grad_norm",), ("audio_s_per_s",),
+          ("dev_capped_error_rate", *(f"dev_capped_error_rate_{lang}" for lang in ("en", "zh", "ta", "ms"))))
 
 
 def plot_training_curves(client, run_id: str, out_png: str) -> str | None:
-    """Loss and dev loss, learning rate, gradient norm and throughput against the step, from the run's metric
-    history (a resumed run's whole history); None when nothing was logged."""
+    """Loss and dev loss, learning rate, gradient norm, throughput and (when the run evaluated its dev split) the
+    dev error rates against the step, from the run's metric history (a resumed run's whole history); a panel
+    only where something was logged; None when nothing was."""
     history = {k: sorted(((m.step, m.value) for m in client.get_metric_history(run_id, k)))
                for keys in CURVES for k in keys}
     if not history["loss"]:
@@ -65,15 +78,25 @@ def plot_training_curves(client, run_id: str, out_png: str) -> str | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(CURVES), figsize=(4 * len(CURVES), 3.4))
-    for ax, keys in zip(axes, CURVES):
+    panels = [keys for keys in CURVES if any(history[k] for k in keys)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.4), squeeze=False)
+    axes = axes[0]
+    for ax, keys in zip(axes, panels):
         for k in keys:
             if history[k]:
                 steps, values = zip(*history[k])
-                ax.plot(steps, values, marker="o" if len(steps) < 30 else None, ms=3, label=k)
+                label = k
+                if k.startswith("dev_capped_error_rate"):  # the mean, or the language's code
+                    label = "mean" if k == "dev_capped_error_rate" else k.rsplit("_", 1)[1]
+                ax.plot(steps, values, marker="o" if len(steps) < 30 else None, ms=3, label=label,
+                        lw=2 if label == "mean" else 1)
         ax.set_xlabel("step")
-        ax.set_title(" / ".join(keys))
-        if len(keys) > 1:
+        title = " / ".join(keys)
+        if keys[0] == "dev_capped_error_rate":
+            title = "dev error rate % (WER, CER zh; capped at 100)"
+            ax.set_ylim(0, 105)
+        ax.set_title(title, fontsize=9)
+        if sum(bool(history[k]) for k in keys) > 1:
             ax.legend(fontsize=8)
     axes[0].set_yscale("log")
     fig.suptitle(f"training run {run_id[:8]}")

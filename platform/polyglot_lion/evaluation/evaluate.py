@@ -150,6 +150,24 @@ def evaluate(model_uri: str, store: str, split: str = "test", benchmarks: list[s
     return out
 
 
+def dev_metrics(res: dict, prefix: str = "dev_") -> dict:
+    """Metrics for a training run's curves from an ``evaluate`` result: the mean over the sets of each set's error
+    rate capped at 100% (``capped_error_rate``; early in training looping output reaches several hundred per
+    cent and would flatten every curve), the same per language (``..._en``, ``..._zh``, ...), the exact-match share,
+    and how many utterances were scored and how many skipped (audio that does not decode). Pure."""
+    sets = res["benchmarks"].values()
+    by_lang: dict[str, list[float]] = {}
+    for e in sets:
+        by_lang.setdefault(e["language"], []).append(e["capped_error_rate"])
+    out = {f"{prefix}capped_error_rate": res["average_capped"], f"{prefix}exact_match": res["exact_match"],
+           f"{prefix}eval_utterances": sum(e["utterances"] for e in sets)}
+    out.update({f"{prefix}capped_error_rate_{lang}": sum(v) / len(v) for lang, v in sorted(by_lang.items())})
+    skipped = sum(s["utterances"] for s in res.get("skipped", {}).values())
+    if skipped:
+        out[f"{prefix}eval_skipped_utterances"] = skipped
+    return out
+
+
 def _fmt(v) -> str:
     return "" if v is None else f"{v:.2f}"
 

@@ -1,6 +1,7 @@
 """The training loop, top to bottom: one function that each Ray Train worker runs.
 
-data -> model -> optimizer and schedule -> resume -> steps (accumulate, clip, step, log, dev loss) -> checkpoint.
+data -> model -> optimizer and schedule -> resume -> steps (accumulate, clip, step, log, dev loss and dev error
+rate) -> checkpoint.
 The driver (``run.py``) builds the datasets and the base model; this file holds no Ray Data or MLflow set-up.
 
 Three ways to run the same steps: one process (CPU or one GPU), DDP across Ray workers, or DeepSpeed ZeRO-2/3
@@ -39,6 +40,7 @@ from ..model.host_layout import host_inputs, to_device, use_host_layout
 from .data import SKIP_REASONS, ShardReads, SkippedRows, expand_repeats, iter_micro_batches, shuffle_rows
 
 STATE_FILE = "training_state.json"
+METRICS_FILE = "metrics.json"  # the metrics of the checkpoint's step (train.select_by reads them)
 OPTIM_FILE = "optimizer.pt"
 DS_TAG = "deepspeed"  # sub-folder of a checkpoint with DeepSpeed's (partitioned) model and optimizer states
 CRASH_MARKER = ".crash_injected"
@@ -65,6 +67,8 @@ def progress_line(metrics: dict, max_steps: int, elapsed_s: float, steps_done: i
             f"{metrics['audio_s_per_s']:.0f} audio-s/s")
     if "dev_loss" in metrics:
         line += f" dev_loss {metrics['dev_loss']:.4f}"
+    if "dev_capped_error_rate" in metrics:
+        line += f" dev_error_rate {metrics['dev_capped_error_rate']:.1f}%"
     if metrics.get("skipped_utterances"):
         line += f" ({metrics['skipped_utterances']:.0f} utterances skipped)"
     return line + f", {eta} left"
@@ -79,6 +83,41 @@ def _peak_memory_mb(device: torch.device) -> float:
 def _local_checkpoints(local_dir: str) -> list[str]:
     """The complete checkpoints a local-mode run kept in its folder, oldest first (a copy in progress is not one)."""
     return sorted(d for d in glob.glob(os.path.join(local_dir, "checkpoint_step_*")) if not d.endswith(".partial"))
+
+
+def checkpoint_metrics(folder: str) -> dict:
+    """The metrics logged at a checkpoint's step (``metrics.json``, written with it; {} for older checkpoints)."""
+    path = os.path.join(folder, METRICS_FILE)
+    return json.loads(open(path).read()) if os.path.exists(path) else {}
+
+
+def best_checkpoint(candidates: list[tuple[str, dict]], metric: str) -> str:
+    """The folder among ``(folder, metrics)`` (oldest first) with the lowest ``metric``; ties and candidates
+    without it go to the later one; ``metric`` 'last': the last. Pure."""
+    if metric == "last":
+        return candidates[-1][0]
+
+    def key(i):  # (unscored, value, later first)
+        value = candidates[i][1].get(metric)
+        unscored = value is None or math.isnan(value)
+        return (unscored, 0.0 if unscored else value, -i)
+    return candidates[min(range(len(candidates)), key=key)][0]
+
+
+def stale_checkpoints(candidates: list[tuple[str, dict]], keep: int, metric: str) -> list[str]:
+    """The folders to delete among ``(folder, metrics)`` (oldest first): all but the last ``keep`` (``metric``
+    'last'), or all but the best ``keep`` by ``metric`` and the latest (which a resume starts from), as Ray
+    Train's ``CheckpointConfig(checkpoint_score_attribute=...)`` keeps them. Pure."""
+    if metric == "last":
+        return [f for f, _ in candidates[:-keep]]
+    left, kept = list(candidates), {candidates[-1][0]}
+    for _ in range(keep):
+        if not left:
+            break
+        best = best_checkpoint(left, metric)
+        kept.add(best)
+        left = [c for c in left if c[0] != best]
+    return [f for f, _ in candidates if f not in kept]
 
 
 def _latest_local_checkpoint(local_dir: str):
@@ -260,6 +299,25 @@ def train_loop_per_worker(config: dict) -> None:
             torch.distributed.all_reduce(t, group=cpu_group)
         return float(t[0] / max(t[1], 1)), int(t[2])
 
+    def dev_eval(step: int) -> dict:
+        """The dev split transcribed by the model being trained and scored by ``evaluate`` (the code of
+        ``polyglot-lion evaluate --split dev``: greedy, WER or CER per dev set): on rank 0 only, while the other
+        ranks wait at their next collective. Compiled layers run eagerly here (no recompiles or CUDA-graph
+        recordings for generation's shapes)."""
+        from ..evaluation.evaluate import dev_metrics, evaluate
+        from ..inference.transcriber import Transcriber
+
+        t0 = time.time()
+        eager = torch.compiler.set_stance("force_eager") if cfg.model.compile else contextlib.nullcontext()
+        try:
+            with eager, torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                res = evaluate(f"step {step}", config["dev_eval_store"], split=data.dev_split,
+                               max_utterances=config["dev_eval_per_set"], transcriber=Transcriber(core, processor),
+                               log_to_mlflow=False, progress=False)
+        finally:
+            model.train()
+        return {**dev_metrics(res), "dev_eval_s": time.time() - t0}
+
     mlflow_client = None
     if rank == 0 and config.get("mlflow_run_id"):
         from mlflow.tracking import MlflowClient
@@ -296,13 +354,16 @@ def train_loop_per_worker(config: dict) -> None:
                                os.path.join(d, OPTIM_FILE))
                 with open(os.path.join(d, STATE_FILE), "w") as f:
                     json.dump(state, f)
+                with open(os.path.join(d, METRICS_FILE), "w") as f:
+                    json.dump(metrics, f)
             if local_dir:  # local mode reports a folder as is: keep it in the run folder, the last K of them
                 kept = os.path.join(local_dir, f"checkpoint_step_{state['step']:08d}")
                 for stale in (kept, kept + ".partial"):
                     shutil.rmtree(stale, ignore_errors=True)
                 shutil.copytree(d, kept + ".partial")  # renamed when complete: a crash mid-copy leaves no
                 os.replace(kept + ".partial", kept)    # folder that looks like a checkpoint
-                for old in _local_checkpoints(local_dir)[:-tr.keep_checkpoints]:
+                kept_so_far = [(c, checkpoint_metrics(c)) for c in _local_checkpoints(local_dir)]
+                for old in stale_checkpoints(kept_so_far, tr.keep_checkpoints, tr.select_by):
                     shutil.rmtree(old, ignore_errors=True)
                 ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(kept))
             else:
@@ -390,7 +451,9 @@ def train_loop_per_worker(config: dict) -> None:
                          "skipped_before_read": skipped_before}
                 last = step == tr.max_steps
                 dev_due = dev_shard is not None and tr.dev_every and (step % tr.dev_every == 0 or last)
-                if step % tr.log_every == 0 or step % tr.checkpoint_every == 0 or dev_due or last:
+                eval_due = bool(config.get("dev_eval_store")) and tr.dev_eval_every and (
+                    step % tr.dev_eval_every == 0 or last)
+                if step % tr.log_every == 0 or step % tr.checkpoint_every == 0 or dev_due or eval_due or last:
                     elapsed = max(time.time() - window["t0"], 1e-9)
                     metrics = {
                         "step": step, "loss": float(window["loss"]) / max(1, window["micro"]),
@@ -412,6 +475,8 @@ def train_loop_per_worker(config: dict) -> None:
                         metrics["dev_loss"], dev_skipped = dev_loss()
                         if dev_skipped:
                             metrics["dev_skipped_utterances"] = dev_skipped
+                    if eval_due and rank == 0:
+                        metrics.update(dev_eval(step))
                     window = new_window()
                     log_mlflow(metrics)
                     if rank == 0:

@@ -212,11 +212,15 @@ def train(cfg: Config, inject_crash_at_step: int | None = None, progress: bool =
     t0 = time.time()
     try:
         datasets = build_datasets(cfg, base)
+        # the dev evaluation reads the store itself (as 'polyglot-lion evaluate'), from the worker's own folder
+        dev_sets = list_partitions(cfg.data.store, cfg.data.dev_split) if cfg.train.dev_eval_every else []
         trainer = TorchTrainer(
             train_loop_per_worker,
             train_loop_config={"cfg": cfg.to_dict(), "base_model_dir": base, "mlflow_run_id": run_id,
                                "has_dev": "dev" in datasets, "deepspeed": ds_config,
                                "plan_rows": read_plan(cfg.data.plan).num_rows,
+                               "dev_eval_store": os.path.abspath(cfg.data.store) if dev_sets else None,
+                               "dev_eval_per_set": max(1, cfg.data.dev_max_utterances // max(1, len(dev_sets))),
                                "inject_crash_at_step": inject_crash_at_step, "crash_marker_dir": str(run_dir),
                                "local_checkpoint_dir": None if cfg.scaling.num_workers else str(run_dir / "checkpoints")},
             scaling_config=ray.train.ScalingConfig(num_workers=cfg.scaling.num_workers, use_gpu=cfg.scaling.use_gpu,
@@ -224,7 +228,10 @@ def train(cfg: Config, inject_crash_at_step: int | None = None, progress: bool =
                                                    if cfg.scaling.num_workers else None),
             run_config=ray.train.RunConfig(
                 name=cfg.run.name, storage_path=str(run_dir.parent / "_ray"),
-                checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.train.keep_checkpoints),
+                checkpoint_config=ray.train.CheckpointConfig(
+                    num_to_keep=cfg.train.keep_checkpoints,  # with a score: the best K, and always the latest
+                    **({} if cfg.train.select_by == "last" else
+                       {"checkpoint_score_attribute": cfg.train.select_by, "checkpoint_score_order": "min"})),
                 failure_config=ray.train.FailureConfig(max_failures=cfg.scaling.max_failures)),
             datasets=datasets,
             dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
@@ -240,4 +247,21 @@ def train(cfg: Config, inject_crash_at_step: int | None = None, progress: bool =
     wall_h = (time.time() - t0) / 3600
     gpus = cfg.scaling.num_workers if cfg.scaling.use_gpu else 0
     mlflow.set_tracking_uri(cfg.tracking.uri)
-    return log_training_result(cfg, run_id, result, wall_h, gpus)
+    return log_training_result(cfg, run_id, result, wall_h, gpus, model_checkpoint=selected_checkpoint(cfg, result,
+                                                                                                     run_dir))
+
+
+def selected_checkpoint(cfg: Config, result, run_dir: Path) -> str | None:
+    """The run's model: its latest checkpoint, or with ``train.select_by`` the kept one with the lowest metric
+    (Ray Train's kept checkpoints and their metrics; in local mode the run folder's, with their metrics.json)."""
+    from .loop import best_checkpoint, checkpoint_metrics
+
+    if result.checkpoint is None:
+        return None
+    if cfg.scaling.num_workers:
+        kept = sorted(((c.path, m) for c, m in (result.best_checkpoints or [])), key=lambda cm: cm[1].get("step", 0))
+    else:
+        from .loop import _local_checkpoints
+
+        kept = [(c, checkpoint_metrics(c)) for c in _local_checkpoints(str(run_dir / "checkpoints"))]
+    return best_checkpoint(kept, cfg.train.select_by) if kept else result.checkpoint.path
