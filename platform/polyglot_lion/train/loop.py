@@ -91,17 +91,21 @@ def checkpoint_metrics(folder: str) -> dict:
     return json.loads(open(path).read()) if os.path.exists(path) else {}
 
 
-def best_checkpoint(candidates: list[tuple[str, dict]], metric: str) -> str:
-    """The folder among ``(folder, metrics)`` (oldest first) with the lowest ``metric``; ties and candidates
-    without it go to the later one; ``metric`` 'last': the last. Pure."""
-    if metric == "last":
-        return candidates[-1][0]
-
-    def key(i):  # (unscored, value, later first)
+def _ranked(candidates: list[tuple[str, dict]], metric: str) -> list[str]:
+    """The folders of ``(folder, metrics)`` (oldest first), best first: lowest ``metric``, a tie to the later one,
+    those without it (or NaN) last, latest first among them. Pure."""
+    def key(i):
         value = candidates[i][1].get(metric)
         unscored = value is None or math.isnan(value)
         return (unscored, 0.0 if unscored else value, -i)
-    return candidates[min(range(len(candidates)), key=key)][0]
+
+    return [candidates[i][0] for i in sorted(range(len(candidates)), key=key)]
+
+
+def best_checkpoint(candidates: list[tuple[str, dict]], metric: str) -> str:
+    """The folder among ``(folder, metrics)`` (oldest first) with the lowest ``metric``; ties and candidates
+    without it go to the later one; ``metric`` 'last': the last. Pure."""
+    return candidates[-1][0] if metric == "last" else _ranked(candidates, metric)[0]
 
 
 def stale_checkpoints(candidates: list[tuple[str, dict]], keep: int, metric: str) -> list[str]:
@@ -110,13 +114,7 @@ def stale_checkpoints(candidates: list[tuple[str, dict]], keep: int, metric: str
     Train's ``CheckpointConfig(checkpoint_score_attribute=...)`` keeps them. Pure."""
     if metric == "last":
         return [f for f, _ in candidates[:-keep]]
-    left, kept = list(candidates), {candidates[-1][0]}
-    for _ in range(keep):
-        if not left:
-            break
-        best = best_checkpoint(left, metric)
-        kept.add(best)
-        left = [c for c in left if c[0] != best]
+    kept = {*_ranked(candidates, metric)[:keep], candidates[-1][0]}
     return [f for f, _ in candidates if f not in kept]
 
 

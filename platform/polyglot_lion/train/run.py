@@ -98,6 +98,13 @@ def _mlflow_run(cfg: Config, run_dir: Path) -> str:
     return run.info.run_id
 
 
+def dev_sets(cfg: Config) -> tuple[list, int]:
+    """The store's dev sets (``data.dev_split``) and how many utterances to take from each: as many from every
+    set, ``data.dev_max_utterances`` in all (for the dev loss and the dev evaluation alike)."""
+    parts = list_partitions(cfg.data.store, cfg.data.dev_split) if cfg.data.dev_split else []
+    return parts, max(1, cfg.data.dev_max_utterances // max(1, len(parts)))
+
+
 def build_datasets(cfg: Config, base_model_dir: str) -> dict:
     import ray
 
@@ -124,11 +131,10 @@ def build_datasets(cfg: Config, base_model_dir: str) -> dict:
                                        passes=cfg.data.plan_passes)
              .map_batches(**featurize)}
     # no dev set is featurised for a job that never computes a dev loss
-    parts = list_partitions(cfg.data.store, cfg.data.dev_split) if cfg.data.dev_split and cfg.train.dev_every else []
+    parts, each = dev_sets(cfg) if cfg.train.dev_every else ([], 0)
     if parts:
         # The same number of utterances from every dataset (the dev loss is about all languages, not the first
         # shard's); small, so featurised once up front and never competing with the train pipeline for CPUs.
-        each = max(1, cfg.data.dev_max_utterances // len(parts))
         dev = [ray.data.read_parquet(sorted(p.files), columns=cols, num_cpus=0.25).limit(each) for p in parts]
         out["dev"] = (dev[0].union(*dev[1:]) if len(dev) > 1 else dev[0]).map_batches(**featurize).materialize()
     return out
@@ -213,14 +219,14 @@ def train(cfg: Config, inject_crash_at_step: int | None = None, progress: bool =
     try:
         datasets = build_datasets(cfg, base)
         # the dev evaluation reads the store itself (as 'polyglot-lion evaluate'), from the worker's own folder
-        dev_sets = list_partitions(cfg.data.store, cfg.data.dev_split) if cfg.train.dev_eval_every else []
+        eval_sets, eval_each = dev_sets(cfg) if cfg.train.dev_eval_every else ([], 0)
         trainer = TorchTrainer(
             train_loop_per_worker,
             train_loop_config={"cfg": cfg.to_dict(), "base_model_dir": base, "mlflow_run_id": run_id,
                                "has_dev": "dev" in datasets, "deepspeed": ds_config,
                                "plan_rows": read_plan(cfg.data.plan).num_rows,
-                               "dev_eval_store": os.path.abspath(cfg.data.store) if dev_sets else None,
-                               "dev_eval_per_set": max(1, cfg.data.dev_max_utterances // max(1, len(dev_sets))),
+                               "dev_eval_store": os.path.abspath(cfg.data.store) if eval_sets else None,
+                               "dev_eval_per_set": eval_each,
                                "inject_crash_at_step": inject_crash_at_step, "crash_marker_dir": str(run_dir),
                                "local_checkpoint_dir": None if cfg.scaling.num_workers else str(run_dir / "checkpoints")},
             scaling_config=ray.train.ScalingConfig(num_workers=cfg.scaling.num_workers, use_gpu=cfg.scaling.use_gpu,
