@@ -79,6 +79,27 @@ def test_checkpoint_selection_and_what_is_kept():
         load_config(CONFIG, ["train.select_by=wer"], check_paths=False)
 
 
+def test_early_stopping_counts_checkpoints_without_improvement():
+    from polyglot_lion.train.loop import checkpoints_since_best
+
+    nan = float("nan")
+    assert checkpoints_since_best([]) == 0
+    assert checkpoints_since_best([5.0]) == 0  # the first score is the best so far
+    assert checkpoints_since_best([5.0, 4.0, 4.5, 4.0]) == 2  # a tie is no improvement
+    assert checkpoints_since_best([5.0, 4.0, 4.5, 3.9]) == 0
+    assert checkpoints_since_best([5.0, 4.0, 4.5, 3.9], min_delta=0.5) == 2  # 4.0 beat 5.0 by more than 0.5
+    assert checkpoints_since_best([5.0, nan, nan]) == 2 and checkpoints_since_best([nan, 7.0]) == 0
+    for over, message in ((["train.early_stop_patience=2"], "train.early_stop_patience needs a metric to watch: "
+                                                            "set train.select_by to dev_loss or dev_capped_error_rate"),
+                          (["train.early_stop_patience=-1"], r"train.early_stop_patience must be >= 0 \(is -1; 0: off\)"),
+                          (["train.early_stop_min_delta=-0.1"], r"train.early_stop_min_delta must be >= 0 \(is -0.1\)")):
+        with pytest.raises(ConfigError, match=message):
+            load_config(CONFIG, over, check_paths=False)
+    cfg = load_config(CONFIG, ["train.early_stop_patience=3", "train.early_stop_min_delta=0.5",
+                               "train.select_by=dev_loss"], check_paths=False)
+    assert (cfg.train.early_stop_patience, cfg.train.early_stop_min_delta) == (3, 0.5)
+
+
 def test_dev_metrics_from_an_evaluation():
     from polyglot_lion.evaluation.evaluate import dev_metrics
 
@@ -311,26 +332,72 @@ def test_loss_goes_down_and_checkpoint_generates(tmp_path, corpus_store):
 
 
 @pytest.mark.ray
+def test_early_stopping_ends_the_run_and_a_rerun_respects_it(tmp_path, corpus_store):
+    from mlflow.tracking import MlflowClient
+
+    from polyglot_lion.train.run import train
+
+    store, plan = corpus_store
+
+    def run(patience: int) -> dict:
+        # no checkpoint after the first can beat the best by 1000 nats: each one uses up one unit of patience
+        return train(load_config(CONFIG, _overrides(tmp_path, store, plan, "early", **{
+            "train.max_steps": 30, "train.checkpoint_every": 2, "train.log_every": 2, "train.dev_every": 2,
+            "train.select_by": "dev_loss", "train.early_stop_patience": patience,
+            "train.early_stop_min_delta": 1000, "train.keep_checkpoints": 1})))
+
+    out = run(patience=2)
+    assert out["metrics"]["step"] == 6 and out["stopped_early_at_step"] == 6  # checkpoints 2 (best), 4, 6
+    run_id = out["mlflow_run_id"]
+    assert [s for s, _ in _history(tmp_path, run_id)] == [2, 4, 6]
+    assert _history(tmp_path, run_id, "checkpoints_since_best") == [(2, 0), (4, 1), (6, 2)]
+    dev = dict(_history(tmp_path, run_id, "dev_loss"))
+    assert out["model_step"] == min(dev, key=lambda s: (dev[s], -s))  # still the lowest dev loss of those kept
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    assert client.get_run(run_id).data.tags["stopped_early_at_step"] == "6"
+    with open(f"{out['latest_checkpoint']}/training_state.json") as f:
+        state = json.load(f)
+    assert state["stopped_early"] and state["select_scores"] == pytest.approx([dev[2], dev[4], dev[6]])
+
+    hours = client.get_run(run_id).data.metrics["wall_hours"]
+    again = run(patience=2)  # the same run again: it resumes at step 6, already stopped, and trains nothing
+    assert [s for s, _ in _history(tmp_path, run_id)] == [2, 4, 6] and again["stopped_early_at_step"] == 6
+    assert again["already_finished"] and again["model_version"] == out["model_version"]  # nothing registered again
+    assert (again["checkpoint"], again["model_step"], again["metrics"]["step"]) == (out["checkpoint"], out["model_step"], 6)
+    assert client.get_run(run_id).data.metrics["wall_hours"] == hours
+    more = run(patience=3)  # more patience continues it, for one more checkpoint
+    assert [s for s, _ in _history(tmp_path, run_id)] == [2, 4, 6, 8] and more["stopped_early_at_step"] == 8
+    assert int(more["model_version"]["version"]) == int(out["model_version"]["version"]) + 1
+    # the run's time and cost add up over the calls that trained it (before: the last call's alone)
+    assert client.get_run(run_id).data.metrics["wall_hours"] == pytest.approx(hours + more["wall_hours_this_call"])
+    assert more["wall_hours"] == pytest.approx(hours + more["wall_hours_this_call"]) and hours > 0
+
+
+@pytest.mark.ray
 def test_two_workers_ddp_on_gloo(tmp_path, corpus_store):
     from polyglot_lion.model.loading import load_model
     from polyglot_lion.train.run import train
 
     store, plan = corpus_store
     out = train(load_config(CONFIG, _overrides(tmp_path, store, plan, "ddp", **{
-        "scaling.num_workers": 2, "scaling.cpus_per_worker": 0.5, "train.max_steps": 12, "train.log_every": 2,
-        "train.checkpoint_every": 12, "data.featurize_actors": 1,  # the actor-pool featuriser (others: tasks)
+        "scaling.num_workers": 2, "scaling.cpus_per_worker": 0.5, "train.max_steps": 16, "train.log_every": 2,
+        "data.featurize_actors": 1,  # the actor-pool featuriser (others: tasks)
         "data.read_ahead_rows": 64, "data.plan_passes": 1,  # each rank reads ahead: the next read starts
         "train.dev_every": 12,  # before the loop asks for it; one epoch per read, so 12 steps cross a read
         # boundary. The dev loss at step 12 is reduced over the ranks' gloo group
-        "train.dev_eval_every": 6, "train.checkpoint_every": 6,  # rank 0 transcribes while rank 1 waits
-        "train.select_by": "dev_capped_error_rate", "train.keep_checkpoints": 1})))  # Ray keeps the best + latest
-    assert out["metrics"]["step"] == 12
+        "train.dev_eval_every": 4, "train.checkpoint_every": 4,  # rank 0 transcribes while rank 1 waits
+        "train.select_by": "dev_capped_error_rate", "train.keep_checkpoints": 1,  # Ray keeps the best + latest
+        # no checkpoint after step 4 can improve on it by 1000 points: the run stops at 12 of 16. Rank 0 alone
+        # has the dev error rate and decides; rank 1 must stop with it (else it waits in a collective forever)
+        "train.early_stop_patience": 2, "train.early_stop_min_delta": 1000})))
+    assert out["metrics"]["step"] == 12 and out["stopped_early_at_step"] == 12
     assert [s for s, _ in _history(tmp_path, out["mlflow_run_id"])] == list(range(2, 13, 2))  # rank 0 logs
     dev = _history(tmp_path, out["mlflow_run_id"], "dev_loss")
     assert [s for s, _ in dev] == [12] and 0 < dev[0][1] < 20
     rates = dict(_history(tmp_path, out["mlflow_run_id"], "dev_capped_error_rate"))
-    assert sorted(rates) == [6, 12] and all(0 <= r <= 100 for r in rates.values())
-    best = 6 if rates[6] < rates[12] else 12
+    assert sorted(rates) == [4, 8, 12] and all(0 <= r <= 100 for r in rates.values())
+    assert _history(tmp_path, out["mlflow_run_id"], "checkpoints_since_best") == [(4, 0), (8, 1), (12, 2)]
+    best = min(rates, key=lambda s: (rates[s], -s))
     assert out["model_step"] == best  # from Ray Train's kept checkpoints, scored by the metric
     with open(f"{out['latest_checkpoint']}/training_state.json") as f:
         assert json.load(f)["step"] == 12
@@ -407,6 +474,11 @@ def test_restart_replays_the_same_batches_across_passes(tmp_path, corpus_store):
         assert loss == pytest.approx(want[step], rel=1e-4, abs=1e-5), (step, loss, want[step])
     epochs = [v for _, v in _history(tmp_path, full["mlflow_run_id"], "epoch")]
     assert epochs[-1] > 1.0  # the run went into the second epoch of the read
+    # the finished run again: Ray Train resumes it at its last step and trains nothing; nothing is registered again
+    again = train(load_config(CONFIG, _overrides(tmp_path, store, plan, "uninterrupted", **kw)))
+    assert again["already_finished"] and again["model_version"] == full["model_version"]
+    assert (again["checkpoint"], again["metrics"]["step"]) == (full["checkpoint"], total)
+    assert sorted(dict(_history(tmp_path, full["mlflow_run_id"]))) == list(range(1, total + 1))
 
 
 def test_featurize_task_equals_actor(corpus_store, tiny_checkpoint):

@@ -354,6 +354,13 @@ def cmd_train(args) -> int:
     if cfg.train.select_by != "last" and out.get("model_step") is not None:
         print(f"the run's model is the checkpoint of step {out['model_step']} (lowest {cfg.train.select_by} of "
               f"those kept): {out['checkpoint']}; a resume starts from {out['latest_checkpoint']}")
+    if out.get("already_finished"):
+        print(f"nothing left to train: run {cfg.run.name!r} had already finished (step "
+              f"{(out.get('metrics') or {}).get('step', '?')}); its model and version are as they were")
+    if out.get("stopped_early_at_step") is not None:
+        print(f"stopped early at step {out['stopped_early_at_step']} of {cfg.train.max_steps}: "
+              f"{cfg.train.select_by} did not improve for {cfg.train.early_stop_patience} checkpoints "
+              "(train.early_stop_patience)")
     said = skipped_summary(out.get("metrics") or {})
     if said:
         print(said)

@@ -123,6 +123,13 @@ class TrainSection:
                                 "metric at every checkpoint: train.dev_every / train.dev_eval_every dividing "
                                 "train.checkpoint_every); a resume still starts from the latest",
                         choices=("last", "dev_loss", "dev_capped_error_rate"))
+    early_stop_patience: int = _f(0, "stop training when this many checkpoints in a row have not improved "
+                                     "train.select_by's metric on the best checkpoint before them (lower by more "
+                                     "than train.early_stop_min_delta); the run's model is then the best checkpoint. "
+                                     "0 = off; needs train.select_by other than last")
+    early_stop_min_delta: float = _f(0.0, "the least decrease of train.select_by's metric that counts as an "
+                                          "improvement for train.early_stop_patience, in the metric's units "
+                                          "(percentage points for dev_capped_error_rate, nats for dev_loss)")
 
 
 @dataclass
@@ -258,6 +265,13 @@ def _semantic_problems(cfg: Config, check_paths: bool) -> list[str]:
     elif cadence and (cadence[1] < 1 or t.checkpoint_every % cadence[1]):
         out.append(f"train.select_by={t.select_by} needs that metric at every checkpoint: {cadence[0]} (is "
                    f"{cadence[1]}) must be >= 1 and divide train.checkpoint_every (is {t.checkpoint_every})")
+    if t.early_stop_patience < 0:
+        out.append(f"train.early_stop_patience must be >= 0 (is {t.early_stop_patience}; 0: off)")
+    elif t.early_stop_patience and t.select_by == "last":
+        out.append("train.early_stop_patience needs a metric to watch: set train.select_by to dev_loss or "
+                   "dev_capped_error_rate (is last)")
+    if not t.early_stop_min_delta >= 0:
+        out.append(f"train.early_stop_min_delta must be >= 0 (is {t.early_stop_min_delta})")
     if t.epochs < 0:
         out.append(f"train.epochs must be >= 0 (is {t.epochs}; 0: train.max_steps decides)")
     if cfg.model.compile_mode != "default" and not cfg.model.compile:

@@ -8,20 +8,45 @@ import tempfile
 from pathlib import Path
 
 
-def log_training_result(cfg, run_id: str, result, wall_hours: float, gpus: int,
-                        model_checkpoint: str | None = None) -> dict:
+def log_training_result(cfg, run_id: str, result, wall_hours: float, gpus: int, latest_checkpoint: str | None,
+                        model_checkpoint: str | None = None, trained: bool = True) -> dict:
     """Log cost, config, balance summary/plot, training curves and the run's model (``model_checkpoint``: the
-    checkpoint ``train.select_by`` chose; default the latest); register it as a new model version. The result
-    has both: ``checkpoint`` (the model) and ``latest_checkpoint`` (where a resume starts)."""
+    checkpoint ``train.select_by`` chose; default ``latest_checkpoint``); register it as a new model version. The
+    result has both: ``checkpoint`` (the model) and ``latest_checkpoint`` (where a resume starts).
+
+    Wall and GPU hours (and the cost) add up over the calls that trained the run (a resume adds its own time).
+    ``trained`` False (a rerun that found the run finished): cost, model and version are the run's as they were;
+    nothing is logged or registered again (``already_finished`` in the result)."""
     from mlflow.tracking import MlflowClient
 
     from .data.balance import plot_balance
 
     client = MlflowClient(tracking_uri=cfg.tracking.uri)
-    gpu_hours = wall_hours * gpus
-    client.log_metric(run_id, "wall_hours", wall_hours)
-    client.log_metric(run_id, "gpu_hours", gpu_hours)
-    client.log_metric(run_id, "estimated_cost_usd", gpu_hours * cfg.tracking.gpu_hour_usd)
+    so_far = client.get_run(run_id).data.metrics  # the calls before this one
+    model = model_checkpoint or latest_checkpoint
+    out = {"mlflow_run_id": run_id, "tracking_uri": cfg.tracking.uri, "checkpoint": model,
+           "latest_checkpoint": latest_checkpoint,
+           "metrics": {k: v for k, v in (result.metrics or {}).items() if isinstance(v, (int, float))},
+           "wall_hours": so_far.get("wall_hours", 0.0) + (wall_hours if trained else 0.0),
+           "wall_hours_this_call": wall_hours,
+           "gpu_hours": so_far.get("gpu_hours", 0.0) + (wall_hours * gpus if trained else 0.0),
+           "model_version": None, "model_step": _training_state(model).get("step") if model else None}
+    if latest_checkpoint and _training_state(latest_checkpoint).get("stopped_early"):  # train.early_stop_patience
+        out["stopped_early_at_step"] = _training_state(latest_checkpoint)["step"]
+    if not trained:  # the run's model and version as they were
+        from .train.loop import checkpoint_metrics
+
+        out["already_finished"] = True
+        out["metrics"] = out["metrics"] or (checkpoint_metrics(latest_checkpoint) if latest_checkpoint else {})
+        mine = [v for v in client.search_model_versions(f"run_id='{run_id}'")
+                if v.name == cfg.tracking.registered_model]
+        if mine:
+            mv = max(mine, key=lambda v: int(v.version))
+            out["model_version"] = {"name": mv.name, "version": mv.version, "source": mv.source}
+        return out
+    client.log_metric(run_id, "wall_hours", out["wall_hours"])
+    client.log_metric(run_id, "gpu_hours", out["gpu_hours"])
+    client.log_metric(run_id, "estimated_cost_usd", out["gpu_hours"] * cfg.tracking.gpu_hour_usd)
     with tempfile.TemporaryDirectory() as d:
         Path(d, "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
         client.log_artifact(run_id, os.path.join(d, "config.json"))
@@ -32,18 +57,10 @@ def log_training_result(cfg, run_id: str, result, wall_hours: float, gpus: int,
         curves = plot_training_curves(client, run_id, os.path.join(d, "training_curves.png"))
         if curves:
             client.log_artifact(run_id, curves, "plots")
-    latest = result.checkpoint.path if result.checkpoint else None
-    model = model_checkpoint or latest
-    out = {"mlflow_run_id": run_id, "tracking_uri": cfg.tracking.uri, "checkpoint": model,
-           "latest_checkpoint": latest,
-           "metrics": {k: v for k, v in (result.metrics or {}).items() if isinstance(v, (int, float))},
-           "gpu_hours": gpu_hours, "model_version": None}
     if model is None:
         return out
-    from .train.loop import STATE_FILE
-
-    state = Path(model, STATE_FILE)
-    out["model_step"] = json.loads(state.read_text())["step"] if state.exists() else None
+    if "stopped_early_at_step" in out:
+        client.set_tag(run_id, "stopped_early_at_step", str(out["stopped_early_at_step"]))
     if out["model_step"] is not None:
         # the step of the logged, registered model (train.select_by chose it)
         client.log_metric(run_id, "model_step", out["model_step"], step=out["model_step"])
@@ -59,6 +76,14 @@ def log_training_result(cfg, run_id: str, result, wall_hours: float, gpus: int,
         mv = client.create_model_version(cfg.tracking.registered_model, source, run_id)
         out["model_version"] = {"name": cfg.tracking.registered_model, "version": mv.version, "source": source}
     return out
+
+
+def _training_state(checkpoint: str) -> dict:
+    """A checkpoint's training state (step, data position, ...; {} when it has none)."""
+    from .train.loop import STATE_FILE
+
+    state = Path(checkpoint, STATE_FILE)
+    return json.loads(state.read_text()) if state.exists() else {}
 
 
 CURVES = (("loss", "dev_loss"), ("lr",), ("grad_norm",), ("audio_s_per_s",),

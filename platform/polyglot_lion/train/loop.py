@@ -118,6 +118,20 @@ def stale_checkpoints(candidates: list[tuple[str, dict]], keep: int, metric: str
     return [f for f, _ in candidates if f not in kept]
 
 
+def checkpoints_since_best(scores: list[float], min_delta: float = 0.0) -> int:
+    """How many checkpoints, counted back from the latest, have not improved ``train.select_by``'s metric on the
+    best one before them (``train.early_stop_patience`` compares it). ``scores``: the metric at each checkpoint,
+    oldest first; a score improves when it is lower than the best so far by more than ``min_delta`` (the first
+    finite one always does, NaN never). Pure."""
+    best, since = math.inf, 0
+    for score in scores:
+        if score < best - min_delta:  # False for NaN
+            best, since = score, 0
+        else:
+            since += 1
+    return since
+
+
 def _latest_local_checkpoint(local_dir: str):
     """The newest complete checkpoint a local-mode run kept (None: start from scratch)."""
     import ray.train
@@ -367,6 +381,17 @@ def train_loop_per_worker(config: dict) -> None:
             else:
                 ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
 
+    def should_stop_early(scores: list[float], metrics: dict) -> bool:
+        """At a checkpoint: have the last ``train.early_stop_patience`` checkpoints not improved the metric? Rank
+        0 decides (it alone has the dev error rate) and tells the others, so every rank stops at the same step.
+        Adds ``checkpoints_since_best`` to ``metrics``."""
+        since = checkpoints_since_best(scores, tr.early_stop_min_delta)
+        flag = torch.tensor([float(since)], dtype=torch.float64)
+        if world > 1:
+            torch.distributed.broadcast(flag, src=0, group=cpu_group)
+        metrics["checkpoints_since_best"] = int(flag.item())
+        return metrics["checkpoints_since_best"] >= tr.early_stop_patience
+
     def maybe_crash(step: int) -> None:
         """Fault injection for tests: kill this worker process once, right after ``step``."""
         marker = config.get("crash_marker_dir") and os.path.join(config["crash_marker_dir"], CRASH_MARKER)
@@ -386,6 +411,13 @@ def train_loop_per_worker(config: dict) -> None:
     # it is replayed, so a resumed run counts each once)
     skipped_before: dict[str, int] = dict(state.get("skipped_before_read", {}))
     plan_rows = config.get("plan_rows") or 0  # rows of one epoch of the plan (for the fractional epoch metric)
+    # train.select_by's metric at each checkpoint so far (rank 0's; train.early_stop_patience watches it)
+    scores: list[float] = list(state.get("select_scores", []))
+    stopped = bool(tr.early_stop_patience) and checkpoints_since_best(scores, tr.early_stop_min_delta) >= \
+        tr.early_stop_patience
+    if stopped and rank == 0:
+        print(f"this run stopped early at step {step} ({tr.select_by} not improved for {tr.early_stop_patience} "
+              "checkpoints): nothing left to train; a larger train.early_stop_patience continues it", flush=True)
 
     def new_window() -> dict:  # what one log window adds up
         return {"samples": 0, "audio_s": 0.0, "eff": 0.0, "audio_frac": 0.0, "micro": 0, "t0": time.time(),
@@ -406,7 +438,7 @@ def train_loop_per_worker(config: dict) -> None:
     accum = 0  # micro-batches in the optimizer step being accumulated (a step may span two reads, as DeepSpeed's)
     reads = ShardReads(train_shard, read, data.read_ahead_rows)  # the next read starts while this one trains
     try:
-        while step < tr.max_steps:
+        while step < tr.max_steps and not stopped:
             skipped = SkippedRows()
             batches = _synced(micro_batches(read, skipped), world, cpu_group)
             done_in_read = rows_in_read = 0
@@ -446,7 +478,7 @@ def train_loop_per_worker(config: dict) -> None:
                     optimizer.zero_grad(set_to_none=not graphs)
                 step += 1
                 state = {"step": step, "read": read, "batches_done": done_in_read, "max_steps": tr.max_steps,
-                         "skipped_before_read": skipped_before}
+                         "skipped_before_read": skipped_before, "select_scores": scores}
                 last = step == tr.max_steps
                 dev_due = dev_shard is not None and tr.dev_every and (step % tr.dev_every == 0 or last)
                 eval_due = bool(config.get("dev_eval_store")) and tr.dev_eval_every and (
@@ -475,6 +507,11 @@ def train_loop_per_worker(config: dict) -> None:
                             metrics["dev_skipped_utterances"] = dev_skipped
                     if eval_due and rank == 0:
                         metrics.update(dev_eval(step))
+                    checkpoint_due = step % tr.checkpoint_every == 0 or last
+                    if checkpoint_due and tr.select_by != "last":
+                        scores.append(float(metrics.get(tr.select_by, math.nan)))  # NaN on ranks without it
+                        if tr.early_stop_patience:
+                            stopped = state["stopped_early"] = should_stop_early(scores, metrics)
                     window = new_window()
                     log_mlflow(metrics)
                     if rank == 0:
@@ -484,12 +521,17 @@ def train_loop_per_worker(config: dict) -> None:
                     # check (every 2 s), its queue holds one, so a second report within that time blocks the step
                     # (measured: 2.0 s a step at log_every 1 in a worker, against 0.2 s), and each report is a
                     # barrier across ranks. MLflow has every logged step; Ray gets them with each checkpoint.
-                    if step % tr.checkpoint_every == 0 or last:
+                    if checkpoint_due:
                         save_and_report(metrics)
+                    if stopped and rank == 0:
+                        print(f"stopping early at step {step}: {tr.select_by} has not improved for "
+                              f"{metrics['checkpoints_since_best']} checkpoints (train.early_stop_patience="
+                              f"{tr.early_stop_patience}, early_stop_min_delta={tr.early_stop_min_delta}; best "
+                              f"{min((s for s in scores if not math.isnan(s)), default=math.nan):.4g})", flush=True)
                 maybe_crash(step)
-                if last:
+                if last or stopped:
                     break
-            if step >= tr.max_steps:
+            if step >= tr.max_steps or stopped:
                 break
             if done_in_read == skip:
                 if skipped.total:

@@ -214,6 +214,7 @@ def train(cfg: Config, inject_crash_at_step: int | None = None, progress: bool =
     (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     base = prepare_base_model(cfg, run_dir)
     run_id = _mlflow_run(cfg, run_dir)
+    before = set(_checkpoint_folders(cfg, run_dir))  # a rerun with nothing left to train adds none
     started = init_ray()
     t0 = time.time()
     try:
@@ -253,16 +254,32 @@ def train(cfg: Config, inject_crash_at_step: int | None = None, progress: bool =
     wall_h = (time.time() - t0) / 3600
     gpus = cfg.scaling.num_workers if cfg.scaling.use_gpu else 0
     mlflow.set_tracking_uri(cfg.tracking.uri)
-    return log_training_result(cfg, run_id, result, wall_h, gpus, model_checkpoint=selected_checkpoint(cfg, result,
-                                                                                                     run_dir))
+    folders = _checkpoint_folders(cfg, run_dir)
+    # local mode reports nothing when a rerun finds the run finished; Ray Train returns the run's latest then
+    latest = result.checkpoint.path if result.checkpoint else (folders[-1] if folders else None)
+    return log_training_result(cfg, run_id, result, wall_h, gpus, latest_checkpoint=latest,
+                               model_checkpoint=selected_checkpoint(cfg, result, run_dir, latest),
+                               trained=latest is not None and os.path.realpath(latest) not in before)
 
 
-def selected_checkpoint(cfg: Config, result, run_dir: Path) -> str | None:
-    """The run's model: its latest checkpoint, or with ``train.select_by`` the kept one with the lowest metric
+def _checkpoint_folders(cfg: Config, run_dir: Path) -> list[str]:
+    """The run's checkpoint folders on disk (real paths, oldest first): Ray Train's in its storage path, or local
+    mode's in the run folder."""
+    from .loop import _local_checkpoints
+
+    if cfg.scaling.num_workers:  # Ray Train names them by time: checkpoint_YYYY-MM-DD_HH-MM-SS.ffffff
+        found = sorted(str(p) for p in (run_dir.parent / "_ray" / cfg.run.name).glob("checkpoint_*") if p.is_dir())
+    else:
+        found = _local_checkpoints(str(run_dir / "checkpoints"))
+    return [os.path.realpath(f) for f in found]
+
+
+def selected_checkpoint(cfg: Config, result, run_dir: Path, latest: str | None) -> str | None:
+    """The run's model: its ``latest`` checkpoint, or with ``train.select_by`` the kept one with the lowest metric
     (Ray Train's kept checkpoints and their metrics; in local mode the run folder's, with their metrics.json)."""
     from .loop import best_checkpoint, checkpoint_metrics
 
-    if result.checkpoint is None:
+    if latest is None:
         return None
     if cfg.scaling.num_workers:
         kept = sorted(((c.path, m) for c, m in (result.best_checkpoints or [])), key=lambda cm: cm[1].get("step", 0))
@@ -270,4 +287,4 @@ def selected_checkpoint(cfg: Config, result, run_dir: Path) -> str | None:
         from .loop import _local_checkpoints
 
         kept = [(c, checkpoint_metrics(c)) for c in _local_checkpoints(str(run_dir / "checkpoints"))]
-    return best_checkpoint(kept, cfg.train.select_by) if kept else result.checkpoint.path
+    return best_checkpoint(kept, cfg.train.select_by) if kept else latest
