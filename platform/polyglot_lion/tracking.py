@@ -31,8 +31,9 @@ def log_training_result(cfg, run_id: str, result, wall_hours: float, gpus: int, 
            "wall_hours_this_call": wall_hours,
            "gpu_hours": so_far.get("gpu_hours", 0.0) + (wall_hours * gpus if trained else 0.0),
            "model_version": None, "model_step": _training_state(model).get("step") if model else None}
-    if latest_checkpoint and _training_state(latest_checkpoint).get("stopped_early"):  # train.early_stop_patience
-        out["stopped_early_at_step"] = _training_state(latest_checkpoint)["step"]
+    latest_state = _training_state(latest_checkpoint) if latest_checkpoint else {}
+    if latest_state.get("stopped_early"):  # train.early_stop_patience ended the run
+        out["stopped_early_at_step"] = latest_state["step"]
     if not trained:  # the run's model and version as they were
         from .train.loop import checkpoint_metrics
 
