@@ -61,8 +61,8 @@ def ray_head():
             time.sleep(1)
     yield address, env
     proc.send_signal(signal.SIGTERM)
-    try:  # 2-3 s when idle; after a job it waited out the full grace (30 s), then was killed all the same
-        proc.wait(10)
+    try:  # 2-3 s when idle; after a job it waits out the full grace (30 s), then is killed all the same
+        proc.wait(3)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
 

@@ -375,11 +375,17 @@ def test_early_stopping_ends_the_run_and_a_rerun_respects_it(tmp_path, corpus_st
 
 @pytest.mark.ray
 def test_two_workers_ddp_on_gloo(tmp_path, corpus_store):
+    import shutil
+
+    from polyglot_lion.data.store import list_partitions
     from polyglot_lion.model.loading import load_model
     from polyglot_lion.train.run import train
 
     store, plan = corpus_store
-    out = train(load_config(CONFIG, _overrides(tmp_path, store, plan, "ddp", **{
+    # one dev utterance does not decode: every rank reads the whole (unsplit) dev set, and it is one utterance
+    store = shutil.copytree(store, tmp_path / "store")
+    _corrupt_one(next(f for p in list_partitions(str(store), "dev") for f in p.files), lambda uid: True)
+    out = train(load_config(CONFIG, _overrides(tmp_path, str(store), plan, "ddp", **{
         "scaling.num_workers": 2, "scaling.cpus_per_worker": 0.5, "train.max_steps": 16, "train.log_every": 2,
         "data.featurize_actors": 1,  # the actor-pool featuriser (others: tasks)
         "data.read_ahead_rows": 64, "data.plan_passes": 1,  # each rank reads ahead: the next read starts
@@ -394,6 +400,7 @@ def test_two_workers_ddp_on_gloo(tmp_path, corpus_store):
     assert [s for s, _ in _history(tmp_path, out["mlflow_run_id"])] == list(range(2, 13, 2))  # rank 0 logs
     dev = _history(tmp_path, out["mlflow_run_id"], "dev_loss")
     assert [s for s, _ in dev] == [12] and 0 < dev[0][1] < 20
+    assert _history(tmp_path, out["mlflow_run_id"], "dev_skipped_utterances") == [(12, 1)]  # not once per rank
     rates = dict(_history(tmp_path, out["mlflow_run_id"], "dev_capped_error_rate"))
     assert sorted(rates) == [4, 8, 12] and all(0 <= r <= 100 for r in rates.values())
     assert _history(tmp_path, out["mlflow_run_id"], "checkpoints_since_best") == [(4, 0), (8, 1), (12, 2)]
@@ -530,13 +537,27 @@ def test_a_row_that_cannot_be_featurised_is_marked_then_dropped_and_counted(corp
     assert set(data.SKIP_REASONS) >= set(skipped.by_reason)
 
 
+def _corrupt_one(path: str, pick) -> str:
+    """Overwrite the audio of the first row of a store shard whose id ``pick`` accepts with a FLAC header and
+    nothing readable after it; returns that row's id."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    ids, audio = table["id"].to_pylist(), table["audio"].to_pylist()
+    victim = next(i for i, uid in enumerate(ids) if pick(uid))
+    audio[victim] = b"fLaC" + b"\0" * 64
+    pq.write_table(table.set_column(table.schema.get_field_index("audio"), "audio",
+                                    pa.array(audio, table.schema.field("audio").type)), path)
+    return ids[victim]
+
+
 def test_training_skips_an_unreadable_utterance_and_counts_it_across_a_resume(tmp_path, corpus_store, capfd):
     """A store with one corrupt utterance (its FLAC bytes overwritten): the job trains on, MLflow counts the
     drops by reason (once per epoch of the plan that meets it), the job log names it, and a resumed run that
     replays the read counts it once, not again."""
     import shutil
 
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from polyglot_lion.data.balance import read_plan
@@ -551,17 +572,8 @@ def test_training_skips_an_unreadable_utterance_and_counts_it_across_a_resume(tm
                  if planned & set(pq.read_table(f, columns=["id"])["id"].to_pylist()))
     dev_shard = next(f for p in list_partitions(bad_store, "dev") for f in p.files)
 
-    def corrupt(path: str, pick) -> str:
-        table = pq.read_table(path)
-        ids, audio = table["id"].to_pylist(), table["audio"].to_pylist()
-        victim = next(i for i, uid in enumerate(ids) if pick(uid))
-        audio[victim] = b"fLaC" + b"\0" * 64  # a FLAC header and nothing readable after it
-        pq.write_table(table.set_column(table.schema.get_field_index("audio"), "audio",
-                                        pa.array(audio, table.schema.field("audio").type)), path)
-        return ids[victim]
-
-    victim = corrupt(shard, lambda uid: uid in planned)
-    corrupt(dev_shard, lambda uid: True)
+    victim = _corrupt_one(shard, lambda uid: uid in planned)
+    _corrupt_one(dev_shard, lambda uid: True)
 
     over = _overrides(tmp_path, bad_store, plan, "skip", **{"train.log_every": 2, "train.checkpoint_every": 2,
                                                             "data.plan_passes": 1, "data.fixed_batch_size": 16})

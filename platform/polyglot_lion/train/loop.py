@@ -296,7 +296,10 @@ def train_loop_per_worker(config: dict) -> None:
 
     @torch.no_grad()
     def dev_loss() -> tuple[float, int]:
-        """(mean dev loss per micro-batch, dev utterances that could not be featurised), all ranks."""
+        """(mean dev loss per micro-batch, dev utterances that could not be featurised), all ranks. The dev set is
+        not split over the ranks (``DataConfig(datasets_to_split=["train"])``): every rank reads all of it, in
+        the same order, so its drops are counted once, not summed over the ranks (they were: 2 workers reported
+        each unreadable dev utterance twice)."""
         model.eval()
         total, n = 0.0, 0
         skipped = SkippedRows("dev")
@@ -306,10 +309,10 @@ def train_loop_per_worker(config: dict) -> None:
             total = total + forward(batch).detach()  # read back once, after the loop
             n += 1
         model.train()
-        t = torch.tensor([float(total), n, skipped.total], dtype=torch.float64)
+        t = torch.tensor([float(total), n], dtype=torch.float64)
         if world > 1:
             torch.distributed.all_reduce(t, group=cpu_group)
-        return float(t[0] / max(t[1], 1)), int(t[2])
+        return float(t[0] / max(t[1], 1)), skipped.total
 
     def dev_eval(step: int) -> dict:
         """The dev split transcribed by the model being trained and scored by ``evaluate`` (the code of
