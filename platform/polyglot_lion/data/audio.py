@@ -27,6 +27,12 @@ REJECT_REASONS: dict[str, str] = {
     "empty_text": "the transcript is empty after normalisation",
     "undecodable_text": "the transcript is not valid UTF-8",
     "unsupported_entry": "the manifest entry is of a kind the importer does not run (e.g. a piped wav.scp command)",
+    "missing_transcript": "the audio has no transcript (no line in the corpus's transcript file)",
+    "unreadable_member": "an archive member (or the archive holding it) could not be read",
+    "member_too_large": "an archive member is larger than the size a member may have",
+    "not_a_regular_file": "the entry is a link, a device, a FIFO or a directory, not a plain file",
+    "unreadable_textgrid": "a Praat TextGrid that could not be parsed",
+    "bad_segment": "a segment that is empty or lies (partly) outside its recording",
 }
 
 # Formats whose header states the exact frame count, so a short read means truncation.
@@ -71,8 +77,14 @@ def decode_audio(
     source: str | bytes,
     max_duration_s: float | None = None,
     min_duration_s: float = 0.0,
+    start_s: float | None = None,
+    end_s: float | None = None,
 ) -> DecodedAudio:
-    """Decode a path or encoded bytes to 16 kHz mono float32, or raise AudioRejected with the reason."""
+    """Decode a path or encoded bytes to 16 kHz mono float32, or raise AudioRejected with the reason.
+
+    With ``start_s``/``end_s`` only the span ``[start_s, end_s)`` of the recording is decoded (a segment of a long
+    recording, e.g. one TextGrid interval): the file is seeked, never decoded whole.
+    """
     if isinstance(source, str):
         if not os.path.exists(source):
             raise AudioRejected("missing_audio", source)
@@ -91,14 +103,17 @@ def decode_audio(
         rate, channels, frames = f.samplerate, f.channels, f.frames
         if rate <= 0 or channels <= 0:
             raise AudioRejected("unreadable_audio", f"invalid header (rate={rate}, channels={channels})")
-        if max_duration_s is not None and 0 < frames < 2**62 and frames / rate > max_duration_s:
+        known = 0 < frames < 2**62
+        if start_s is not None:
+            frames = _seek_segment(f, start_s, end_s, rate, frames if known else None, max_duration_s)
+        elif max_duration_s is not None and known and frames / rate > max_duration_s:
             raise AudioRejected("too_long", f"{frames / rate:.2f}s > {max_duration_s}s")
         try:
-            data = f.read(dtype="float32", always_2d=True)
+            data = f.read(frames if start_s is not None else -1, dtype="float32", always_2d=True)
         except Exception as e:
             raise AudioRejected("truncated_audio", f"decoding stopped: {str(e).strip()[:160]}") from None
         exact = f.format in _EXACT_LENGTH_FORMATS
-        short_by = _declared_minus_actual(f.extra_info) if exact else 0
+        short_by = _declared_minus_actual(f.extra_info) if exact and start_s is None else 0
     if len(data) == 0:
         raise AudioRejected("empty_audio", "no samples")
     if exact and 0 < frames < 2**62 and len(data) < frames:
@@ -117,6 +132,27 @@ def decode_audio(
     if not np.any(mono):
         raise AudioRejected("silent_audio", "all samples are zero")
     return DecodedAudio(mono, rate, channels)
+
+
+def _seek_segment(f: sf.SoundFile, start_s: float, end_s: float | None, rate: int, frames: int | None,
+                  max_duration_s: float | None) -> int:
+    """Position ``f`` at the segment's first frame; return how many frames the segment has."""
+    if end_s is None or not (0 <= start_s < end_s):
+        raise AudioRejected("bad_segment", f"segment [{start_s}, {end_s}) is empty or negative")
+    if max_duration_s is not None and end_s - start_s > max_duration_s:
+        raise AudioRejected("too_long", f"segment of {end_s - start_s:.2f}s > {max_duration_s}s")
+    first, last = int(round(start_s * rate)), int(round(end_s * rate))
+    if frames is not None and last > frames + int(0.01 * rate):  # 10 ms of rounding in a TextGrid is fine
+        raise AudioRejected("bad_segment", f"segment [{start_s:.3f}, {end_s:.3f}) s ends after the recording "
+                                           f"({frames / rate:.3f} s)")
+    if frames is not None:
+        last = min(last, frames)
+    if last <= first:
+        raise AudioRejected("bad_segment", f"segment [{start_s:.3f}, {end_s:.3f}) s has no frames")
+    if not f.seekable():
+        raise AudioRejected("unreadable_audio", "segment of a recording that cannot be seeked")
+    f.seek(first)
+    return last - first
 
 
 def encode_flac(samples: np.ndarray) -> bytes:

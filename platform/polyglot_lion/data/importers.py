@@ -1,8 +1,9 @@
 """Readers for corpora as users download them. Each lists *source items* without touching audio.
 
 A source item is a dict with the columns of SOURCE_SCHEMA: a stable ``key`` (unique within dataset/split),
-either an ``audio_path`` or ``audio_bytes``, the ``raw_text`` as found, an optional ``speaker`` and the
-``source`` it came from (file and line). Problems found while listing (a malformed line, a piped wav.scp
+the audio as an ``audio_path``, ``audio_bytes`` or an ``archive`` + ``member`` read in place, optionally only a
+span ``[start_s, end_s)`` of it (a segment of a longer recording), the ``raw_text`` as found, an optional
+``speaker``, the ``source`` it came from (file and line) and, for corpus recipes, its ``split``. Problems found while listing (a malformed line, a piped wav.scp
 entry) come back as reject dicts ``{"source", "reason", "detail"}``, never as exceptions.
 
 The ``parquet`` format is the exception to driver-side listing: its rows carry audio bytes, so it is read
@@ -22,7 +23,7 @@ import pyarrow as pa
 
 from .text import strip_qwen_prefix
 
-FORMATS = ("jsonl", "csv", "kaldi", "librispeech", "parquet")
+FORMATS = ("jsonl", "csv", "kaldi", "librispeech", "parquet", "lhotse")
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif", ".au")
 
 SOURCE_SCHEMA = pa.schema(
@@ -33,6 +34,11 @@ SOURCE_SCHEMA = pa.schema(
         ("raw_text", pa.string()),
         ("speaker", pa.string()),
         ("source", pa.string()),
+        ("archive", pa.string()),  # an archive read in place (data/archives.py) ...
+        ("member", pa.string()),  # ... and the member in it; null: matched by file stem == key while scanning
+        ("start_s", pa.float64()),  # a segment of the recording (null: the whole recording)
+        ("end_s", pa.float64()),
+        ("split", pa.string()),  # recipes: the item's split (null: from the member's folder, see prepare)
     ]
 )
 
@@ -55,9 +61,12 @@ def _reject(source: str, reason: str, detail: str = "") -> dict:
 
 
 def _item(key: str, raw_text: str, source: str, audio_path: str | None = None,
-          audio_bytes: bytes | None = None, speaker: str | None = None) -> dict:
+          audio_bytes: bytes | None = None, speaker: str | None = None, *, archive: str | None = None,
+          member: str | None = None, start_s: float | None = None, end_s: float | None = None,
+          split: str | None = None) -> dict:
     return {"key": key, "audio_path": audio_path, "audio_bytes": audio_bytes, "raw_text": raw_text,
-            "speaker": speaker, "source": source}
+            "speaker": speaker, "source": source, "archive": archive, "member": member, "start_s": start_s,
+            "end_s": end_s, "split": split}
 
 
 def _key_from_path(path: str) -> str:
@@ -201,9 +210,6 @@ def list_librispeech(path: str, opts: FormatOptions = FormatOptions()) -> tuple[
     return items, rejects
 
 
-LISTERS = {"jsonl": list_jsonl, "csv": list_csv, "kaldi": list_kaldi, "librispeech": list_librispeech}
-
-
 def parquet_rows_to_items(table: pa.Table, opts: FormatOptions, base_dir: str) -> pa.Table:
     """Hugging Face datasets Parquet rows (audio struct ``{bytes, path}`` + text) -> source items.
 
@@ -238,3 +244,110 @@ def parquet_rows_to_items(table: pa.Table, opts: FormatOptions, base_dir: str) -
                          speaker=None if row.get(opts.speaker_column or "speaker") is None
                          else str(row.get(opts.speaker_column or "speaker"))))
     return pa.Table.from_pylist(out, schema=SOURCE_SCHEMA)
+
+
+def _read_jsonl_any(path: str) -> list[tuple[int, object]]:
+    """(line number, parsed JSON or the JSONDecodeError) for each non-empty line of a .jsonl or .jsonl.gz."""
+    import gzip
+
+    opener = gzip.open if path.endswith(".gz") else open
+    out = []
+    with opener(path, "rt", encoding="utf-8", errors="surrogateescape") as f:
+        for n, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    out.append((n, json.loads(line)))
+                except json.JSONDecodeError as e:
+                    out.append((n, e))
+    return out
+
+
+def _lhotse_files(path: str) -> tuple[str | None, str | None, str | None]:
+    """(cuts, recordings, supervisions) manifest paths for a --format lhotse input: a CutSet file, a
+    SupervisionSet file (its RecordingSet beside it, 'supervisions' -> 'recordings' in the name), or a folder
+    holding exactly one of either."""
+    if os.path.isdir(path):
+        names = sorted(n for n in os.listdir(path) if n.endswith((".jsonl", ".jsonl.gz")))
+        cuts = [n for n in names if "cuts" in n]
+        sups = [n for n in names if "supervisions" in n]
+        if len(cuts) + len(sups) != 1:
+            raise ValueError(f"{path}: a lhotse folder needs exactly one cuts or supervisions manifest "
+                             f"(.jsonl/.jsonl.gz); found {cuts + sups or 'none'}; give the manifest file instead")
+        path = os.path.join(path, (cuts + sups)[0])
+    name = os.path.basename(path)
+    if not name.endswith((".jsonl", ".jsonl.gz")):
+        raise ValueError(f"{path}: lhotse manifests must be .jsonl or .jsonl.gz")
+    if "supervisions" in name:
+        recordings = os.path.join(os.path.dirname(path), name.replace("supervisions", "recordings"))
+        if not os.path.isfile(recordings):
+            raise ValueError(f"{path}: its recordings manifest {recordings} does not exist")
+        return None, recordings, path
+    return path, None, None
+
+
+def _lhotse_audio(rec: dict, base: str) -> tuple[str | None, str | None]:
+    """A recording's audio file, or (None, why not)."""
+    sources = rec.get("sources") or []
+    if len(sources) != 1:
+        return None, f"{len(sources)} audio sources (one file per recording is supported)"
+    src = sources[0]
+    if src.get("type") != "file":
+        return None, f"audio source of type {src.get('type')!r} (only 'file' is supported)"
+    p = src.get("source")
+    if not isinstance(p, str) or not p:
+        return None, "audio source without a path"
+    return (p if os.path.isabs(p) or os.path.exists(p) else os.path.join(base, p)), None
+
+
+def list_lhotse(path: str, opts: FormatOptions = FormatOptions()) -> tuple[list[dict], list[dict]]:
+    """lhotse manifests (a RecordingSet + SupervisionSet pair, or a CutSet; .jsonl or .jsonl.gz): one item per
+    supervision, a segment of its recording unless it covers all of it. Keys are the supervision ids."""
+    cuts, recordings, supervisions = _lhotse_files(path)
+    items, rejects = [], []
+    pairs: list[tuple[str, dict, dict, float]] = []  # (source, supervision, recording, offset of the cut)
+    if cuts:
+        base = os.path.dirname(os.path.abspath(cuts))
+        for n, cut in _read_jsonl_any(cuts):
+            src = f"{cuts}:{n}"
+            if not isinstance(cut, dict) or not isinstance(cut.get("recording"), dict):
+                rejects.append(_reject(src, "malformed_manifest", "not a cut with a recording"))
+                continue
+            for sup in cut.get("supervisions") or []:
+                pairs.append((src, sup, cut["recording"], float(cut.get("start", 0.0))))
+    else:
+        base = os.path.dirname(os.path.abspath(recordings))
+        recs: dict[str, dict] = {}
+        for n, rec in _read_jsonl_any(recordings):
+            if isinstance(rec, dict) and "id" in rec:
+                recs[rec["id"]] = rec
+            else:
+                rejects.append(_reject(f"{recordings}:{n}", "malformed_manifest", "not a recording"))
+        for n, sup in _read_jsonl_any(supervisions):
+            src = f"{supervisions}:{n}"
+            if not isinstance(sup, dict) or sup.get("recording_id") not in recs:
+                rejects.append(_reject(src, "malformed_manifest" if not isinstance(sup, dict) else "missing_audio",
+                                       "no recording with this supervision's recording_id"))
+                continue
+            pairs.append((src, sup, recs[sup["recording_id"]], 0.0))
+    for src, sup, rec, offset in pairs:
+        text = sup.get("text")
+        if not isinstance(text, str) or "id" not in sup:
+            rejects.append(_reject(src, "malformed_manifest", "supervision without id or text"))
+            continue
+        if _has_surrogates(text):
+            rejects.append(_reject(src, "undecodable_text", "transcript is not valid UTF-8"))
+            continue
+        audio, why = _lhotse_audio(rec, base)
+        if audio is None:
+            rejects.append(_reject(src, "unsupported_entry", why))
+            continue
+        start = offset + float(sup.get("start", 0.0))
+        end = start + float(sup.get("duration", 0.0))
+        whole = abs(start) < 1e-6 and abs(end - float(rec.get("duration", -1))) < 1e-3
+        items.append(_item(str(sup["id"]), text, src, audio_path=audio, speaker=sup.get("speaker"),
+                           start_s=None if whole else start, end_s=None if whole else end))
+    return items, rejects
+
+
+LISTERS = {"jsonl": list_jsonl, "csv": list_csv, "kaldi": list_kaldi, "librispeech": list_librispeech,
+           "lhotse": list_lhotse}

@@ -1,7 +1,8 @@
 """Import corpora into the store with Ray Data: list -> decode/resample/encode/normalise -> Parquet shards.
 
+    polyglot-lion prepare --recipe nsc --input downloads/nsc --store store/          # a corpus as published
     polyglot-lion prepare --format jsonl --input corpus/nsc/train.jsonl --dataset nsc --language en \
-        --split train --store store/
+        --split train --store store/                                                # one manifest
 
 Bad records never stop the job: every record ends up either as an utterance of its partition or as a line
 of that partition's _rejects.jsonl with its reason (see audio.REJECT_REASONS). Several imports can run in
@@ -16,20 +17,26 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from .archives import MemberError, iter_members
 from .audio import AudioRejected, decode_audio, encode_flac
-from .importers import FORMATS, LISTERS, SOURCE_SCHEMA, FormatOptions, parquet_rows_to_items
-from .schema import UTTERANCE_SCHEMA, check_dataset_name, check_language, check_split, utterance_id
+from .cleaners import clean_text
+from .importers import AUDIO_EXTENSIONS, FORMATS, LISTERS, SOURCE_SCHEMA, FormatOptions, parquet_rows_to_items
+from .recipes import RecipeOptions, get_recipe
+from .schema import SPLITS, UTTERANCE_SCHEMA, check_dataset_name, check_language, check_split, utterance_id
+from .splits import speaker_disjoint_split
 from .store import META_FILE, REJECTS_FILE, cleanup, new_staging_dir, publish_partition
 from .text import normalize_text
 
-_SPEC = "_spec"
+_SPEC = "_spec"  # the target partition of an item (-1: decided in the task from the archive member's folder)
+_GROUP = "_group"  # the import spec an item came from
 # What each Ray task returns to the driver: one small row per written shard or per rejected record.
 REPORT_SCHEMA = pa.schema([("spec", pa.int32()), ("kind", pa.string()), ("shard", pa.string()),
                            ("source", pa.string()), ("reason", pa.string()), ("detail", pa.string())])
@@ -37,26 +44,46 @@ REPORT_SCHEMA = pa.schema([("spec", pa.int32()), ("kind", pa.string()), ("shard"
 PARQUET_WRITE_ARGS = {
     "compression": {name: ("none" if name == "audio" else "zstd") for name in UTTERANCE_SCHEMA.names},
 }
-_SOURCE_WITH_SPEC = SOURCE_SCHEMA.append(pa.field(_SPEC, pa.int32()))
+_SOURCE_WITH_SPEC = SOURCE_SCHEMA.append(pa.field(_SPEC, pa.int32())).append(pa.field(_GROUP, pa.int32()))
 
 
 @dataclass(frozen=True)
 class ImportSpec:
-    """One corpus split to import: which reader, where it is, and the partition it becomes."""
+    """One import: a corpus split in a generic ``format`` (one partition), or a whole corpus by ``recipe``
+    (every split it ships, dataset name from the recipe)."""
 
-    format: str
-    input: str
-    dataset: str
-    language: str
-    split: str
+    format: str = ""
+    input: str = ""
+    dataset: str = ""
+    language: str = ""
+    split: str = ""
     options: FormatOptions = field(default_factory=FormatOptions)
+    recipe: str | None = None
+    test_utterances: int | None = None  # recipes without an official split: size of the made test split
+    seed: int = 0  # ... and its seed
 
     def problems(self) -> list[str]:
         out = []
-        if self.format not in FORMATS:
-            out.append(f"format must be one of {list(FORMATS)} (is {self.format!r})")
         if not os.path.exists(self.input):
             out.append(f"input {self.input!r} does not exist")
+        if self.recipe is not None:
+            try:
+                recipe = get_recipe(self.recipe)
+                recipe.dataset_for(self.language or None)
+            except ValueError as e:
+                return out + [str(e)]
+            given = [k for k in ("format", "dataset", "split") if getattr(self, k)]
+            if given:
+                out.append(f"recipe {self.recipe}: {', '.join(given)} come(s) from the recipe; do not give them")
+            if self.test_utterances is not None:
+                if not recipe.made_split_test:
+                    out.append(f"recipe {self.recipe}: test_utterances is only for corpora with no official "
+                               f"split (this one ships {list(recipe.splits)})")
+                elif self.test_utterances < 1:
+                    out.append(f"test_utterances must be at least 1 (is {self.test_utterances})")
+            return out
+        if self.format not in FORMATS:
+            out.append(f"format must be one of {list(FORMATS)} (is {self.format!r})")
         for check, value in ((check_dataset_name, self.dataset), (check_language, self.language),
                              (check_split, self.split)):
             try:
@@ -65,14 +92,25 @@ class ImportSpec:
                 out.append(str(e))
         return out
 
+    def targets(self) -> list[tuple[str, str, str]]:
+        """(dataset, language, split) of every partition this import writes."""
+        if self.recipe is None:
+            return [(self.dataset, self.language, self.split)]
+        r = get_recipe(self.recipe)
+        lang = r.language_for(self.language or None)
+        return [(r.dataset_for(self.language or None), lang, split) for split in r.splits]
+
     @classmethod
-    def from_dict(cls, d: dict) -> "ImportSpec":
+    def from_dict(cls, d: dict, base_dir: str | None = None) -> "ImportSpec":
+        """From a --specs entry; a relative ``input`` is taken relative to ``base_dir`` when given."""
         d = dict(d)
         opts = {k: d.pop(k) for k in list(d) if k in FormatOptions.__dataclass_fields__}
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"import spec: unknown key(s) {sorted(unknown)}; allowed: "
                              f"{sorted(set(cls.__dataclass_fields__) - {'options'}) + sorted(FormatOptions.__dataclass_fields__)}")
+        if base_dir and isinstance(d.get("input"), str) and not os.path.isabs(os.path.expanduser(d["input"])):
+            d["input"] = os.path.join(base_dir, d["input"])
         return cls(options=FormatOptions(**opts), **d)
 
 
@@ -83,60 +121,138 @@ class PrepareOptions:
     batch_size: int = 128  # clips per Ray Data task and per shard (~0.2 s of work, ~12 MB of 5 s clips)
 
 
+@dataclass(frozen=True)
+class Target:
+    """One partition an import writes."""
+
+    dataset: str
+    language: str
+    split: str
+    group: int  # index of its ImportSpec
+    cleaner: str | None = None
+    extra_meta: dict = field(default_factory=dict)
+
+
 def validate_specs(specs: list[ImportSpec]) -> None:
     """All problems of all specs in one error, before Ray starts."""
-    problems = [f"import {i} ({s.dataset}/{s.split}): {p}" for i, s in enumerate(specs) for p in s.problems()]
+    problems = [f"import {i} ({s.recipe or s.dataset}/{s.split or '*'}): {p}"
+                for i, s in enumerate(specs) for p in s.problems()]
     seen: dict[tuple[str, str], int] = {}
-    for i, s in enumerate(specs):
-        if (s.dataset, s.split) in seen:
-            problems.append(f"import {i}: dataset/split {s.dataset}/{s.split} is also import {seen[(s.dataset, s.split)]}")
-        seen[(s.dataset, s.split)] = i
+    if not problems:
+        for i, s in enumerate(specs):
+            for dataset, _, split in s.targets():
+                if (dataset, split) in seen:
+                    problems.append(f"import {i}: dataset/split {dataset}/{split} is also import {seen[(dataset, split)]}")
+                seen[(dataset, split)] = i
     if problems:
         raise ValueError("invalid import:\n  " + "\n  ".join(problems))
 
 
-def process_batch(batch: pa.Table, specs: list[dict], max_duration_s: float | None,
-                  min_duration_s: float) -> tuple[dict[int, list[dict]], list[dict]]:
-    """Source items -> ({spec index: utterance rows}, rejects). Pure apart from reading the named audio."""
-    accepted: dict[int, list[dict]] = {}
-    rejects: list[dict] = []
-    for item in batch.to_pylist():
-        i = item[_SPEC]
-        spec = specs[i]
+def _member_split(member: str) -> str | None:
+    """The split named by an archive member's folders (AISHELL-1: ``train/S0002/BAC009S0002W0122.wav``)."""
+    return next((p for p in PurePosixPath(member).parts[:-1] if p in SPLITS), None)
+
+
+def _stem(member: str) -> str:
+    return PurePosixPath(member).stem
+
+
+def _audio_sources(items: list[dict], max_member_bytes: int | None) -> Iterator[tuple[dict, object]]:
+    """(item, path | bytes | AudioRejected) for every item, and a synthetic item for each audio member of a
+    scanned archive that no item names (its reason: missing_transcript). Each archive is opened once and read
+    in one pass; each member is read once, however many segments it holds."""
+    by_archive: dict[str, list[dict]] = {}
+    for it in items:
+        if it["archive"]:
+            by_archive.setdefault(it["archive"], []).append(it)
+        else:
+            yield it, (it["audio_bytes"] or it["audio_path"] or AudioRejected("missing_audio", "no audio path or bytes"))
+    for archive, its in by_archive.items():
+        named: dict[str, list[dict]] = {}
+        by_stem: dict[str, list[dict]] = {}
+        for it in its:
+            (named.setdefault(it["member"], []) if it["member"] else by_stem.setdefault(it["key"], [])).append(it)
+        scanning = bool(by_stem)
+        done: set[int] = set()
+        kwargs = {} if max_member_bytes is None else {"max_bytes": max_member_bytes}
         try:
-            raw_text = item["raw_text"] or ""
-            text = normalize_text(raw_text)
-            if not text:
-                raise AudioRejected("empty_text", repr(raw_text[:80]))
-            src = item["audio_bytes"] if item["audio_bytes"] else item["audio_path"]
-            if not src:
-                raise AudioRejected("missing_audio", "no audio path or bytes")
-            audio = decode_audio(src, max_duration_s=max_duration_s, min_duration_s=min_duration_s)
-            accepted.setdefault(i, []).append({
-                "id": utterance_id(spec["dataset"], spec["split"], item["key"]),
-                "dataset": spec["dataset"], "language": spec["language"], "split": spec["split"],
-                "audio": encode_flac(audio.samples), "duration_s": audio.duration_s, "text": text,
-                "raw_text": raw_text, "speaker": item["speaker"], "source": item["source"],
-            })
+            for name, data in iter_members(archive, None if scanning else set(named), **kwargs):
+                matched = named.get(name) or by_stem.get(_stem(name)) or []
+                if not matched and scanning and name.lower().endswith(AUDIO_EXTENSIONS):
+                    matched = [{**its[0], "key": _stem(name), "member": name, "split": _member_split(name),
+                                "source": f"{archive}::{name}", "_missing_transcript": True}]
+                for it in matched:
+                    if id(it) in done:  # a member name that occurs twice: the first one is used
+                        continue
+                    done.add(id(it))
+                    if it["split"] is None:
+                        it = {**it, "split": _member_split(name), "source": f"{archive}::{name}"}
+                    yield it, (AudioRejected(data.reason, data.detail) if isinstance(data, MemberError) else data)
+        except MemberError as e:
+            for it in its:
+                if id(it) not in done:
+                    done.add(id(it))
+                    yield it, AudioRejected("unreadable_member", e.detail)
+        for it in its:
+            if id(it) not in done:
+                yield it, AudioRejected("missing_audio", f"{it['member'] or it['key']} is not in {archive}")
+
+
+def _target_of(item: dict, routes: dict[tuple[int, str | None], int]) -> int:
+    if item[_SPEC] >= 0:
+        return item[_SPEC]
+    return routes.get((item[_GROUP], item["split"]), routes[(item[_GROUP], None)])
+
+
+def _utterance(item: dict, target: dict, src: object, max_duration_s: float | None, min_duration_s: float) -> dict:
+    """One source item -> one utterance row, or AudioRejected with the reason."""
+    if isinstance(src, AudioRejected):
+        raise src
+    if item.get("_missing_transcript"):
+        raise AudioRejected("missing_transcript", item["member"])
+    raw_text = item["raw_text"] or ""
+    text = normalize_text(clean_text(raw_text, target["cleaner"]))
+    if not text:
+        raise AudioRejected("empty_text", repr(raw_text[:80]))
+    audio = decode_audio(src, max_duration_s=max_duration_s, min_duration_s=min_duration_s,
+                         start_s=item["start_s"], end_s=item["end_s"])
+    return {"id": utterance_id(target["dataset"], target["split"], item["key"]),
+            "dataset": target["dataset"], "language": target["language"], "split": target["split"],
+            "audio": encode_flac(audio.samples), "duration_s": audio.duration_s, "text": text,
+            "raw_text": raw_text, "speaker": item["speaker"], "source": item["source"]}
+
+
+def process_batch(batch: pa.Table, targets: list[dict], routes: dict, max_duration_s: float | None,
+                  min_duration_s: float, max_member_bytes: int | None = None) -> Iterator[tuple[int, dict | dict]]:
+    """Source items -> ``(target index, ("row", utterance) | ("reject", reject))``, one per item. Pure apart from
+    reading the named audio; one bad item never stops the others."""
+    for item, src in _audio_sources(batch.to_pylist(), max_member_bytes):
+        i = _target_of(item, routes)
+        try:
+            yield i, ("row", _utterance(item, targets[i], src, max_duration_s, min_duration_s))
         except AudioRejected as e:
-            rejects.append({"spec": i, "source": item["source"], "reason": e.reason, "detail": e.detail})
+            yield i, ("reject", {"source": item["source"], "reason": e.reason, "detail": e.detail})
         except Exception as e:  # anything unexpected about one clip must not kill the job
-            rejects.append({"spec": i, "source": item["source"], "reason": "unreadable_audio",
-                            "detail": f"{type(e).__name__}: {e}"[:200]})
-    return accepted, rejects
+            yield i, ("reject", {"source": item["source"], "reason": "unreadable_audio",
+                                 "detail": f"{type(e).__name__}: {e}"[:200]})
 
 
-def process_and_write(batch: pa.Table, specs: list[dict], max_duration_s: float | None, min_duration_s: float,
-                      staging: str) -> pa.Table:
-    """The Ray Data task: process a batch, write its accepted utterances as one shard per spec into staging,
-    and return a small report (shards written, records rejected) instead of the audio.
+def process_and_write(batch: pa.Table, targets: list[dict], routes: dict, max_duration_s: float | None,
+                      min_duration_s: float, staging: str, shard_rows: int = 128) -> pa.Table:
+    """The Ray Data task: process a block (all items of one archive, or a chunk of loose files), write the
+    accepted utterances as shards of at most ``shard_rows`` per target into staging, and return a small report
+    (shards written, records rejected) instead of the audio.
 
     Shards are written under a temporary name and renamed, so a shard either exists whole or not at all;
     a retried task writes new shards, and rows written twice are kept once when committing.
     """
-    accepted, rejects = process_batch(batch, specs, max_duration_s, min_duration_s)
-    report = [dict(r, kind="rejected", shard=None) for r in rejects]
-    for i, rows in accepted.items():
+    report: list[dict] = []
+    pending: dict[int, list[dict]] = {}
+
+    def flush(i: int) -> None:
+        rows = pending.pop(i, [])
+        if not rows:
+            return
         folder = os.path.join(staging, f"spec-{i}")
         os.makedirs(folder, exist_ok=True)
         name = f"{uuid.uuid4().hex}.parquet"
@@ -145,35 +261,103 @@ def process_and_write(batch: pa.Table, specs: list[dict], max_duration_s: float 
         os.replace(os.path.join(folder, "." + name), os.path.join(folder, name))
         report.append({"spec": i, "kind": "shard", "shard": os.path.join(folder, name), "source": None,
                        "reason": None, "detail": None})
+
+    for i, (kind, value) in process_batch(batch, targets, routes, max_duration_s, min_duration_s):
+        if kind == "reject":
+            report.append(dict(value, spec=i, kind="rejected", shard=None))
+            continue
+        pending.setdefault(i, []).append(value)
+        if len(pending[i]) >= shard_rows:
+            flush(i)
+    for i in list(pending):
+        flush(i)
     return pa.Table.from_pylist(report, schema=REPORT_SCHEMA)
 
 
-def _source_dataset(specs: list[ImportSpec], block_rows: int):
-    """A Ray Dataset of source items for all specs, plus the rejects found while listing."""
+def _plan(specs: list[ImportSpec]) -> tuple[list[Target], dict[tuple[int, str | None], int]]:
+    """Every partition the specs write, and the route (spec index, split) -> target index
+    (``(spec, None)``: where a record of that spec with no known split is counted)."""
+    targets: list[Target] = []
+    routes: dict[tuple[int, str | None], int] = {}
+    for g, spec in enumerate(specs):
+        cleaner = get_recipe(spec.recipe).cleaner if spec.recipe else None
+        for dataset, language, split in spec.targets():
+            routes[(g, split)] = len(targets)
+            routes.setdefault((g, None), len(targets))
+            targets.append(Target(dataset, language, split, g, cleaner))
+    return targets, routes
+
+
+def _list_recipe(g: int, spec: ImportSpec, targets: list[Target], routes: dict) -> tuple[list[dict], dict[int, list[dict]]]:
+    """List a recipe's items, give each its target (making the split where the corpus has none)."""
+    recipe = get_recipe(spec.recipe)
+    listing = recipe.lister(spec.input, RecipeOptions(language=spec.language or None))
+    if recipe.made_split_test:
+        made = speaker_disjoint_split([(it["key"], it["speaker"]) for it in listing.items],
+                                      spec.test_utterances or recipe.made_split_test, spec.seed)
+        for it in listing.items:
+            it["split"] = made.split_of(it["key"])
+        for i, t in enumerate(targets):
+            if t.group == g:
+                targets[i] = Target(t.dataset, t.language, t.split, g, t.cleaner, {"split_rule": made.describe()})
+    rejects: dict[int, list[dict]] = {}
+    for r in listing.rejects:
+        i = routes.get((g, r.pop("split", None)), routes[(g, None)])
+        rejects.setdefault(i, []).append(r)
+    for it in listing.items:
+        it[_SPEC] = -1 if it["split"] is None else routes.get((g, it["split"]), -2)
+        it[_GROUP] = g
+    unknown = [it for it in listing.items if it[_SPEC] == -2]
+    for it in unknown:  # a split the recipe does not write (it should not list it): counted, not lost
+        rejects.setdefault(routes[(g, None)], []).append(
+            {"source": it["source"], "reason": "malformed_manifest", "detail": f"split {it['split']!r} not written"})
+    return [it for it in listing.items if it[_SPEC] != -2], rejects
+
+
+def _blocks(items: list[dict], block_rows: int) -> list[pa.Table]:
+    """One block per archive (read in one pass by one task), loose files in blocks of ``block_rows``;
+    the largest blocks first, so that they do not start last."""
+    by_archive: dict[str, list[dict]] = {}
+    loose = []
+    for it in items:
+        (by_archive.setdefault(it["archive"], []) if it.get("archive") else loose).append(it)
+    groups = list(by_archive.values()) + [loose[o:o + block_rows] for o in range(0, len(loose), block_rows)]
+    groups.sort(key=len, reverse=True)
+    return [pa.Table.from_pylist(g, schema=_SOURCE_WITH_SPEC) for g in groups]
+
+
+def _source_dataset(specs: list[ImportSpec], targets: list[Target], routes: dict, block_rows: int):
+    """A Ray Dataset of source items for all specs, plus the rejects found while listing (by target)."""
     import ray
 
-    listed_rejects: dict[int, list[dict]] = {}
+    listed_rejects: dict[int, list[dict]] = {i: [] for i in range(len(targets))}
     datasets, listed = [], []
-    for i, spec in enumerate(specs):
+    for g, spec in enumerate(specs):
+        if spec.recipe:
+            items, rejects = _list_recipe(g, spec, targets, routes)
+            for i, rs in rejects.items():
+                listed_rejects[i] += rs
+            listed += items
+            continue
+        t = routes[(g, spec.split)]
         if spec.format == "parquet":
-            listed_rejects[i] = []
             base = spec.input if os.path.isdir(spec.input) else os.path.dirname(os.path.abspath(spec.input))
 
-            def to_items(t: pa.Table, _i=i, _opts=spec.options, _base=base) -> pa.Table:
-                items = parquet_rows_to_items(t, _opts, _base)
-                return items.append_column(_SPEC, pa.array([_i] * len(items), pa.int32()))
+            def to_items(table: pa.Table, _t=t, _g=g, _opts=spec.options, _base=base) -> pa.Table:
+                items = parquet_rows_to_items(table, _opts, _base)
+                return (items.append_column(_SPEC, pa.array([_t] * len(items), pa.int32()))
+                        .append_column(_GROUP, pa.array([_g] * len(items), pa.int32())))
 
             datasets.append(ray.data.read_parquet(spec.input, include_paths=True)
                             .map_batches(to_items, batch_format="pyarrow", batch_size=block_rows))
             continue
         items, rejects = LISTERS[spec.format](spec.input, spec.options)
-        listed_rejects[i] = rejects
+        listed_rejects[t] += rejects
         for it in items:
-            it[_SPEC] = i
+            it[_SPEC], it[_GROUP] = t, g
         listed += items
     if listed:
-        table = pa.Table.from_pylist(listed, schema=_SOURCE_WITH_SPEC)
-        datasets.append(ray.data.from_arrow([table.slice(o, block_rows) for o in range(0, len(table), block_rows)]))
+        datasets.append(ray.data.from_arrow(_blocks(listed, block_rows)))
     if not datasets:
         return None, listed_rejects
     ds = datasets[0].union(*datasets[1:]) if len(datasets) > 1 else datasets[0]
@@ -212,9 +396,9 @@ def _dedupe(files: list[str]) -> list[dict]:
     return rejects
 
 
-def _commit(store: str, i: int, spec: ImportSpec, shards: list[str], rejects: list[dict], built: Path,
+def _commit(store: str, spec: ImportSpec, target: Target, shards: list[str], rejects: list[dict], built: Path,
             opts: PrepareOptions) -> dict:
-    """Gather a spec's shards and rejects into one partition folder and publish it."""
+    """Gather a target's shards and rejects into one partition folder and publish it."""
     rejects = list(rejects) + _dedupe(sorted(shards))
     built.mkdir(parents=True)
     utterances, seconds = 0, 0.0
@@ -231,23 +415,27 @@ def _commit(store: str, i: int, spec: ImportSpec, shards: list[str], rejects: li
             fh.write(json.dumps({"source": r["source"], "reason": r["reason"], "detail": r["detail"] or ""},
                                 ensure_ascii=False) + "\n")
     meta = {
-        "dataset": spec.dataset, "language": spec.language, "split": spec.split,
-        "format": spec.format, "input": os.path.abspath(spec.input),
+        "dataset": target.dataset, "language": target.language, "split": target.split,
+        "format": f"recipe:{spec.recipe}" if spec.recipe else spec.format, "input": os.path.abspath(spec.input),
         "utterances": utterances, "hours": seconds / 3600.0,
         "rejected": dict(sorted(collections.Counter(r["reason"] for r in rejects).items())),
         "options": asdict(opts), "imported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    if target.cleaner:
+        meta["cleaner"] = target.cleaner
+    meta.update(target.extra_meta)
     (built / META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False))
-    publish_partition(store, built, spec.split, spec.language, spec.dataset)
+    publish_partition(store, built, target.split, target.language, target.dataset)
     return meta
 
 
 def prepare(specs: list[ImportSpec], store: str, opts: PrepareOptions = PrepareOptions()) -> list[dict]:
-    """Import every spec into ``store``; returns each partition's meta (utterances, hours, rejected by reason).
-
-    Needs Ray initialised (``runtime.init_ray``). Each dataset/split partition is replaced as a whole.
+    """Import every spec into ``store``; returns each written partition's meta (utterances, hours, rejected by
+    reason). Needs Ray initialised (``runtime.init_ray``). Each dataset/split partition is replaced as a whole;
+    a recipe's split that its download does not hold (nothing listed, nothing rejected) is not written.
     """
     validate_specs(specs)
+    targets, routes = _plan(specs)
     os.makedirs(store, exist_ok=True)
     staging = new_staging_dir(store)
     try:
@@ -259,26 +447,32 @@ def prepare(specs: list[ImportSpec], store: str, opts: PrepareOptions = PrepareO
         ctx = ray.data.DataContext.get_current()
         reservation, ctx.op_resource_reservation_enabled = ctx.op_resource_reservation_enabled, False
         try:
-            ds, listed = _source_dataset(specs, block_rows=opts.batch_size)
+            ds, listed = _source_dataset(specs, targets, routes, block_rows=opts.batch_size)
         finally:
             ctx.op_resource_reservation_enabled = reservation
-        shards: dict[int, list[str]] = {i: [] for i in range(len(specs))}
-        rejects: dict[int, list[dict]] = {i: list(listed[i]) for i in range(len(specs))}
+        shards: dict[int, list[str]] = {i: [] for i in range(len(targets))}
+        rejects: dict[int, list[dict]] = {i: list(listed[i]) for i in range(len(targets))}
         if ds is not None:
-            kwargs = {"specs": [asdict(s) for s in specs], "max_duration_s": opts.max_duration_s,
-                      "min_duration_s": opts.min_duration_s, "staging": str(staging / "shards")}
+            kwargs = {"targets": [asdict(t) for t in targets], "routes": routes,
+                      "max_duration_s": opts.max_duration_s, "min_duration_s": opts.min_duration_s,
+                      "staging": str(staging / "shards"), "shard_rows": opts.batch_size}
             # Stateless tasks, not an actor pool: the work is CPU-bound and per clip, and tasks need no warm-up.
-            # Tasks write their own shards and return only a report, so the audio never crosses the object store.
-            reports = ds.map_batches(process_and_write, batch_format="pyarrow", batch_size=opts.batch_size,
-                                     fn_kwargs=kwargs)
+            # Each block is one task (batch_size=None): an archive is read by one task in one pass. Tasks write
+            # their own shards and return only a report, so the audio never crosses the object store.
+            reports = ds.map_batches(process_and_write, batch_format="pyarrow", batch_size=None, fn_kwargs=kwargs)
             for batch in reports.iter_batches(batch_format="pyarrow", batch_size=None):
                 for r in batch.to_pylist():
                     if r["kind"] == "shard":
                         shards[r["spec"]].append(r["shard"])
                     else:
                         rejects[r["spec"]].append(r)
-        return [_commit(store, i, s, shards[i], rejects[i], staging / f"part-{i}", opts)
-                for i, s in enumerate(specs)]
+        metas = []
+        for i, t in enumerate(targets):
+            spec = specs[t.group]
+            if spec.recipe and not shards[i] and not rejects[i]:
+                continue
+            metas.append(_commit(store, spec, t, shards[i], rejects[i], staging / f"part-{i}", opts))
+        return metas
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         cleanup(store)
