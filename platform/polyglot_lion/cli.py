@@ -2,6 +2,8 @@
 
     polyglot-lion synth    --out corpus/                       # synthetic four-language corpus (espeak-ng)
     polyglot-lion prepare  --specs corpus/corpus.json --store store/
+    polyglot-lion prepare  --recipe nsc --input downloads/nsc --store store/   # a corpus as published
+    polyglot-lion recipes                                      # the twelve corpora's recipes
     polyglot-lion balance  --store store/ --strategy two-stage --seed 0 --out plans/two-stage --plot mix.png
     polyglot-lion stats    --store store/
     polyglot-lion convert  ORIGINAL_CKPT CONVERTED_CKPT         # thinker.* layout -> transformers format
@@ -49,12 +51,22 @@ def _add_prepare(sub) -> None:
                                    "skipped and listed with their reason in the partition's _rejects.jsonl. "
                                    "Re-importing a dataset/split replaces it.")
     p.add_argument("--store", required=True, help="store folder (created if missing)")
-    p.add_argument("--specs", help="JSON file with a list of imports ({format,input,dataset,language,split,...}), "
-                                   "e.g. the corpus.json written by 'synth'; replaces the five options below")
-    p.add_argument("--format", choices=FORMATS, help="how the corpus is laid out")
-    p.add_argument("--input", help="manifest file, Kaldi/LibriSpeech folder, or Parquet file/folder")
+    p.add_argument("--recipe", help="import a whole corpus as its publisher ships it (see 'polyglot-lion recipes'): "
+                                    "--input is the download folder; every split it holds is imported")
+    p.add_argument("--specs", help="JSON or YAML file with a list of imports ({recipe,input,language} or "
+                                   "{format,input,dataset,language,split,...}) or {root: DIR, imports: [...]}, "
+                                   "e.g. jobs/configs/corpora/paper.yaml or the corpus.json written by 'synth'")
+    p.add_argument("--root", help="--specs: folder that relative inputs are taken from (default: the file's "
+                                  "'root', else the file's folder)")
+    p.add_argument("--test-utterances", type=int, help="--recipe for a corpus with no official split (nsc, slr65, "
+                                                       "mesolitica): test utterances of the made, speaker-disjoint "
+                                                       "split (default: the paper's test set size)")
+    p.add_argument("--seed", type=int, default=0, help="--recipe: seed of a made split (default 0)")
+    p.add_argument("--format", choices=FORMATS, help="how the corpus is laid out (one manifest or folder)")
+    p.add_argument("--input", help="recipe: the download folder; format: manifest file, Kaldi/LibriSpeech folder, "
+                                   "Parquet file/folder, or lhotse manifest")
     p.add_argument("--dataset", help="dataset name, e.g. aishell1 (letters, digits, _ . -)")
-    p.add_argument("--language", help="en, zh, ta or ms")
+    p.add_argument("--language", help="en, zh, ta or ms (a recipe covering several languages needs it)")
     p.add_argument("--split", help="train, dev or test")
     p.add_argument("--max-duration", type=float, default=30.0,
                    help="drop clips longer than this many seconds (default 30, as the paper; 0 = no limit)")
@@ -93,6 +105,24 @@ def _add_stats(sub) -> None:
     p.add_argument("--store", required=True, help="store folder")
     p.add_argument("--split", help="only this split")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+
+
+def _add_recipes(sub) -> None:
+    p = sub.add_parser("recipes", help="the corpus recipes: what each imports, the download it expects, where to get it",
+                       description="One recipe per corpus of the paper; 'prepare --recipe NAME --input DIR' runs one.")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the text")
+
+
+def cmd_recipes(args) -> int:
+    from .data.recipes import format_recipes, recipes
+
+    if args.json:
+        print(json.dumps({r.name: {"title": r.title, "datasets": r.datasets, "splits": list(r.splits),
+                                   "made_split_test": r.made_split_test, "download": r.download,
+                                   "expects": r.expects, "cleans": r.cleans} for r in recipes().values()}))
+    else:
+        print(format_recipes())
+    return 0
 
 
 def _add_convert(sub) -> None:
@@ -220,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"polyglot-lion {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_synth, _add_prepare, _add_balance, _add_stats, _add_convert, _add_train, _add_score,
+    for add in (_add_synth, _add_prepare, _add_recipes, _add_balance, _add_stats, _add_convert, _add_train, _add_score,
                 _add_transcribe, _add_evaluate, _add_serve,
                 _add_models, _add_runs):
         add(sub)
@@ -246,24 +276,27 @@ def cmd_synth(args) -> int:
 
 def cmd_prepare(args) -> int:
     from .data.importers import FormatOptions
-    from .data.prepare import ImportSpec, PrepareOptions, format_summary, prepare, validate_specs
+    from .data.prepare import ImportSpec, PrepareOptions, format_summary, load_specs, prepare, validate_specs
     from .runtime import init_ray
 
-    single = [args.format, args.input, args.dataset, args.language, args.split]
+    single = [args.format, args.dataset, args.split]
     if args.specs:
+        if any(single) or args.recipe or args.input or args.language:
+            raise UsageError("--specs replaces --recipe/--format/--input/--dataset/--language/--split; "
+                             "give one or the other")
+        specs = load_specs(args.specs, args.root)
+    elif args.recipe:
         if any(single):
-            raise UsageError("--specs replaces --format/--input/--dataset/--language/--split; give one or the other")
-        try:
-            raw = json.loads(open(args.specs, encoding="utf-8").read())
-        except (OSError, json.JSONDecodeError) as e:
-            raise UsageError(f"--specs {args.specs}: cannot read a JSON list of imports ({e})") from None
-        if not isinstance(raw, list) or not raw:
-            raise UsageError(f"--specs {args.specs}: must hold a non-empty JSON list of imports")
-        specs = [ImportSpec.from_dict(d) for d in raw]
+            raise UsageError("--recipe names the dataset and splits itself; do not give --format/--dataset/--split")
+        if not args.input:
+            raise UsageError("prepare --recipe needs --input (the corpus's download folder)")
+        specs = [ImportSpec(input=args.input, language=args.language or "", recipe=args.recipe,
+                            test_utterances=args.test_utterances, seed=args.seed)]
     else:
-        missing = [n for n, v in zip(("--format", "--input", "--dataset", "--language", "--split"), single) if not v]
+        missing = [n for n, v in zip(("--format", "--input", "--dataset", "--language", "--split"),
+                                     [args.format, args.input, args.dataset, args.language, args.split]) if not v]
         if missing:
-            raise UsageError(f"prepare needs {', '.join(missing)} (or --specs FILE)")
+            raise UsageError(f"prepare needs --recipe NAME --input DIR, or {', '.join(missing)} (or --specs FILE)")
         opts = FormatOptions(args.audio_column, args.text_column, args.speaker_column, args.id_column,
                              args.clips_dir, args.delimiter)
         specs = [ImportSpec(args.format, args.input, args.dataset, args.language, args.split, opts)]
@@ -500,7 +533,7 @@ def cmd_runs(args) -> int:
     return 0
 
 
-COMMANDS = {"synth": cmd_synth, "prepare": cmd_prepare, "balance": cmd_balance, "stats": cmd_stats, "convert": cmd_convert, "train": cmd_train,
+COMMANDS = {"synth": cmd_synth, "prepare": cmd_prepare, "recipes": cmd_recipes, "balance": cmd_balance, "stats": cmd_stats, "convert": cmd_convert, "train": cmd_train,
             "transcribe": cmd_transcribe, "evaluate": cmd_evaluate, "serve": cmd_serve,
             "models": cmd_models, "runs": cmd_runs,
             "score": cmd_score}

@@ -52,8 +52,10 @@ def is_archive(path: str) -> bool:
 
 
 def _zip_regular(info: zipfile.ZipInfo) -> bool:
-    mode = info.external_attr >> 16
-    return not info.is_dir() and not (mode and not stat.S_ISREG(mode))
+    """A zip made on Unix keeps the file type in its external attributes (a symlink is S_IFLNK); zips from
+    elsewhere, or writers that store only permission bits, say nothing: those members are plain files."""
+    kind = stat.S_IFMT(info.external_attr >> 16) if info.create_system == 3 else 0
+    return not info.is_dir() and kind in (0, stat.S_IFREG)
 
 
 def list_members(path: str) -> list[MemberInfo]:

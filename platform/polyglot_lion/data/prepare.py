@@ -114,6 +114,30 @@ class ImportSpec:
         return cls(options=FormatOptions(**opts), **d)
 
 
+def load_specs(path: str, root: str | None = None) -> list[ImportSpec]:
+    """Imports from a --specs file: JSON or YAML, a list of imports or ``{root: DIR, imports: [...]}``.
+    Relative inputs are taken relative to ``root`` (this argument, else the file's ``root``, itself relative to
+    the file's folder), else to the file's folder."""
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = yaml.safe_load(f)  # JSON is YAML
+    except (OSError, yaml.YAMLError) as e:
+        raise ValueError(f"--specs {path}: cannot read a list of imports ({e})") from None
+    here = os.path.dirname(os.path.abspath(path))
+    if isinstance(raw, dict):
+        unknown = set(raw) - {"root", "imports"}
+        if unknown:
+            raise ValueError(f"--specs {path}: unknown key(s) {sorted(unknown)}; allowed: ['imports', 'root']")
+        if root is None and raw.get("root"):
+            root = os.path.join(here, os.path.expanduser(str(raw["root"])))
+        raw = raw.get("imports")
+    if not isinstance(raw, list) or not raw or not all(isinstance(d, dict) for d in raw):
+        raise ValueError(f"--specs {path}: must hold a non-empty list of imports (mappings)")
+    return [ImportSpec.from_dict(d, base_dir=root or here) for d in raw]
+
+
 @dataclass(frozen=True)
 class PrepareOptions:
     max_duration_s: float | None = 30.0  # the paper drops clips longer than 30 s
