@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo_out
 
-.PHONY: setup demo test reproduce-mini bench-ingest bench-train bench-serve bench-bulk clean help
+.PHONY: setup demo test reproduce-mini bench-ingest bench-recipes bench-train bench-serve bench-bulk clean help
 .PHONY: cluster-up cluster-down submit-prepare submit-balance submit-train submit-evaluate submit-transcribe serve-deploy mlflow-ui
 
 help:
@@ -16,6 +16,7 @@ help:
 	@echo "make test   - run the test suite"
 	@echo "make setup  - install into .venv (and espeak-ng if missing)"
 	@echo "make bench-ingest - corpus import throughput vs a plain loop (see BENCHMARKS.md)"
+	@echo "make bench-recipes - corpus recipes: archives read in place vs unpacked, clips/s per recipe (see BENCHMARKS.md)"
 	@echo "make bench-train  - training throughput: our Ray Train job vs HF Trainer with a librosa collator (see BENCHMARKS.md)"
 	@echo "make bench-serve  - Serve app under 1/8/32 concurrent clients, batched vs unbatched (see BENCHMARKS.md)"
 	@echo "make bench-bulk   - bulk transcription on Ray Data vs a per-file and a batched loop (see BENCHMARKS.md)"
@@ -48,6 +49,9 @@ reproduce-mini: setup
 
 bench-ingest: setup
 	$(BIN)/python benchmarks/ingest.py
+
+bench-recipes: setup
+	$(BIN)/python benchmarks/ingest_recipes.py
 
 bench-train: setup
 	$(BIN)/python benchmarks/train_throughput.py --repeats 2 --ours-passes 2 1 --step-ablation 16

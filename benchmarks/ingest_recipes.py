@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import logging
 import os
 import shutil
 import statistics
@@ -226,6 +227,7 @@ def main() -> int:
     os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
     init_ray(num_cpus=args.num_cpus, object_store_mb=512, quiet=True)
     ray.data.DataContext.get_current().enable_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # one "execution finished" line per import otherwise
     ray_init_s = time.perf_counter() - t0
     try:
         make_librispeech(work / "warmup")

@@ -104,6 +104,9 @@ def evaluate(model_uri: str, store: str, split: str = "test", benchmarks: list[s
                  "exact_match": exact_match_rate(refs, hyps, p.language),
                  "s_per_sample": wall / max(1, len(rows)), "rtf": wall / audio_s if audio_s else None,
                  "audio_hours": audio_s / 3600, "skipped_utterances": len(skipped.get(p.dataset, []))}
+        rule = p.meta.get("split_rule")  # a test split the recipe made (NSC, SLR65, Mesolitica): say which
+        if rule:
+            entry["split_rule"] = {k: rule[k] for k in ("rule", "seed", "test_utterances_target") if k in rule}
         predicted = [o.language for o in outs]
         if any(predicted):
             entry["language_id_accuracy"] = language_id_accuracy([p.language] * len(rows), predicted).accuracy

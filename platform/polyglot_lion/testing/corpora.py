@@ -119,13 +119,18 @@ def make_librispeech(root: str | os.PathLike, scale: int = 0) -> Miniature:
         _write(t / f"103-1240-{100 + i:04d}.flac", _encoded(1.0, 16_000, "FLAC", 100 + i))
         lines.append(f"103-1240-{100 + i:04d} SCALED UTTERANCE NUMBER {i}")
     _text(t / "103-1240.trans.txt", lines, crlf=True)
+    _write(t / "103-1240-0009.flac", _encoded(0.5, 16_000, "FLAC", 9))  # no transcript line
+    _write(t / "103-1240-0008.flac", b"fLaC but nothing else")  # listed below, does not decode
+    lines.append("103-1240-0008 THIS ONE DOES NOT DECODE")
+    _text(t / "103-1240.trans.txt", lines, crlf=True)
     d = base / "dev-clean" / "1272" / "128104"
     _write(d / "1272-128104-0000.flac", _encoded(0.9, 16_000, "FLAC", 3))
     _text(d / "1272-128104.trans.txt", ["1272-128104-0000 MISTER QUILTER IS THE APOSTLE OF THE MIDDLE CLASSES"])
     s = base / "test-clean" / "1089" / "134686"
     _write(s / "1089-134686-0000.flac", _encoded(0.7, 16_000, "FLAC", 4))
     _text(s / "1089-134686.trans.txt", ["1089-134686-0000 HE HOPED THERE WOULD BE STEW FOR DINNER"])
-    return Miniature("librispeech", str(root), None, 4 + scale, {"missing_audio": 1},
+    return Miniature("librispeech", str(root), None, 4 + scale,
+                     {"missing_audio": 1, "missing_transcript": 1, "unreadable_audio": 1},
                      {"train": 2 + scale, "dev": 1, "test": 1},
                      {"librispeech/train/103-1240-0000": "chapter one missus rachel lynde is surprised",
                       "librispeech/test/1089-134686-0000": "he hoped there would be stew for dinner"})
@@ -276,14 +281,17 @@ def make_fleurs(root: str | os.PathLike, language: str, scale: int = 0) -> Minia
         train.append(row(2000 + i, f"s{i}.wav", words[1]))
         members[f"train/s{i}.wav"] = _encoded(1.0, 16_000, "WAV", 500 + i)
     _text(d / "train.tsv", train)
+    members["train/orphan.wav"] = _encoded(0.5, 16_000, "WAV", 56)  # in the archive, not in train.tsv
     _tar_gz(d / "audio" / "train.tar.gz", members)
-    _text(d / "dev.tsv", [row(1100, "1100a.wav", words[1])])
-    _tar_gz(d / "audio" / "dev.tar.gz", {"dev/1100a.wav": _encoded(0.9, 16_000, "WAV", 54)})
+    _text(d / "dev.tsv", [row(1100, "1100a.wav", words[1]), row(1101, "1101a.wav", words[2])])
+    _tar_gz(d / "audio" / "dev.tar.gz", {"dev/1100a.wav": _encoded(0.9, 16_000, "WAV", 54),
+                                         "dev/1101a.wav": b"RIFF garbage, not audio"})
     _text(d / "test.tsv", [row(1200, "1200a.wav", words[0])])
     _tar_gz(d / "audio" / "test.tar.gz", {"test/1200a.wav": _encoded(0.7, 16_000, "WAV", 55)})
     ds = f"fleurs-{language}"
     norm = words[0].replace(" ", "") if language == "zh" else words[0]
-    return Miniature("fleurs", str(root), language, 5 + scale, {"missing_audio": 1, "malformed_manifest": 1},
+    return Miniature("fleurs", str(root), language, 5 + scale,
+                     {"missing_audio": 1, "malformed_manifest": 1, "missing_transcript": 1, "unreadable_audio": 1},
                      {"train": 3 + scale, "dev": 1, "test": 1},
                      {f"{ds}/train/1001a": norm, f"{ds}/train/1001b": norm, f"{ds}/test/1200a": norm})
 

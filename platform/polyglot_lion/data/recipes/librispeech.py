@@ -21,12 +21,17 @@ def list_items(root: str, opts: RecipeOptions) -> Listing:
                          f"LibriSpeech/ below it; unpack the subsets' .tar.gz files here")
     out = Listing()
     for folder in found:
+        split = SUBSETS[folder.name]
         items, rejects = list_librispeech(str(folder))
         for it in items:
-            it["split"] = SUBSETS[folder.name]
+            it["split"] = split
         out.items += items
         for r in rejects:
-            out.reject(r["source"], r["reason"], r["detail"], SUBSETS[folder.name])
+            out.reject(r["source"], r["reason"], r["detail"], split)
+        listed = {it["key"] for it in items}
+        for flac in sorted(folder.glob("*/*/*.flac")):
+            if flac.stem not in listed:
+                out.reject(str(flac), "missing_transcript", f"{flac.stem} has no line in a .trans.txt", split)
     return out
 
 
