@@ -1,10 +1,11 @@
 """Corpus recipes (issue 23): importing from inside archives vs from the unpacked folder, and clips/s per recipe.
 
-    python benchmarks/ingest_recipes.py [--scale 400] [--repeats 3] [--out bench_out/ingest_recipes]
+    python benchmarks/ingest_recipes.py [--scale 400] [--repeats 5] [--out bench_out/ingest_recipes]
     python benchmarks/ingest_recipes.py --scale 4 --repeats 1 --out /tmp/r   # the tiny run of the smoke test
 
 Every import is ``prepare([ImportSpec(recipe=...)])`` in one local Ray session of 2 CPUs started once
-(``ray.init`` is not timed), after one untimed warm-up import, so no figure holds the session's cold start.
+(``ray.init`` is not timed), after an untimed warm-up import of every recipe's miniature, so no figure holds the
+session's cold start.
 Each import writes a fresh store; the wall time covers listing, the Ray Data tasks and publishing.
 
 Part 1, archives in place vs unpacked. The same clips (the same bytes) are laid out twice: as the publisher
@@ -15,6 +16,9 @@ ships them and with every archive unpacked next to where it was (both layouts ar
     corpus, one archive holds a whole split.
 Both imports of a pair must give the same utterance ids, texts, durations and FLAC bytes (checked; a pair that
 differs makes the run fail). The two layouts alternate in order from repeat to repeat; the median is reported.
+Beside the wall times, the same task body (``process_batch`` over every block) runs once outside Ray in the
+driver, timed in CPU time, with gzip inflation of the archives alone: what reading in place costs per clip,
+apart from scheduling and from other work on the machine.
 NSC, SLR65 and Mesolitica ship zips with no unpacked variant in their recipes, so they are only in part 2.
 
 Part 2, clips/s per recipe: ``testing.corpora.make_paper_downloads(scale)``, the miniatures of the nine
@@ -88,6 +92,33 @@ def store_contents(store: str) -> dict[str, tuple[str, float, str]]:
     return out
 
 
+def cpu_per_clip(spec) -> dict:
+    """The same per-clip work outside Ray, in this process: CPU ms per clip of ``prepare``'s task body
+    (``process_batch`` over every block) and of gzip inflation alone, and how many blocks (Ray tasks) there are.
+    CPU time, unlike wall time, hardly moves when other work shares the machine."""
+    import gzip
+    from dataclasses import asdict
+
+    from polyglot_lion.data.prepare import PrepareOptions, _blocks, _list_recipe, _plan, process_batch
+
+    opts = PrepareOptions()
+    targets, routes = _plan([spec])
+    items, _ = _list_recipe(0, spec, targets, routes)
+    blocks = _blocks(items, opts.batch_size)
+    t0 = time.process_time()
+    results = [kind for b in blocks for _, (kind, _) in process_batch(b, [asdict(t) for t in targets], routes,
+                                                                       opts.max_duration_s, opts.min_duration_s)]
+    task_cpu = time.process_time() - t0
+    archives = sorted({it["archive"] for it in items if it["archive"]})
+    t0 = time.process_time()
+    for a in archives:
+        gzip.decompress(Path(a).read_bytes())
+    inflate_cpu = time.process_time() - t0
+    clips = results.count("row")
+    return {"tasks": len(blocks), "cpu_run_clips": clips, "task_cpu_ms_per_clip": 1000 * task_cpu / clips,
+            "inflate_cpu_ms_per_clip": 1000 * inflate_cpu / clips}
+
+
 def timed_import(specs: list, store: Path) -> tuple[float, list[dict]]:
     from polyglot_lion.data.prepare import prepare
 
@@ -138,10 +169,12 @@ def run_pairs(work: Path, scale: int, repeats: int) -> list[dict]:
                 wall, metas = timed_import([spec], work / "stores" / f"{folder.name}-{layout}")
                 walls[layout].append(wall)
                 result[layout] = _totals(metas)
+        cpu = {layout: cpu_per_clip(ImportSpec(recipe=recipe, language=language or "", input=str(folder / layout)))
+               for layout in walls}
         contents = {layout: store_contents(str(work / "stores" / f"{folder.name}-{layout}")) for layout in walls}
         same = contents["archives"] == contents["unpacked"]
         rows = {layout: _row(f"{title}: {packed_name if layout == 'archives' else unpacked_name}", walls[layout],
-                             result[layout][0], result[layout][1], rejected=result[layout][2])
+                             result[layout][0], result[layout][1], rejected=result[layout][2], **cpu[layout])
                 for layout in walls}
         out.append({"recipe": recipe, "language": language, "title": title, "archives": rows["archives"],
                     "unpacked": rows["unpacked"], "same_utterances": same,
@@ -185,15 +218,17 @@ def markdown(result: dict) -> str:
     out = [f"scale {s['scale']}, median of {s['repeats']} runs, one Ray session of {s['num_cpus']} CPUs "
            f"(warm-up import before timing: {s['warmup_s']:.1f} s; ray.init {s['ray_init_s']:.1f} s, not timed)", "",
            "Archives read in place vs the same clips unpacked:", "",
-           "| corpus | layout | clips | wall (s) | clips/s | audio-s/s | archives / unpacked | same ids, texts, audio |",
-           "|---|---|---:|---:|---:|---:|---:|---|"]
+           "| corpus | layout | clips | Ray tasks | wall (s) | clips/s | audio-s/s | archives / unpacked "
+           "| CPU ms/clip (of it: gzip) | same ids, texts, audio |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for p in result["pairs"]:
         for layout in ("archives", "unpacked"):
             r = p[layout]
             ratio = f"**{p['ratio_archives_over_unpacked']:.2f}x**" if layout == "archives" else ""
             same = f"{'yes' if p['same_utterances'] else 'NO'} ({p['utterances_compared']})" if layout == "archives" else ""
-            out.append(f"| {p['title']} | {r['label'].split(': ', 1)[1]} | {r['clips']} | {r['wall_s']:.2f} | "
-                       f"{r['clips_per_s']:.0f} | {r['audio_s_per_s']:.0f} | {ratio} | {same} |")
+            out.append(f"| {p['title']} | {r['label'].split(': ', 1)[1]} | {r['clips']} | {r['tasks']} | "
+                       f"{r['wall_s']:.2f} | {r['clips_per_s']:.0f} | {r['audio_s_per_s']:.0f} | {ratio} | "
+                       f"{r['task_cpu_ms_per_clip']:.2f} ({r['inflate_cpu_ms_per_clip']:.2f}) | {same} |")
     out += ["", "Clips/s per recipe (each import alone; 1 s clips):", "",
             "| recipe | dataset | clips | rejected | wall (s) | clips/s | as the miniature says |",
             "|---|---|---:|---:|---:|---:|---|"]
@@ -209,7 +244,7 @@ def main() -> int:
     ap.add_argument("--scale", type=int, default=400,
                     help="good clips added to each miniature and to FLEURS's pair (AISHELL-1's pair: 8 speakers of "
                          "scale/2 clips); default 400")
-    ap.add_argument("--repeats", type=int, default=3, help="runs of each import; the median is reported (default 3)")
+    ap.add_argument("--repeats", type=int, default=5, help="runs of each import; the median is reported (default 5)")
     ap.add_argument("--num-cpus", type=int, default=2, help="CPUs of the local Ray session (default 2)")
     ap.add_argument("--out", default="bench_out/ingest_recipes", help="corpora, stores and ingest_recipes.json")
     args = ap.parse_args()
@@ -218,7 +253,7 @@ def main() -> int:
 
     from polyglot_lion.data.prepare import ImportSpec
     from polyglot_lion.runtime import init_ray
-    from polyglot_lion.testing.corpora import make_librispeech
+    from polyglot_lion.testing.corpora import make_paper_downloads
 
     out = Path(args.out)
     work = out / "work"
@@ -230,8 +265,10 @@ def main() -> int:
     logging.getLogger("ray.data").setLevel(logging.WARNING)  # one "execution finished" line per import otherwise
     ray_init_s = time.perf_counter() - t0
     try:
-        make_librispeech(work / "warmup")
-        warmup_s, _ = timed_import([ImportSpec(recipe="librispeech", input=str(work / "warmup"))], work / "stores" / "warmup")
+        # Every recipe once, unscaled: the session's workers start and import their decoders before any timing.
+        warmup = [ImportSpec(recipe=m.recipe, language=m.language or "", input=m.input)
+                  for m in make_paper_downloads(work / "warmup")]
+        warmup_s, _ = timed_import(warmup, work / "stores" / "warmup")
         pairs = run_pairs(work, args.scale, args.repeats)
         recipes, all_in_one = run_recipes(work, args.scale, args.repeats)
     finally:

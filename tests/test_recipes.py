@@ -1,6 +1,7 @@
 """Corpus recipes without Ray: cleaners, made splits, TextGrids, archive members, listing each publisher layout."""
 
 import collections
+import json
 import io
 import os
 import tarfile
@@ -242,3 +243,22 @@ def test_a_download_in_the_wrong_place_is_named(tmp_path):
                            ("mesolitica", None)):
         with pytest.raises(ValueError, match=str(tmp_path)):
             get_recipe(name).lister(str(tmp_path), RecipeOptions(language=language))
+
+
+def test_cli_recipes_and_prepare_usage_errors(tmp_path, capsys):
+    from polyglot_lion.cli import main
+
+    assert main(["recipes", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert set(listed) == set(recipes()) and listed["nsc"]["made_split_test"] == 3000
+    store = str(tmp_path / "store")
+    for argv, message in (
+        (["--recipe", "commonvoice", "--input", str(tmp_path)], "--language must be one of ['ta', 'zh']"),
+        (["--recipe", "nsc"], "prepare --recipe needs --input"),
+        (["--recipe", "nsc", "--input", str(tmp_path), "--dataset", "x"], "--recipe names the dataset"),
+        (["--recipe", "nsc", "--input", str(tmp_path / "missing")], "does not exist"),
+        (["--specs", str(PAPER_YAML), "--recipe", "nsc"], "--specs replaces"),
+    ):
+        assert main(["prepare", "--store", store, *argv]) == 2, argv
+        assert message in capsys.readouterr().err, argv
+    assert not os.path.exists(store)  # refused before anything was written or Ray started
