@@ -2,6 +2,8 @@
 
     ray job submit --address http://127.0.0.1:8265 --working-dir . -- \
         python jobs/prepare.py --specs corpus/corpus.json --store /shared/store
+    ray job submit ... -- python jobs/prepare.py --specs jobs/configs/corpora/paper.yaml \
+        --root /shared/downloads --store /shared/store          # the paper's twelve corpora, one job
 
 Inside a Ray job RAY_ADDRESS is set, so the import runs on the cluster the job was submitted to. The store
 and inputs must be on storage every node can read (NFS, a shared volume).
