@@ -47,7 +47,7 @@ import time
 from pathlib import Path
 
 PAIR_SPEAKERS = 8
-# The speaker i's split (AISHELL-1 keeps each speaker in one split).
+# The split of the pair's i-th speaker (AISHELL-1 keeps each speaker in one split).
 PAIR_SPLITS = ("train", "train", "train", "train", "train", "train", "dev", "test")
 
 
@@ -114,11 +114,10 @@ def cpu_per_clip(spec) -> dict:
     """The same per-clip work outside Ray, in this process: CPU ms per clip of ``prepare``'s task body
     (``process_batch`` over every block) and of reading the archives' members alone (``iter_members``: for a
     tar.gz, mostly gzip inflation), and how many blocks (Ray tasks) there are.
-    CPU time, unlike wall time, hardly moves when other work shares the machine."""
+    CPU time moves much less than wall time when other work shares the machine."""
     from dataclasses import asdict
 
     from polyglot_lion.data.archives import iter_members
-
     from polyglot_lion.data.prepare import PrepareOptions, _blocks, _list_recipe, _plan, process_batch
 
     opts = PrepareOptions()
@@ -138,6 +137,15 @@ def cpu_per_clip(spec) -> dict:
     clips = results.count("row")
     return {"tasks": len(blocks), "cpu_run_clips": clips, "task_cpu_ms_per_clip": 1000 * task_cpu / clips,
             "archive_read_cpu_ms_per_clip": 1000 * read_cpu / clips}
+
+
+def task_count(spec) -> int:
+    """How many Ray tasks ``prepare`` makes of an import: one per archive, loose files in blocks of batch_size."""
+    from polyglot_lion.data.prepare import PrepareOptions, _blocks, _list_recipe, _plan
+
+    targets, routes = _plan([spec])
+    items, _ = _list_recipe(0, spec, targets, routes)
+    return len(_blocks(items, PrepareOptions().batch_size))
 
 
 def timed_import(specs: list, store: Path) -> tuple[float, list[dict]]:
@@ -230,9 +238,10 @@ def run_recipes(work: Path, scale: int, repeats: int) -> tuple[list[dict], dict]
         print(f"recipes repeat {r + 1}/{repeats}: " + ", ".join(f"{m.dataset} {w[-1]:.2f}s" for m, w in zip(minis, walls))
               + f"; all twelve {wall:.2f} s", file=sys.stderr)
     rows = []
-    for m, w, (clips, audio_s, rejected) in zip(minis, walls, found):
+    for m, spec, w, (clips, audio_s, rejected) in zip(minis, specs, walls, found):
         expected = clips == m.accepted and rejected == dict(sorted(m.rejected.items()))
         rows.append(_row(m.dataset, w, clips, audio_s, recipe=m.recipe, language=m.language, rejected=rejected,
+                         tasks=task_count(spec),
                          expected_accepted=m.accepted, expected_rejected=m.rejected, as_expected=expected))
     clips, audio_s, rejected = _totals(metas)
     return rows, _row("all twelve, one prepare call", all_walls, clips, audio_s, rejected=rejected)
@@ -255,11 +264,11 @@ def markdown(result: dict) -> str:
                        f"{r['wall_s']:.2f} | {r['clips_per_s']:.0f} | {r['audio_s_per_s']:.0f} | {ratio} | "
                        f"{r['task_cpu_ms_per_clip']:.2f} ({r['archive_read_cpu_ms_per_clip']:.2f}) | {same} |")
     out += ["", "Clips/s per recipe (each import alone; 1 s clips):", "",
-            "| recipe | dataset | clips | rejected | wall (s) | clips/s | as the miniature says |",
-            "|---|---|---:|---:|---:|---:|---|"]
+            "| recipe | dataset | clips | rejected | Ray tasks | wall (s) | clips/s | as the miniature says |",
+            "|---|---|---:|---:|---:|---:|---:|---|"]
     for r in result["recipes"] + [result["all_in_one"]]:
         out.append(f"| {r.get('recipe', '-')} | {r['label']} | {r['clips']} | {sum(r['rejected'].values())} | "
-                   f"{r['wall_s']:.2f} | {r['clips_per_s']:.0f} | "
+                   f"{r.get('tasks', '-')} | {r['wall_s']:.2f} | {r['clips_per_s']:.0f} | "
                    f"{('yes' if r['as_expected'] else 'NO') if 'as_expected' in r else '-'} |")
     return "\n".join(out)
 
@@ -267,8 +276,8 @@ def markdown(result: dict) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--scale", type=int, default=400,
-                    help="good clips added to each miniature and to FLEURS's pair (AISHELL-1's pair: 8 speakers of "
-                         "scale/2 clips); default 400")
+                    help="good clips added to each miniature, FLEURS's and SLR65's pairs included (AISHELL-1's pair: "
+                         "8 speakers of scale/2 clips); default 400")
     ap.add_argument("--repeats", type=int, default=5, help="runs of each import; the median is reported (default 5)")
     ap.add_argument("--num-cpus", type=int, default=2, help="CPUs of the local Ray session (default 2)")
     ap.add_argument("--out", default="bench_out/ingest_recipes", help="corpora, stores and ingest_recipes.json")
