@@ -33,4 +33,4 @@ def test_ingest_recipes_smallest_run(tmp_path):
     # what a reader sees: both tables
     assert "| AISHELL-1, one tar.gz per speaker | wav/<spk>.tar.gz |" in proc.stdout
     assert "| fleurs | fleurs-ms |" in proc.stdout and "| - | all twelve, one prepare call |" in proc.stdout
-    assert not (tmp_path / "work" / "stores").exists()
+    assert not (tmp_path / "work").exists()
