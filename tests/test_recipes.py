@@ -146,6 +146,19 @@ def test_archive_members_bounded_and_only_regular_files(tmp_path):
     (tmp_path / "broken.tar.gz").write_bytes(noise.read_bytes()[:2000])
     with pytest.raises(MemberError, match="unreadable_member"):
         list(iter_members(str(tmp_path / "broken.tar.gz")))
+    # damage in the middle: tarfile alone would end the listing early without a word
+    with tarfile.open(noise, "w:gz") as t:
+        for i in range(3):
+            info = tarfile.TarInfo(f"n{i}.wav")
+            info.size = 4000
+            t.addfile(info, io.BytesIO(bytes(range(256)) * 15 + bytes(160)))
+    damaged = bytearray(noise.read_bytes())
+    for i in range(len(damaged) // 2, len(damaged) // 2 + 40):
+        damaged[i] ^= 0x5A
+    (tmp_path / "damaged.tar.gz").write_bytes(bytes(damaged))
+    for read in (lambda p: list(iter_members(p)), list_members):
+        with pytest.raises(MemberError, match="unreadable_member"):
+            read(str(tmp_path / "damaged.tar.gz"))
 
 
 def test_recipes_cover_the_twelve_benchmarks():
@@ -262,3 +275,26 @@ def test_cli_recipes_and_prepare_usage_errors(tmp_path, capsys):
         assert main(["prepare", "--store", store, *argv]) == 2, argv
         assert message in capsys.readouterr().err, argv
     assert not os.path.exists(store)  # refused before anything was written or Ray started
+
+
+def test_unpacked_layouts_count_audio_without_transcript(tmp_path):
+    from polyglot_lion.testing.corpora import make_fleurs, make_slr65
+
+    fleurs = make_fleurs(tmp_path / "fleurs", "ms")
+    audio = Path(fleurs.input) / "data" / "ms_my" / "audio"
+    for split in ("train", "dev", "test"):
+        with tarfile.open(audio / f"{split}.tar.gz") as t:
+            t.extractall(audio, filter="data")
+        (audio / f"{split}.tar.gz").unlink()
+    listing = get_recipe("fleurs").lister(fleurs.input, RecipeOptions(language="ms"))
+    assert [(r["reason"], Path(r["source"]).name) for r in listing.rejects if r["reason"] != "malformed_manifest"] == [
+        ("missing_transcript", "orphan.wav")]
+    assert all(it["audio_path"] and not it["archive"] for it in listing.items)
+    slr = make_slr65(tmp_path / "slr65")
+    for z in Path(slr.input).glob("*.zip"):
+        with zipfile.ZipFile(z) as zf:
+            good = [n for n in zf.namelist() if "0002" not in n or "taf" in n]  # the CRC-damaged member stays out
+            zf.extractall(Path(slr.input) / z.stem, members=good)
+        z.unlink()
+    listing = get_recipe("slr65").lister(slr.input, RecipeOptions())
+    assert collections.Counter(r["reason"] for r in listing.rejects) == {"missing_audio": 2, "missing_transcript": 1}

@@ -45,6 +45,8 @@ PARQUET_WRITE_ARGS = {
     "compression": {name: ("none" if name == "audio" else "zstd") for name in UTTERANCE_SCHEMA.names},
 }
 _SOURCE_WITH_SPEC = SOURCE_SCHEMA.append(pa.field(_SPEC, pa.int32())).append(pa.field(_GROUP, pa.int32()))
+# Stage 1's output: the items with archive members' bytes read, and why an item could not be read.
+_READ_SCHEMA = _SOURCE_WITH_SPEC.append(pa.field("_reason", pa.string())).append(pa.field("_detail", pa.string()))
 
 
 @dataclass(frozen=True)
@@ -228,16 +230,39 @@ def _target_of(item: dict, routes: dict[tuple[int, str | None], int]) -> int:
     return routes.get((item[_GROUP], item["split"]), routes[(item[_GROUP], None)])
 
 
-def _utterance(item: dict, target: dict, src: object, max_duration_s: float | None, min_duration_s: float) -> dict:
-    """One source item -> one utterance row, or AudioRejected with the reason."""
-    if isinstance(src, AudioRejected):
-        raise src
-    if item.get("_missing_transcript"):
-        raise AudioRejected("missing_transcript", item["member"])
+def read_sources(block: pa.Table, max_member_bytes: int | None = None, chunk_rows: int = 128) -> Iterator[pa.Table]:
+    """Stage 1, a Ray Data task per block: read the audio that lies in archives (one pass per archive, each
+    member once) into ``audio_bytes``, resolve each scanned item's member and split, and turn what cannot be
+    read into a reject (``_reason``/``_detail``). Loose files pass through unread. Yields chunks of
+    ``chunk_rows``, so that stage 2 decodes an archive's members on every CPU while this task reads on."""
+    rows: list[dict] = []
+    for item, src in _audio_sources(block.to_pylist(), max_member_bytes):
+        row = {name: item.get(name) for name in _READ_SCHEMA.names}
+        if isinstance(src, AudioRejected):
+            row["_reason"], row["_detail"] = src.reason, src.detail
+        elif item.get("_missing_transcript"):
+            row["_reason"], row["_detail"] = "missing_transcript", item["member"]
+        elif item["archive"]:
+            row["audio_bytes"] = src
+        rows.append(row)
+        if len(rows) >= chunk_rows:
+            yield pa.Table.from_pylist(rows, schema=_READ_SCHEMA)
+            rows = []
+    if rows:
+        yield pa.Table.from_pylist(rows, schema=_READ_SCHEMA)
+
+
+def _utterance(item: dict, target: dict, max_duration_s: float | None, min_duration_s: float) -> dict:
+    """One read source item -> one utterance row, or AudioRejected with the reason."""
+    if item.get("_reason"):
+        raise AudioRejected(item["_reason"], item.get("_detail") or "")
     raw_text = item["raw_text"] or ""
     text = normalize_text(clean_text(raw_text, target["cleaner"]))
     if not text:
         raise AudioRejected("empty_text", repr(raw_text[:80]))
+    src = item["audio_bytes"] or item["audio_path"]
+    if not src:
+        raise AudioRejected("missing_audio", "no audio path or bytes")
     audio = decode_audio(src, max_duration_s=max_duration_s, min_duration_s=min_duration_s,
                          start_s=item["start_s"], end_s=item["end_s"])
     return {"id": utterance_id(target["dataset"], target["split"], item["key"]),
@@ -247,13 +272,13 @@ def _utterance(item: dict, target: dict, src: object, max_duration_s: float | No
 
 
 def process_batch(batch: pa.Table, targets: list[dict], routes: dict, max_duration_s: float | None,
-                  min_duration_s: float, max_member_bytes: int | None = None) -> Iterator[tuple[int, dict | dict]]:
-    """Source items -> ``(target index, ("row", utterance) | ("reject", reject))``, one per item. Pure apart from
-    reading the named audio; one bad item never stops the others."""
-    for item, src in _audio_sources(batch.to_pylist(), max_member_bytes):
+                  min_duration_s: float) -> Iterator[tuple[int, tuple[str, dict]]]:
+    """Stage 2: read source items -> ``(target index, ("row", utterance) | ("reject", reject))``, one per item.
+    Pure apart from reading the named audio files; one bad item never stops the others."""
+    for item in batch.to_pylist():
         i = _target_of(item, routes)
         try:
-            yield i, ("row", _utterance(item, targets[i], src, max_duration_s, min_duration_s))
+            yield i, ("row", _utterance(item, targets[i], max_duration_s, min_duration_s))
         except AudioRejected as e:
             yield i, ("reject", {"source": item["source"], "reason": e.reason, "detail": e.detail})
         except Exception as e:  # anything unexpected about one clip must not kill the job
@@ -262,21 +287,22 @@ def process_batch(batch: pa.Table, targets: list[dict], routes: dict, max_durati
 
 
 def process_and_write(batch: pa.Table, targets: list[dict], routes: dict, max_duration_s: float | None,
-                      min_duration_s: float, staging: str, shard_rows: int = 128) -> pa.Table:
-    """The Ray Data task: process a block (all items of one archive, or a chunk of loose files), write the
-    accepted utterances as shards of at most ``shard_rows`` per target into staging, and return a small report
-    (shards written, records rejected) instead of the audio.
+                      min_duration_s: float, staging: str) -> pa.Table:
+    """Stage 2's Ray Data task: decode, resample, encode and normalise a batch, write its accepted utterances
+    as one shard per target into staging, and return a small report (shards written, records rejected)
+    instead of the audio.
 
     Shards are written under a temporary name and renamed, so a shard either exists whole or not at all;
     a retried task writes new shards, and rows written twice are kept once when committing.
     """
     report: list[dict] = []
-    pending: dict[int, list[dict]] = {}
-
-    def flush(i: int) -> None:
-        rows = pending.pop(i, [])
-        if not rows:
-            return
+    accepted: dict[int, list[dict]] = {}
+    for i, (kind, value) in process_batch(batch, targets, routes, max_duration_s, min_duration_s):
+        if kind == "reject":
+            report.append(dict(value, spec=i, kind="rejected", shard=None))
+        else:
+            accepted.setdefault(i, []).append(value)
+    for i, rows in accepted.items():
         folder = os.path.join(staging, f"spec-{i}")
         os.makedirs(folder, exist_ok=True)
         name = f"{uuid.uuid4().hex}.parquet"
@@ -285,16 +311,6 @@ def process_and_write(batch: pa.Table, targets: list[dict], routes: dict, max_du
         os.replace(os.path.join(folder, "." + name), os.path.join(folder, name))
         report.append({"spec": i, "kind": "shard", "shard": os.path.join(folder, name), "source": None,
                        "reason": None, "detail": None})
-
-    for i, (kind, value) in process_batch(batch, targets, routes, max_duration_s, min_duration_s):
-        if kind == "reject":
-            report.append(dict(value, spec=i, kind="rejected", shard=None))
-            continue
-        pending.setdefault(i, []).append(value)
-        if len(pending[i]) >= shard_rows:
-            flush(i)
-    for i in list(pending):
-        flush(i)
     return pa.Table.from_pylist(report, schema=REPORT_SCHEMA)
 
 
@@ -479,11 +495,15 @@ def prepare(specs: list[ImportSpec], store: str, opts: PrepareOptions = PrepareO
         if ds is not None:
             kwargs = {"targets": [asdict(t) for t in targets], "routes": routes,
                       "max_duration_s": opts.max_duration_s, "min_duration_s": opts.min_duration_s,
-                      "staging": str(staging / "shards"), "shard_rows": opts.batch_size}
-            # Stateless tasks, not an actor pool: the work is CPU-bound and per clip, and tasks need no warm-up.
-            # Each block is one task (batch_size=None): an archive is read by one task in one pass. Tasks write
-            # their own shards and return only a report, so the audio never crosses the object store.
-            reports = ds.map_batches(process_and_write, batch_format="pyarrow", batch_size=None, fn_kwargs=kwargs)
+                      "staging": str(staging / "shards")}
+            # Two stages of stateless tasks (the work is CPU-bound and per clip; tasks need no warm-up).
+            # Stage 1 takes a whole block (batch_size=None), so an archive is read by one task in one pass; it
+            # asks for less CPU than stage 2, which keeps Ray Data from fusing the two: the members it streams
+            # out are decoded by stage 2 on every CPU. Stage 2 writes its own shards and returns only a report.
+            read = ds.map_batches(read_sources, batch_format="pyarrow", batch_size=None, num_cpus=0.5,
+                                  fn_kwargs={"chunk_rows": opts.batch_size})
+            reports = read.map_batches(process_and_write, batch_format="pyarrow", batch_size=opts.batch_size,
+                                       fn_kwargs=kwargs)
             for batch in reports.iter_batches(batch_format="pyarrow", batch_size=None):
                 for r in batch.to_pylist():
                     if r["kind"] == "shard":

@@ -40,6 +40,7 @@ def list_items(root: str, opts: RecipeOptions) -> Listing:
         if not archive.is_file() and not unpacked.is_dir():
             raise ValueError(f"{folder}: {split}.tsv has no audio/{split}.tar.gz (or unpacked audio/{split}/)")
         lines, _ = read_lines(tsv)
+        listed: set[str] = set()
         for n, line in enumerate(lines, 1):
             src = f"{tsv}:{n}"
             if not line.strip():
@@ -53,11 +54,16 @@ def list_items(root: str, opts: RecipeOptions) -> Listing:
                 out.reject(src, "undecodable_text", "transcript is not valid UTF-8", split)
                 continue
             key = os.path.splitext(row["file_name"])[0]
+            listed.add(key)
             if unpacked.is_dir() and not archive.is_file():
                 out.items.append(_item(key, row["transcription"], src, audio_path=str(unpacked / row["file_name"]),
                                        split=split))
             else:  # the member is found by its file name while the task reads the archive
                 out.items.append(_item(key, row["transcription"], src, archive=str(archive), split=split))
+        if unpacked.is_dir() and not archive.is_file():  # (in the archive, the reading task finds these)
+            for wav in sorted(unpacked.glob("*.wav")):
+                if wav.stem not in listed:
+                    out.reject(str(wav), "missing_transcript", f"{wav.name} has no row in {tsv.name}", split)
     return out
 
 

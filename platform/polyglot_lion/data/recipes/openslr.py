@@ -11,13 +11,14 @@ from ._common import find_dir, has_surrogates, read_lines, zip_members_by_stem
 
 def list_slr65(root: str, opts: RecipeOptions) -> Listing:
     """``line_index_{female,male}.tsv`` (``<file id>\\t<text>``) and ``ta_in_{female,male}.zip`` (WAVs), read in
-    place; the speaker is the file id's first two fields (``taf_02345``)."""
+    place (or unzipped: WAVs anywhere below the folder); the speaker is the file id's first two fields
+    (``taf_02345``)."""
     indexes = sorted(Path(root).glob("line_index*.tsv"))
     if not indexes:
         raise ValueError(f"{root}: no line_index_female.tsv / line_index_male.tsv; give the folder holding "
                          f"the SLR65 downloads (the ta_in_*.zip stay zipped)")
     members = zip_members_by_stem(sorted(Path(root).glob("*.zip")))
-    loose = {p.stem: p for p in sorted(Path(root).glob("*/*.wav"))}
+    loose = {p.stem: p for p in sorted(Path(root).rglob("*.wav"))}
     out, used = Listing(), set()
     for index in indexes:
         lines, _ = read_lines(index)
@@ -45,6 +46,9 @@ def list_slr65(root: str, opts: RecipeOptions) -> Listing:
     for stem, (archive, member) in sorted(members.items()):
         if stem not in used and member.lower().endswith(".wav"):
             out.reject(f"{archive}::{member}", "missing_transcript", f"{stem} has no line in a line_index file")
+    for stem, path in loose.items():
+        if stem not in used and stem not in members:
+            out.reject(str(path), "missing_transcript", f"{stem} has no line in a line_index file")
     return out
 
 
