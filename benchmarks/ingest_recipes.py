@@ -111,22 +111,23 @@ def store_contents(store: str) -> dict[str, tuple[str, float, str]]:
 
 
 def cpu_per_clip(spec) -> dict:
-    """The same per-clip work outside Ray, in this process: CPU ms per clip of ``prepare``'s task body
-    (``process_batch`` over every block) and of reading the archives' members alone (``iter_members``: for a
-    tar.gz, mostly gzip inflation), and how many blocks (Ray tasks) there are.
+    """The same per-clip work outside Ray, in this process: CPU ms per clip of ``prepare``'s two task bodies
+    (``read_sources`` then ``process_batch`` over every block) and of reading the archives' members alone
+    (``iter_members``: for a tar.gz, mostly inflation), and how many blocks (stage-1 Ray tasks) there are.
     CPU time moves much less than wall time when other work shares the machine."""
     from dataclasses import asdict
 
     from polyglot_lion.data.archives import iter_members
-    from polyglot_lion.data.prepare import PrepareOptions, _blocks, _list_recipe, _plan, process_batch
+    from polyglot_lion.data.prepare import PrepareOptions, _blocks, _list_recipe, _plan, process_batch, read_sources
 
     opts = PrepareOptions()
     targets, routes = _plan([spec])
     items, _ = _list_recipe(0, spec, targets, routes)
     blocks = _blocks(items, opts.batch_size)
     t0 = time.process_time()
-    results = [kind for b in blocks for _, (kind, _) in process_batch(b, [asdict(t) for t in targets], routes,
-                                                                       opts.max_duration_s, opts.min_duration_s)]
+    results = [kind for b in blocks for chunk in read_sources(b)
+               for _, (kind, _) in process_batch(chunk, [asdict(t) for t in targets], routes,
+                                                 opts.max_duration_s, opts.min_duration_s)]
     task_cpu = time.process_time() - t0
     archives = sorted({it["archive"] for it in items if it["archive"]})
     t0 = time.process_time()
@@ -140,7 +141,8 @@ def cpu_per_clip(spec) -> dict:
 
 
 def task_count(spec) -> int:
-    """How many Ray tasks ``prepare`` makes of an import: one per archive, loose files in blocks of batch_size."""
+    """How many stage-1 Ray tasks ``prepare`` makes of an import: one per archive, loose files in blocks of
+    batch_size (stage 2 decodes in batches of batch_size on every CPU)."""
     from polyglot_lion.data.prepare import PrepareOptions, _blocks, _list_recipe, _plan
 
     targets, routes = _plan([spec])

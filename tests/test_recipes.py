@@ -1,8 +1,8 @@
 """Corpus recipes without Ray: cleaners, made splits, TextGrids, archive members, listing each publisher layout."""
 
 import collections
-import json
 import io
+import json
 import os
 import tarfile
 import zipfile
@@ -16,8 +16,8 @@ from polyglot_lion.data.prepare import ImportSpec, load_specs, validate_specs
 from polyglot_lion.data.recipes import RecipeOptions, format_recipes, get_recipe, recipes
 from polyglot_lion.data.recipes.nsc import parse_script
 from polyglot_lion.data.splits import speaker_disjoint_split
-from polyglot_lion.data.textgrids import TextGridError, decode_textgrid_bytes, read_intervals
 from polyglot_lion.data.text import normalize_text
+from polyglot_lion.data.textgrids import TextGridError, decode_textgrid_bytes, read_intervals
 from polyglot_lion.evaluation.benchmarks import BENCHMARKS
 from polyglot_lion.testing.corpora import make_nsc, make_paper_downloads
 

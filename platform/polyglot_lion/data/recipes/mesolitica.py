@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from ..importers import _item, _key_from_path
 from ..archives import list_members
+from ..importers import _item, _key_from_path
 from . import Listing, Recipe, RecipeOptions
 from ._common import has_surrogates
 

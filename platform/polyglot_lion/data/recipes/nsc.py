@@ -11,7 +11,6 @@ Parts 3-6 (conversations): long recordings with Praat TextGrids (``Scripts */<na
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
