@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from ..archives import list_members
+from ..importers import _has_surrogates as has_surrogates  # noqa: F401 - the recipes' name for it
 
 
 def read_lines(path: str | os.PathLike) -> tuple[list[str], bool]:
@@ -16,14 +17,6 @@ def read_lines(path: str | os.PathLike) -> tuple[list[str], bool]:
         data = data[3:]
     text = data.decode("utf-8", errors="surrogateescape")
     return text.splitlines(), not has_surrogates(text)
-
-
-def has_surrogates(s: str) -> bool:
-    try:
-        s.encode("utf-8")
-        return False
-    except UnicodeEncodeError:
-        return True
 
 
 def find_dir(root: str | os.PathLike, relative: str, depth: int = 2) -> Path | None:
