@@ -144,6 +144,13 @@ def _add_transcribe(sub) -> None:
     p.add_argument("--max-new-tokens", type=int, help="fixed token budget per clip (default: 16 + 15 per second "
                                                       "of the longest clip in the batch)")
     p.add_argument("--actors", type=int, help="transcriber actors (default: one per GPU, else 1)")
+    p.add_argument("--retry-errors", action="store_true", help="run again the inputs whose last row is an error "
+                                                              "(a file not yet copied); the new row replaces it")
+    p.add_argument("--max-input-mb", type=float, default=512.0, help="largest file or archive member read, in MB "
+                                                                     "(default 512; larger: error file_too_large)")
+    p.add_argument("--max-decoded-mb", type=float, default=1024.0,
+                   help="most MiB one input may decode to at its own rate and channels (default 1024; more: "
+                        "error over_decode_limits, refused from the header)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI for models:/ and runs:/ (default "
                                           "$MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
 
@@ -410,7 +417,8 @@ def cmd_transcribe(args) -> int:
         raise UsageError(f"--max-new-tokens must be >= 1 (is {args.max_new_tokens})")
     opts = BulkOptions(limit=args.limit, language=args.language, max_duration_s=args.max_duration,
                        batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, actors=args.actors,
-                       split=args.split, tracking_uri=args.tracking_uri)
+                       split=args.split, tracking_uri=args.tracking_uri, retry_errors=args.retry_errors,
+                       max_input_mb=args.max_input_mb, max_decoded_mb=args.max_decoded_mb)
     summary = transcribe_bulk(args.model, args.input, args.out, opts)
     print(json.dumps(summary, indent=2))
     print(f"\n{summary['outputs']} rows ({summary['transcribed']} transcribed, "

@@ -52,8 +52,9 @@ def is_archive(path: str) -> bool:
 
 
 def _zip_regular(info: zipfile.ZipInfo) -> bool:
-    mode = info.external_attr >> 16
-    return not info.is_dir() and not (mode and not stat.S_ISREG(mode))
+    # Unix file type bits, when the writer set them (zipfile's writestr sets 0o600 and no type: a plain file)
+    kind = stat.S_IFMT(info.external_attr >> 16)
+    return not info.is_dir() and kind in (0, stat.S_IFREG)
 
 
 def list_members(path: str) -> list[MemberInfo]:
