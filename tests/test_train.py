@@ -636,6 +636,39 @@ def test_train_epochs_sets_max_steps_from_the_plan(tmp_path, corpus_store, capsy
     params = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db").get_run(out["mlflow_run_id"]).data.params
     assert params["train.max_steps"] == str(steps) and params["train.epochs"] == "1.0"
     assert 0.85 <= out["metrics"]["epoch"] <= 1.15, out["metrics"]["epoch"]
+    run = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db").get_run(out["mlflow_run_id"])
+    assert run.info.status == "FINISHED" and run.info.end_time  # not left RUNNING
+
+
+def test_a_plan_from_another_store_is_refused_before_ray_starts(tmp_path, corpus_store):
+    """The probe: a plan made on another store with the same dataset names trained with 40% of its rows missing;
+    with no dataset in common it failed only after Ray started. Both are refused up front, naming the numbers."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from polyglot_lion.data.balance import PLAN_FILE, SUMMARY_FILE, check_plan_against_store
+    from polyglot_lion.train.run import train
+
+    store, plan = corpus_store
+    table = pq.read_table(f"{plan}/{PLAN_FILE}")
+    ids = sorted(set(table["id"].to_pylist()))
+    foreign = set(ids[: int(0.4 * len(ids))])  # 40% of the plan's utterances exist only in the other store
+    for name, column, value in (("same-names", "id", lambda v: f"other-{v}" if v in foreign else v),
+                                ("no-common", "dataset", lambda v: f"elsewhere_{v}")):
+        d = tmp_path / name
+        d.mkdir()
+        col = table.schema.get_field_index(column)
+        pq.write_table(table.set_column(col, column, pa.array([value(v) for v in table[column].to_pylist()])),
+                       d / PLAN_FILE)
+        (d / SUMMARY_FILE).write_text(json.dumps({"store": "/data/other-store", "store_fingerprint": "0123abcd"}))
+        with pytest.raises(ValueError) as e:
+            train(load_config(CONFIG, _overrides(tmp_path, store, str(d), name)))
+        msg = str(e.value)
+        missing = len(foreign) if name == "same-names" else len(ids)
+        assert f"{missing} of the {len(ids)} utterances it uses are not in data.store {store}" in msg, msg
+        assert "missing by dataset: " in msg and "made from store '/data/other-store' (fingerprint 0123abcd)" in msg
+        assert not (tmp_path / "runs" / name).exists()  # nothing written
+    assert check_plan_against_store(store, plan) == {}  # the store's own plan fits
 
 
 def test_progress_line_says_step_loss_throughput_and_time_left():

@@ -306,8 +306,15 @@ def cmd_balance(args) -> int:
         raise UsageError(f"--store {args.store}: no utterances in split {args.split!r}")
     corpus, durations = corpus_from_table(meta)
     plan = make_plan(corpus, args.strategy, args.seed, args.temperature)
+    from collections import Counter
+
+    from .data.store import store_fingerprint
+
+    rows = {ds: n for ds, n in sorted(Counter(meta["dataset"].to_pylist()).items())}
     summary = write_plan(plan, durations, meta, args.out,
-                         extra={"store": args.store, "split": args.split})
+                         extra={"store": args.store, "split": args.split,
+                                "store_fingerprint": store_fingerprint(args.store, args.split),
+                                "store_rows_per_dataset": rows})
     if args.plot:
         plot_balance(f"{args.out}/summary.json", args.plot)
     if args.json:
