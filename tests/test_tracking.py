@@ -89,6 +89,13 @@ def test_unreachable_tracking_server_fails_fast_naming_it_before_anything_is_wri
     assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "2"  # MLflow's own retries bounded for the job
     with pytest.raises(ValueError, match="folder .*nowhere does not exist"):
         check_tracking(f"sqlite:///{tmp_path}/nowhere/mlflow.db")
+    capsys.readouterr()
+    (tmp_path / "store" / "data").mkdir(parents=True)  # paths that pass the config's check: the tracking check
+    (tmp_path / "plan").mkdir()                         # is what stops the job
+    (tmp_path / "plan" / "plan.parquet").write_bytes(b"")
+    assert cli.main(["train", "--config", "jobs/configs/qwen3_asr/tiny_cpu.yaml", *overrides]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("polyglot-lion train: error: tracking.uri http://127.0.0.1:9"), err
 
 
 def test_a_tracking_server_that_answers_is_reachable():

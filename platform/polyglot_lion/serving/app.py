@@ -292,8 +292,8 @@ class TranscriptionService:
         request._body = bytes(body)  # let Starlette parse the multipart body we already hold
         ctype = request.headers.get("content-type", "")
         if not ctype.startswith("multipart/form-data"):
-            raise _Reject(400, f"expected multipart/form-data with a 'file' field (got {ctype[:80] or 'no content type'})",
-                          "invalid_content_type")
+            got = ctype[:80] or "no content type"
+            raise _Reject(400, f"expected multipart/form-data with a 'file' field (got {got})", "invalid_content_type")
         try:
             form = await request.form()
         except Exception as e:  # Starlette's MultiPartException, a bad boundary, a broken part header
