@@ -800,3 +800,42 @@ def test_a_resumed_run_keeps_the_encoder_frozen(tmp_path, corpus_store):
     encoder = [k for k in before if ".audio_tower." in k]
     assert encoder and all(torch.equal(before[k], after[k]) for k in encoder)
     assert any(not torch.equal(before[k], after[k]) for k in before if ".language_model." in k)
+
+
+@pytest.mark.ray
+def test_sigterm_during_training_ends_the_mlflow_run_killed(tmp_path, corpus_store):
+    """A training job stopped with SIGTERM (``ray job stop``, a scheduler): its MLflow run ends KILLED with an end
+    time, not RUNNING forever; the process exits 143."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from mlflow.tracking import MlflowClient
+
+    store, plan = corpus_store
+    args = _overrides(tmp_path, store, plan, "stopped", **{"train.max_steps": 100000, "train.log_every": 1})
+    env = dict(os.environ, RAY_DATA_DISABLE_PROGRESS_BARS="1")
+    env.pop("RAY_ADDRESS", None)
+    proc = subprocess.Popen([sys.executable, "-m", "polyglot_lion.cli", "train", "--config", CONFIG, *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    try:
+        deadline = time.time() + 300
+        while True:  # until the run has logged a training step
+            assert proc.poll() is None and time.time() < deadline, proc.stdout.read() if proc.poll() else "timeout"
+            exp = client.get_experiment_by_name("polyglot-lion") if (tmp_path / "mlflow.db").exists() else None
+            runs = client.search_runs([exp.experiment_id]) if exp else []
+            if runs and client.get_metric_history(runs[0].info.run_id, "loss"):
+                break
+            time.sleep(1)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 143, out[-3000:]
+    run = client.get_run(runs[0].info.run_id)
+    assert run.info.status == "KILLED" and run.info.end_time, run.info
+    assert "RunKilled" in run.data.tags["error"]

@@ -100,7 +100,8 @@ class DecodeLimits:
 _OBJECT_REPR_RE = re.compile(r"<[^<>]*? object at 0x[0-9a-fA-F]+>")
 
 
-def _clean(message: str) -> str:
+def without_object_reprs(message: str) -> str:
+    """``message`` with any "<... object at 0x...>" replaced: error texts reach clients and rows."""
     return _OBJECT_REPR_RE.sub("the audio", message).strip()
 
 
@@ -138,7 +139,7 @@ def decode_audio(
     try:
         f = sf.SoundFile(handle)
     except Exception as e:  # libsndfile says "Format not recognised", "Error in WAV file", ...
-        raise AudioRejected("unreadable_audio", _clean(str(e))[:200]) from None
+        raise AudioRejected("unreadable_audio", without_object_reprs(str(e))[:200]) from None
     with f:
         rate, channels, frames = f.samplerate, f.channels, f.frames
         if rate <= 0 or channels <= 0:
@@ -152,7 +153,8 @@ def decode_audio(
         try:
             data = f.read(cap + 1 if cap >= 0 else -1, dtype="float32", always_2d=True)
         except Exception as e:
-            raise AudioRejected("truncated_audio", f"decoding stopped: {_clean(str(e))[:160]}") from None
+            detail = without_object_reprs(str(e))[:160]
+            raise AudioRejected("truncated_audio", f"decoding stopped: {detail}") from None
         if 0 <= cap < len(data):
             raise AudioRejected("over_decode_limits", f"more than {cap} frames x {channels} channels "
                                                       f"(> {limits.max_decoded_mb:g} MiB decoded)")

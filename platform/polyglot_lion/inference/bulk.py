@@ -273,7 +273,7 @@ def read_and_decode(batch: dict, max_duration_s: float | None = None, max_input_
                     max_decoded_mb: float = 1024.0, max_batch_mb: float = 1024.0) -> Iterator[dict]:
     """Work items -> {id, source, samples (float32 bytes), duration_s, error}, yielded in pieces of at most
     ``max_batch_mb`` of samples (Ray Data takes a generator). Never raises for one item; one row per item."""
-    from ..data.audio import AudioRejected, DecodeLimits, _clean, decode_audio
+    from ..data.audio import AudioRejected, DecodeLimits, decode_audio, without_object_reprs
 
     limits = DecodeLimits(max_decoded_mb=max_decoded_mb)
     items = [dict(zip(batch, vals)) for vals in zip(*batch.values())]
@@ -292,7 +292,7 @@ def read_and_decode(batch: dict, max_duration_s: float | None = None, max_input_
             except AudioRejected as e:
                 err = f"{e.reason}: {e.detail}" if getattr(e, "detail", "") else e.reason
             except Exception as e:  # anything else libsndfile or soxr throws
-                err = f"unreadable_audio: {type(e).__name__}: {_clean(str(e))[:120]}"
+                err = f"unreadable_audio: {type(e).__name__}: {without_object_reprs(str(e))[:120]}"
         del data
         out["id"].append(it["id"])
         out["source"].append(it["source"] + (f"::{it['member']}" if it["kind"] in ("zip", "tar") else ""))

@@ -311,7 +311,7 @@ class TranscriptionService:
 
     def _decode(self, data: bytes) -> np.ndarray:
         """Runs in a worker thread (see transcriptions): libsndfile and soxr release the GIL while they work."""
-        from polyglot_lion.data.audio import REJECT_REASONS, AudioRejected, _clean, decode_audio
+        from polyglot_lion.data.audio import REJECT_REASONS, AudioRejected, decode_audio, without_object_reprs
 
         try:
             return decode_audio(data, max_duration_s=self.settings.max_audio_s,
@@ -327,8 +327,8 @@ class TranscriptionService:
             raise _Reject(400, f"{e.reason}: {REJECT_REASONS[e.reason]}" + (f" ({e.detail})" if e.detail else "")
                           + "; send WAV, FLAC, OGG/Opus, MP3 or another format libsndfile reads", e.reason, "file")
         except Exception as e:
-            raise _Reject(400, f"unreadable_audio: {type(e).__name__}: {_clean(str(e))[:160]}", "unreadable_audio",
-                          "file")
+            detail = without_object_reprs(str(e))[:160]
+            raise _Reject(400, f"unreadable_audio: {type(e).__name__}: {detail}", "unreadable_audio", "file")
 
     def _check_model(self, fields: dict) -> None:
         model = fields.get("model")
