@@ -810,32 +810,39 @@ def test_sigterm_during_training_ends_the_mlflow_run_killed(tmp_path, corpus_sto
     import signal
     import subprocess
     import sys
+    import threading
     import time
 
     from mlflow.tracking import MlflowClient
 
     store, plan = corpus_store
     args = _overrides(tmp_path, store, plan, "stopped", **{"train.max_steps": 100000, "train.log_every": 1})
-    env = dict(os.environ, RAY_DATA_DISABLE_PROGRESS_BARS="1")
+    env = dict(os.environ, RAY_DATA_DISABLE_PROGRESS_BARS="1", PYTHONUNBUFFERED="1")
     env.pop("RAY_ADDRESS", None)
     proc = subprocess.Popen([sys.executable, "-m", "polyglot_lion.cli", "train", "--config", CONFIG, *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    lines: list[str] = []
+
+    def read():  # the job's log, line by line as it comes
+        for line in proc.stdout:
+            lines.append(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
     try:
         deadline = time.time() + 300
-        while True:  # until the run has logged a training step
-            assert proc.poll() is None and time.time() < deadline, proc.stdout.read() if proc.poll() else "timeout"
-            exp = client.get_experiment_by_name("polyglot-lion") if (tmp_path / "mlflow.db").exists() else None
-            runs = client.search_runs([exp.experiment_id]) if exp else []
-            if runs and client.get_metric_history(runs[0].info.run_id, "loss"):
-                break
-            time.sleep(1)
+        while not any(line.startswith("step ") and "loss" in line for line in lines):  # a step was trained
+            assert proc.poll() is None and time.time() < deadline, "".join(lines)[-3000:]
+            time.sleep(0.5)
         proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=120)
+        proc.wait(timeout=120)
+        reader.join(30)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+    out = "".join(lines)
     assert proc.returncode == 143, out[-3000:]
-    run = client.get_run(runs[0].info.run_id)
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    (run,) = client.search_runs([client.get_experiment_by_name("polyglot-lion").experiment_id])
     assert run.info.status == "KILLED" and run.info.end_time, run.info
     assert "RunKilled" in run.data.tags["error"]

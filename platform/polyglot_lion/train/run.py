@@ -191,6 +191,9 @@ def train(cfg: Config, inject_crash_at_step: int | None = None, progress: bool =
     ``progress``: a bar in this process from the run's MLflow history (``_ProgressBar``), for a driver whose
     console does not show the workers' own progress lines.
     """
+    import ray
+
+    from ..runtime import init_ray
     from ..tracking import check_tracking, run_status
 
     # checked before anything is written or Ray starts: the tracking store answers, the plan fits the store
@@ -214,21 +217,25 @@ def train(cfg: Config, inject_crash_at_step: int | None = None, progress: bool =
     (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     base = prepare_base_model(cfg, run_dir)
     run_id = _mlflow_run(cfg, run_dir)
-    with run_status(cfg.tracking.uri, run_id):  # the run ends FINISHED, FAILED (with the error) or KILLED
-        return _train(cfg, run_dir, base, run_id, ds_config, inject_crash_at_step, progress)
+    # Ray first: its core installs a SIGTERM handler of its own at init, which would replace the run's
+    started = init_ray()
+    try:
+        with run_status(cfg.tracking.uri, run_id):  # the run ends FINISHED, FAILED (with the error) or KILLED
+            return _train(cfg, run_dir, base, run_id, ds_config, inject_crash_at_step, progress, started)
+    finally:
+        if started and ray.is_initialized():
+            ray.shutdown()
 
 
 def _train(cfg: Config, run_dir: Path, base: str, run_id: str, ds_config: dict | None,
-           inject_crash_at_step: int | None, progress: bool) -> dict:
+           inject_crash_at_step: int | None, progress: bool, started: bool) -> dict:
     import mlflow
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    from ..runtime import init_ray
     from ..tracking import log_training_result
 
     before = set(_checkpoint_folders(cfg, run_dir))  # a rerun with nothing left to train adds none
-    started = init_ray()
     t0 = time.time()
     try:
         datasets = build_datasets(cfg, base)
