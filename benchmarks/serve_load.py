@@ -1,5 +1,5 @@
 """Serving under load: the Serve app with `@serve.batch` batching vs the same app with max_batch_size=1, under
-N = 1, 8 and 32 concurrent HTTP clients on localhost, plus 32 clients with 20% malformed requests; one run.
+N = 1, 8 and 32 concurrent HTTP clients on localhost, plus 32 clients with 20% hostile requests; one run.
 
     python benchmarks/serve_load.py [--duration 15] [--repeats 3] [--batch-size 16] [--max-new-tokens 20]
     python benchmarks/serve_load.py --quick        # 1 sweep, 5 s a point: a smoke run of the whole thing, ~1.5 min
@@ -18,9 +18,11 @@ percentiles over all their requests. The machine's 1-minute load average is reco
 A random model does not stop by itself: it generates until its token budget, so its cost per batch is set by
 the budget, not by the audio. Both apps get the same fixed budget (--max-new-tokens, a ServeSettings field).
 
-The malformed run (batched app, 32 clients): 20% of requests, chosen at random, are garbage bytes, an empty
-file or response_format=srt with a good WAV (one of the three at random); each must get a 4xx, and every valid
-request a 200.
+The hostile run (batched app, 32 clients): 20% of requests, chosen at random, are one of (at random) garbage
+bytes, an empty file, response_format=srt with a good WAV, an unknown `model`, a body that is not multipart, or
+a decompression bomb (`testing.hostile.bomb_flac`: 430 KB of FLAC declaring 590 s x 192 kHz x 2 channels, the
+probe's); each must get a 4xx with OpenAI's error body, every valid request a 200, and the valid requests' p99
+stay within 1.5x of the clean run's at 32 clients.
 Results: --out (JSON), --png (throughput and p50/p99 latency vs clients) and stdout (Markdown).
 """
 
@@ -39,7 +41,7 @@ from pathlib import Path
 
 WORK = Path("bench_out/serve_load")
 CLIENTS = (1, 8, 32)
-MALFORMED = ("garbage", "empty", "bad_format")
+MALFORMED = ("garbage", "empty", "bad_format", "unknown_model", "not_multipart", "bomb")
 
 
 def _free_port() -> int:
@@ -68,7 +70,15 @@ def make_clips(n: int = 64, seed: int = 0) -> list[tuple[float, bytes]]:
 
 # --- the load -------------------------------------------------------------------------------------------------
 
-async def _client(http, url: str, clips: list, seed: int, t_end: float, bad_share: float, log: list) -> None:
+def _openai_error(r) -> bool:
+    try:
+        return set(r.json()["error"]) == {"message", "type", "param", "code"}
+    except (ValueError, KeyError, TypeError):
+        return False
+
+
+async def _client(http, url: str, clips: list, seed: int, t_end: float, bad_share: float, log: list,
+                  bomb: bytes = b"") -> None:
     import random
 
     rng = random.Random(seed)
@@ -83,11 +93,19 @@ async def _client(http, url: str, clips: list, seed: int, t_end: float, bad_shar
             payload = b""
         elif kind == "bad_format":
             data["response_format"] = "srt"
+        elif kind == "unknown_model":
+            data["model"] = "whisper-1"
+        elif kind == "bomb":
+            payload = bomb
         t0 = time.perf_counter()
         try:
-            r = await http.post(url, files={"file": ("a.wav", payload, "audio/wav")}, data=data)
+            if kind == "not_multipart":
+                r = await http.post(url, content=wav, headers={"Content-Type": "audio/wav"})
+            else:
+                r = await http.post(url, files={"file": ("a.wav", payload, "audio/wav")}, data=data)
             status, batch = r.status_code, int(r.headers.get("x-batch-size", 0))
-            ok = status == 200 and isinstance(r.json().get("text"), str) if kind == "valid" else 400 <= status < 500
+            ok = (status == 200 and isinstance(r.json().get("text"), str) if kind == "valid"
+                  else 400 <= status < 500 and _openai_error(r))
             error = None if ok else f"{status}: {r.text[:200]}"
         except Exception as e:  # a timeout or a dropped connection is a failed request, not a crashed run
             status, batch, ok, error = 0, 0, False, f"{type(e).__name__}: {e}"[:200]
@@ -95,7 +113,8 @@ async def _client(http, url: str, clips: list, seed: int, t_end: float, bad_shar
                     "batch": batch, "audio_s": seconds, "error": error})
 
 
-async def _load(url: str, clients: int, clips: list, duration: float, bad_share: float, seed: int) -> tuple:
+async def _load(url: str, clients: int, clips: list, duration: float, bad_share: float, seed: int,
+                bomb: bytes = b"") -> tuple:
     import httpx
 
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
@@ -103,19 +122,19 @@ async def _load(url: str, clients: int, clips: list, duration: float, bad_share:
     async with httpx.AsyncClient(limits=limits, timeout=120) as http:
         t0 = time.perf_counter()
         t_end = t0 + duration
-        await asyncio.gather(*(_client(http, url, clips, seed * 1000 + i, t_end, bad_share, log)
+        await asyncio.gather(*(_client(http, url, clips, seed * 1000 + i, t_end, bad_share, log, bomb)
                                for i in range(clients)))
     return t0, t_end, log
 
 
 def run_point(base: str, app: str, clients: int, clips: list, duration: float, warmup: float,
-              bad_share: float = 0.0, seed: int = 0) -> dict:
+              bad_share: float = 0.0, seed: int = 0, bomb: bytes = b"") -> dict:
     """N clients against one app for ``duration`` s: what the measured window saw (``summarise`` pools repeats)."""
     import httpx
 
     before = httpx.get(f"{base}/{app}/v1/stats", timeout=10).json()
     t0, t_end, log = asyncio.run(_load(f"{base}/{app}/v1/audio/transcriptions", clients, clips, duration,
-                                       bad_share, seed))
+                                       bad_share, seed, bomb))
     after = httpx.get(f"{base}/{app}/v1/stats", timeout=10).json()
     t_w = t0 + warmup
     measured = [x for x in log if x["start"] >= t_w and x["kind"] == "valid"]
@@ -247,11 +266,13 @@ def main() -> int:
     from polyglot_lion.runtime import init_ray
     from polyglot_lion.serving.app import build_app
     from polyglot_lion.testing import TINY_TEXTS
+    from polyglot_lion.testing.hostile import bomb_flac
 
     model = WORK / "model"
     if not (model / "config.json").exists():
         save_tiny_checkpoint(str(model), TINY_TEXTS, 0)
     clips = make_clips()
+    bomb = bomb_flac()
 
     t0 = time.perf_counter()
     init_ray(num_cpus=2, object_store_mb=256, quiet=True)
@@ -273,7 +294,8 @@ def main() -> int:
     try:
         for rep in range(args.repeats):  # interleaved, so slow drift on the shared machine hits both apps alike
             for app, n, bad_share in points:
-                r = run_point(base, app, n, clips, args.duration, args.warmup, bad_share, seed=rep * 100 + n)
+                r = run_point(base, app, n, clips, args.duration, args.warmup, bad_share, seed=rep * 100 + n,
+                              bomb=bomb)
                 raw[(app, n, bad_share)].append(r)
                 print(f"repeat {rep + 1}/{args.repeats}: {app} x{n}{' malformed' if bad_share else ''}: "
                       f"{r['done'] / r['window_s']:.1f} req/s, valid failed {r['valid_failed']}, "
@@ -295,6 +317,7 @@ def main() -> int:
         "every_malformed_request_4xx": bad["malformed_4xx"] == bad["malformed_sent"] > 0,
         "batched_32_p99_within_3x_p50": b32["p99_over_p50"] <= 3,
         "malformed_run_p99_within_3x_p50": bad["p99_over_p50"] <= 3,
+        "hostile_run_valid_p99_within_1.5x_clean": bad["p99_ms"] <= 1.5 * b32["p99_ms"],
     }
     knobs = {"model": "tiny random Qwen3-ASR (save_tiny_checkpoint, seed 0)", "ray_num_cpus": 2,
              "replica_num_cpus": 1, "batch_size": args.batch_size, "batch_wait_timeout_s": args.batch_wait,
@@ -323,6 +346,8 @@ def main() -> int:
               f"{r['mean_batch']:.1f} | {r['valid_failed']}/{r['valid_requests']} |")
     print("\nbatched / unbatched throughput: " + ", ".join(f"{n} clients {ratios[str(n)]:.2f}x" for n in CLIENTS)
           + f" (32 clients, per sweep: {', '.join(f'{x:.2f}x' for x in ratios_32)})")
+    print(f"hostile run: valid p99 {bad['p99_ms']:.0f} ms vs clean {b32['p99_ms']:.0f} ms at 32 clients "
+          f"({bad['p99_ms'] / b32['p99_ms']:.2f}x)")
     print(f"malformed run: {bad['malformed_4xx']}/{bad['malformed_sent']} malformed answered 4xx ("
           + ", ".join(f"{k} {v['answered_4xx']}/{v['sent']} {v['statuses']}" for k, v in bad["malformed"].items())
           + f"); valid failed {bad['valid_failed']}/{bad['valid_requests']}")

@@ -60,3 +60,45 @@ def test_streamed_wav_header_is_not_truncation(tmp_path):
     data[4:8] = (0x7FFFFFFF).to_bytes(4, "little")
     data[40:44] = (0x7FFFF000).to_bytes(4, "little")
     assert decode_audio(bytes(data)).duration_s == pytest.approx(0.5)
+
+
+def test_decode_limits_refuse_the_bomb_from_its_header_before_reading_samples():
+    import resource
+    import time
+
+    from polyglot_lion.data.audio import DecodeLimits
+    from polyglot_lion.testing.hostile import bomb_flac, header_bomb_wav
+
+    bomb = bomb_flac()  # the probe's: ~430 KB, 590 s x 192 kHz x 2 channels
+    assert len(bomb) < 1_000_000
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    with pytest.raises(AudioRejected) as e:
+        decode_audio(bomb, max_duration_s=600, limits=DecodeLimits())
+    assert time.perf_counter() - t0 < 0.5
+    assert e.value.reason == "over_decode_limits"
+    assert "590.0 s x 192000 Hz x 2 channels" in e.value.detail and "> 256 MiB allowed" in e.value.detail
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before < 100_000  # KiB: nothing decoded
+    with pytest.raises(AudioRejected, match="64 channels > 8 allowed"):
+        decode_audio(header_bomb_wav(), limits=DecodeLimits())
+    hi_rate = audio_bytes(0.1, rate=96_000)
+    with pytest.raises(AudioRejected, match="sample rate 96000 Hz > 48000 Hz allowed"):
+        decode_audio(hi_rate, limits=DecodeLimits(max_rate_hz=48_000))
+    assert decode_audio(hi_rate, limits=DecodeLimits()).duration_s == pytest.approx(0.1, abs=0.01)
+    with pytest.raises(ValueError, match=r"DecodeLimits.max_channels must be > 0 \(is 0\)"):
+        DecodeLimits(max_channels=0)
+
+
+def test_decode_limits_bound_the_read_when_the_header_gives_no_length():
+    from polyglot_lion.data.audio import DecodeLimits
+
+    ogg = audio_bytes(2.0, fmt="OGG")  # 2 s x 16 kHz x 4 bytes = 125 KiB decoded
+    with pytest.raises(AudioRejected) as e:
+        decode_audio(ogg, limits=DecodeLimits(max_decoded_mb=0.05))
+    assert e.value.reason == "over_decode_limits"
+
+
+def test_error_details_never_carry_object_reprs():
+    with pytest.raises(AudioRejected) as e:
+        decode_audio(b"this is not audio at all" * 10)
+    assert " at 0x" not in str(e.value) and "BytesIO" not in str(e.value)

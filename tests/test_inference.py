@@ -2,6 +2,7 @@
 
 import io
 import json
+import os
 import tarfile
 import zipfile
 
@@ -288,3 +289,110 @@ def test_evaluation_skips_and_reports_an_unreadable_test_utterance(tmp_path, tin
             corrupt(f, 10_000)
     with pytest.raises(ValueError, match="no utterance of 'test' in .* could be decoded"):
         evaluate(tiny_checkpoint, copy, log_to_mlflow=False, progress=False)
+
+
+def _decode_all(items, **kw) -> dict:
+    """read_and_decode over work items in a thread, with a deadline: a FIFO read would block forever."""
+    import threading
+
+    from polyglot_lion.inference.bulk import read_and_decode
+
+    batch = {k: [it.get(k, 0) for it in items] for k in ("id", "source", "kind", "path", "member", "nth")}
+    got: dict = {}
+
+    def run():
+        got["pieces"] = list(read_and_decode(batch, **kw))
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(60)
+    assert not t.is_alive(), "read_and_decode blocked (a FIFO read?)"
+    pieces = got["pieces"]
+    rows = {}
+    for piece in pieces:
+        for i, err, dur in zip(piece["id"], piece["error"], piece["duration_s"]):
+            assert i not in rows, f"{i} has two rows"
+            rows[i] = (err, dur)
+    return {"rows": rows, "pieces": len(pieces)}
+
+
+def test_special_files_links_and_duplicate_members_each_get_their_own_row(tmp_path):
+    """The probe's inputs: a FIFO and /dev/zero in a manifest, a FIFO and a link out of the folder, a tar with a
+    symlink, a hard link and a duplicate name, a zip with a duplicate name, the bomb FLAC, a too-large member."""
+    import zipfile as zf
+
+    from polyglot_lion.inference.bulk import list_inputs
+    from polyglot_lion.testing.hostile import bomb_flac, make_fifo, tar_with_links_and_duplicates
+
+    folder = tmp_path / "calls"
+    write_audio(folder / "a.wav", 1.0)
+    make_fifo(folder / "pipe.wav")
+    (tmp_path / "outside.wav").write_bytes(audio_bytes(0.5))
+    os.symlink(tmp_path / "outside.wav", folder / "escape.wav")
+    os.symlink(folder / "a.wav", folder / "inside.wav")  # a link that stays inside the folder is read
+    (folder / "bomb.flac").write_bytes(bomb_flac())
+    make_fifo(tmp_path / "fifo2.wav")
+    manifest = tmp_path / "list.jsonl"
+    manifest.write_text("\n".join(json.dumps(r) for r in [{"id": "good", "audio": "calls/a.wav"},
+                                                         {"id": "fifo", "audio": str(tmp_path / "fifo2.wav")},
+                                                         {"id": "zero", "audio": "/dev/zero"}]) + "\n")
+    tar = tar_with_links_and_duplicates(tmp_path / "t.tar", {"one.wav": audio_bytes(1.0), "two.wav": audio_bytes(0.6)},
+                                        duplicate=("one.wav", audio_bytes(1.4)))
+    with zf.ZipFile(tmp_path / "z.zip", "w") as z, pytest.warns(UserWarning, match="Duplicate name"):
+        z.writestr("d.wav", audio_bytes(0.8))
+        z.writestr("d.wav", audio_bytes(1.2))
+        z.writestr("big.wav", audio_bytes(20.0))
+    items = list_inputs([str(folder), str(manifest), tar, str(tmp_path / "z.zip")])
+    # big.wav (640 KB) is above 0.5 MB, the bomb (430 KB) is not; its 865 MiB of samples are above 256
+    out = _decode_all(items, max_input_mb=0.5, max_decoded_mb=256)
+    rows = out["rows"]
+    assert len(rows) == len(items) == 4 + 1 + 3 + 5 + 3, sorted(rows)
+    reason = {i: (err or "").split(":")[0] for i, (err, _) in rows.items()}
+    assert reason["calls/pipe.wav"] == "not_a_regular_file" and "a FIFO" in rows["calls/pipe.wav"][0]
+    assert reason["calls/escape.wav"] == "outside_input_root"
+    assert reason["calls/bomb.flac"] == "over_decode_limits"
+    assert rows["calls/inside.wav"] == (None, pytest.approx(1.0))
+    assert reason["fifo"] == "not_a_regular_file"
+    assert reason["zero"] == "not_a_regular_file" and "a character device" in rows["zero"][0]
+    assert rows["good"][0] is None
+    assert reason["t.tar/link.wav"] == reason["t.tar/hard.wav"] == "not_a_regular_file"
+    # duplicate names: each its own audio, in archive order
+    assert rows["t.tar/one.wav"] == (None, pytest.approx(1.0)) and rows["t.tar/one.wav#1"] == (None, pytest.approx(1.4))
+    assert rows["z.zip/d.wav"] == (None, pytest.approx(0.8)) and rows["z.zip/d.wav#1"] == (None, pytest.approx(1.2))
+    assert reason["z.zip/big.wav"] == "member_too_large"
+
+
+def test_decoded_samples_are_passed_on_in_bounded_pieces(tmp_path):
+    from polyglot_lion.inference.bulk import list_inputs
+
+    for i in range(6):
+        write_audio(tmp_path / "in" / f"{i}.wav", 1.0)  # 64 KB of samples each
+    items = list_inputs([str(tmp_path / "in")])
+    out = _decode_all(items, max_batch_mb=0.1)
+    assert len(out["rows"]) == 6 and out["pieces"] == 3
+
+
+@pytest.mark.ray
+def test_bulk_job_survives_special_files_and_retry_errors_replaces_the_error_row(tmp_path, tiny_checkpoint,
+                                                                                 ray_session):
+    from polyglot_lion.inference.bulk import BulkOptions, transcribe_bulk
+    from polyglot_lion.testing.hostile import make_fifo
+
+    write_audio(tmp_path / "a.wav", 1.0)
+    make_fifo(tmp_path / "pipe.wav")
+    manifest = tmp_path / "list.jsonl"
+    manifest.write_text("\n".join(json.dumps(r) for r in [
+        {"id": "a", "audio": "a.wav"}, {"id": "fifo", "audio": "pipe.wav"}, {"id": "zero", "audio": "/dev/zero"},
+        {"id": "late", "audio": "late.wav"}]) + "\n")  # late.wav is not copied yet
+    out = tmp_path / "out"
+    first = transcribe_bulk(tiny_checkpoint, [str(manifest)], str(out), BulkOptions(batch_size=4, max_new_tokens=3))
+    assert first["outputs"] == 4 and first["errors"] == {"not_a_regular_file": 2, "missing_audio": 1}
+    write_audio(tmp_path / "late.wav", 0.7)
+    again = transcribe_bulk(tiny_checkpoint, [str(manifest)], str(out), BulkOptions(max_new_tokens=3))
+    assert again["errors"]["missing_audio"] == 1  # a plain rerun keeps what is done, errors included
+    retried = transcribe_bulk(tiny_checkpoint, [str(manifest)], str(out),
+                              BulkOptions(max_new_tokens=3, retry_errors=True))
+    rows = {r["id"]: r for r in pq.read_table(out / "transcripts.parquet").to_pylist()}
+    assert len(rows) == 4 == retried["outputs"] and retried["errors"] == {"not_a_regular_file": 2}
+    assert rows["late"]["error"] is None and rows["late"]["duration_s"] == pytest.approx(0.7, abs=0.01)
+    assert len((out / "transcripts.jsonl").read_text().splitlines()) == 4

@@ -56,15 +56,16 @@ def server(ray_session, registry):
             "max_upload_mb": 1, "max_audio_s": 20, "max_batch_size": 16, "batch_wait_timeout_s": 0.1}
     opts = {"ray_actor_options": {"num_cpus": 0.5}}
     serve.run(build_app(args, opts), name="main", route_prefix="/", blocking=False)
-    tight = dict(args, api_key_file=None)
-    serve.run(build_app(tight, {**opts, "max_ongoing_requests": 1, "max_queued_requests": 1}), name="tight",
-              route_prefix="/tight", blocking=False)
+    tight = dict(args, api_key_file=None, max_in_flight=1)  # the replica's own 503, with OpenAI's body
+    serve.run(build_app(tight, opts), name="tight", route_prefix="/tight", blocking=False)
+    # the probe's setup: default limits (25 MB uploads, 600 s of audio), no key
+    probe = {"model": args["model"], "tracking_uri": registry["db"], "api_key_env": "POLYGLOT_LION_TEST_NO_KEY"}
+    serve.run(build_app(probe, opts), name="probe", route_prefix="/probe", blocking=False)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
     while time.time() < deadline:
         try:
-            if (httpx.get(f"{url}/healthz", timeout=2).status_code == 200
-                    and httpx.get(f"{url}/tight/healthz", timeout=2).status_code == 200):
+            if all(httpx.get(f"{url}{app}/healthz", timeout=2).status_code == 200 for app in ("", "/tight", "/probe")):
                 break
         except httpx.HTTPError:
             pass
@@ -73,8 +74,17 @@ def server(ray_session, registry):
     serve.shutdown()
 
 
-def post(url, data: bytes, key=KEY, fmt=None, language=None, name="a.wav", timeout=120):
-    fields = {"model": "polyglot-lion"}
+def assert_openai_error(r) -> None:
+    """A non-2xx answer with OpenAI's error body and no object reprs in it."""
+    assert r.status_code >= 400, r.status_code
+    assert r.headers["content-type"].startswith("application/json"), (r.status_code, r.text[:200])
+    err = r.json()["error"]
+    assert set(err) == {"message", "type", "param", "code"}, err
+    assert isinstance(err["message"], str) and err["message"] and " at 0x" not in err["message"], err
+
+
+def post(url, data: bytes, key=KEY, fmt=None, language=None, name="a.wav", timeout=120, model="polyglot-lion"):
+    fields = {"model": model} if model else {}
     if fmt:
         fields["response_format"] = fmt
     if language:
@@ -125,6 +135,9 @@ def test_openai_client_works_unchanged(server, tmp_path):
     ("bad_language", 400, "language 'fr' is not supported"),
     ("no_key", 401, "API key"),
     ("wrong_key", 401, "API key"),
+    ("unknown_model", 404, "model 'whisper-1' is not served here"),
+    ("no_model", 400, "missing the 'model' field"),
+    ("bad_multipart", 400, "malformed multipart body"),
 ])
 def test_errors(server, case, status, needle):
     url = server["url"]
@@ -138,9 +151,17 @@ def test_errors(server, case, status, needle):
         "bad_language": lambda: post(url, wav, language="fr"),
         "no_key": lambda: post(url, wav, key=None),
         "wrong_key": lambda: post(url, wav, key="nope"),
+        "unknown_model": lambda: post(url, wav, model="whisper-1"),
+        "no_model": lambda: post(url, wav, model=None),
+        "bad_multipart": lambda: httpx.post(f"{url}/v1/audio/transcriptions", content=b"--x\r\nnonsense",
+                                            headers={"Authorization": f"Bearer {KEY}",
+                                                     "Content-Type": "multipart/form-data"}),
     }[case]()
     assert r.status_code == status, r.text
     assert needle in r.json()["error"]["message"]
+    assert_openai_error(r)
+    if case == "unknown_model":
+        assert r.json()["error"]["code"] == "model_not_found" and "tiny-serve@champion" in r.text
 
 
 def test_missing_file_field_and_no_paths(server):
@@ -169,6 +190,8 @@ def test_overload_gets_503_with_retry_after(server):
     assert set(codes) <= {200, 503} and codes.count(503) > 0 and codes.count(200) > 0, codes
     rejected = next(r for r in rs if r.status_code == 503)
     assert rejected.headers.get("retry-after") == "2"
+    assert_openai_error(rejected)
+    assert rejected.json()["error"]["code"] == "overloaded"
     assert httpx.get(f"{server['url']}/tight/healthz").status_code == 200  # the replica survived
 
 
@@ -245,3 +268,115 @@ def test_serve_cli_runs_in_foreground_and_stops_on_sigterm(registry):
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_lowercase_bearer_and_the_key_guards_everything_but_healthz(server):
+    url = server["url"]
+    assert post(url, audio_bytes(0.5), key=None).status_code == 401
+    r = httpx.post(f"{url}/v1/audio/transcriptions", files={"file": ("a.wav", audio_bytes(0.5), "audio/wav")},
+                   data={"model": "tiny-serve"}, headers={"Authorization": f"bearer {KEY}"}, timeout=120)
+    assert r.status_code == 200, r.text  # the scheme is case-insensitive (RFC 7235)
+    assert httpx.get(f"{url}/v1/models", headers={"authorization": f"BEARER {KEY}"}).status_code == 200
+    for path in ("/v1/stats", "/v1/models", "/docs", "/openapi.json"):
+        r = httpx.get(url + path)
+        assert r.status_code == 401, (path, r.status_code)
+        assert_openai_error(r)
+        assert httpx.get(url + path, headers={"Authorization": f"Bearer {KEY}"}).status_code == 200, path
+    assert "/v1/audio/transcriptions" in httpx.get(f"{url}/openapi.json",
+                                                   headers={"Authorization": f"Bearer {KEY}"}).json()["paths"]
+    assert httpx.get(f"{url}/healthz").status_code == 200
+
+
+def test_fastapis_own_errors_have_the_openai_body(server):
+    url, auth = server["url"], {"Authorization": f"Bearer {KEY}"}
+    r404 = httpx.get(f"{url}/v1/nope", headers=auth)
+    r405 = httpx.get(f"{url}/v1/audio/transcriptions", headers=auth)
+    assert (r404.status_code, r405.status_code) == (404, 405)
+    for r in (r404, r405):
+        assert_openai_error(r)
+    assert "GET /v1/nope" in r404.json()["error"]["message"]
+
+
+def test_bomb_is_refused_from_its_header_while_healthz_answers_and_memory_stays_bounded(server):
+    """The probe's bomb (430 KB FLAC, 590 s x 192 kHz x 2 channels): before, +1.3 GB in the replica and /healthz
+    stalled 10.8 s. Now 413 from the header; decoding of what is accepted runs off the event loop."""
+    from polyglot_lion.testing.hostile import bomb_flac
+
+    url, auth = server["url"] + "/probe", {}
+    bomb = bomb_flac()
+    heavy = bomb_flac(seconds=19)  # within every limit (29 MiB decoded), but real work: decoded, then resampled
+    before = httpx.get(f"{url}/v1/stats", headers=auth).json()["process"]
+    health_ms: list[float] = []
+    stop = time.time() + 600
+
+    def poll():
+        with httpx.Client(timeout=5) as http:  # one warm connection: the time is the replica's, not a handshake
+            assert http.get(f"{url}/healthz").status_code == 200
+            while time.time() < stop:
+                t0 = time.perf_counter()
+                assert http.get(f"{url}/healthz").status_code == 200
+                health_ms.append(1000 * (time.perf_counter() - t0))
+                time.sleep(0.05)
+
+    with cf.ThreadPoolExecutor(9) as ex:
+        poller = ex.submit(poll)
+        bombs = [ex.submit(post, url, bomb, name="bomb.flac") for _ in range(6)]
+        heavies = [ex.submit(post, url, heavy, name="heavy.flac") for _ in range(2)]
+        rs = [f.result() for f in bombs]
+        hs = [f.result() for f in heavies]
+        stop = 0
+        poller.result()
+    for r in rs:
+        assert r.status_code == 413, r.text
+        assert_openai_error(r)
+        assert r.json()["error"]["code"] == "over_decode_limits"
+        assert "590.0 s x 192000 Hz x 2 channels" in r.json()["error"]["message"]
+    assert all(h.status_code == 200 for h in hs), [h.text[:200] for h in hs]
+    assert len(health_ms) >= 3 and max(health_ms) < 1000, health_ms
+    after = httpx.get(f"{url}/v1/stats", headers=auth).json()["process"]
+    # the bombs would have asked ~865 MiB each; the replica's peak grew by far less than one of them
+    assert after["max_rss_mb"] - before["max_rss_mb"] < 300, (before, after)
+
+
+def test_fuzzed_requests_get_2xx_or_the_openai_error_and_the_replica_lives(server):
+    """Random methods, paths, headers and multipart bodies (bounded: 150 requests, 180 s), 127.0.0.1 only."""
+    import random
+
+    rng = random.Random(24)
+    url = server["url"]
+    wav = audio_bytes(0.3)
+    paths = ["/v1/audio/transcriptions"] * 6 + ["/v1/models", "/v1/stats", "/healthz", "/v1/nope", "/docs",
+                                                "/openapi.json", "/v1/audio/transcriptions/x"]
+    deadline = time.time() + 180
+    seen: dict[int, int] = {}
+    for i in range(150):
+        assert time.time() < deadline, f"fuzzing took too long ({i} requests)"
+        method = rng.choice(["POST"] * 5 + ["GET", "PUT", "DELETE", "PATCH"])
+        headers = {}
+        if rng.random() < 0.8:
+            headers["Authorization"] = rng.choice([f"Bearer {KEY}", f"bearer {KEY}", f"Basic {KEY}", "Bearer",
+                                                   f"Bearer  {KEY}", "Bearer x" * rng.randrange(1, 50)])
+        boundary = rng.choice(["b0undary", "", "x" * 80, "--", "b\u00e9"])
+        parts = []
+        for _ in range(rng.randrange(0, 5)):
+            name = rng.choice(["file", "model", "language", "response_format", "x" * rng.randrange(1, 300)])
+            value = rng.choice([wav, b"", rng.randbytes(rng.randrange(1, 3000)), b"tiny-serve", b"ms", b"srt",
+                                b"json", "\u00e9\u4e2d".encode()])
+            filename = rng.choice(['; filename="a.wav"', "", '; filename=""', '; filename="../../etc/passwd"'])
+            parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"{filename}\r\n\r\n'.encode()
+                         + value + b"\r\n")
+        body = b"".join(parts) + (f"--{boundary}--\r\n".encode() if rng.random() < 0.7 else b"")
+        if rng.random() < 0.15:
+            body = rng.randbytes(rng.randrange(0, 5000))
+        ctype = rng.choice([f"multipart/form-data; boundary={boundary}", "multipart/form-data",
+                            "application/json", "text/plain", None, "multipart/form-data; boundary="])
+        if ctype:
+            headers["Content-Type"] = ctype.encode("utf-8")  # raw bytes: a non-ASCII boundary too
+        r = httpx.request(method, url + rng.choice(paths), content=body, headers=headers, timeout=60)
+        seen[r.status_code] = seen.get(r.status_code, 0) + 1
+        assert r.status_code < 300 or r.status_code >= 400, r.status_code
+        if r.status_code >= 400:
+            assert_openai_error(r)
+    assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200
+    assert post(url, wav).status_code == 200  # the replica still transcribes
+    assert sum(seen.values()) > 100 and len(seen) >= 4, seen

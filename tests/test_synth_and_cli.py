@@ -121,6 +121,11 @@ def test_cli_end_to_end(corpus, tmp_path, ray_session):
     for v in bal["languages"].values():
         assert set(v) == {"utterances", "stage1", "datasets"} and sum(v["datasets"].values()) == v["utterances"]
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from polyglot_lion.data.store import store_fingerprint
+
+    made = json.loads((tmp_path / "plan" / "summary.json").read_text())  # what train checks the store against
+    assert made["store_fingerprint"] == store_fingerprint(str(store), "train")
+    assert sum(made["store_rows_per_dataset"].values()) == sum(v["utterances"] for v in train_stats["datasets"].values())
     table = cli("balance", "--store", str(store), "--out", str(tmp_path / "plan2"), "--strategy", "natural").stdout
     assert "strategy natural" in table
 

@@ -64,3 +64,22 @@ def test_strip_qwen_prefix():
     assert strip_qwen_prefix("language None<asr_text>你好") == "你好"
     assert strip_qwen_prefix("no prefix here") == "no prefix here"
     assert strip_qwen_prefix("the language of <asr_text> inside") == "the language of <asr_text> inside"
+
+
+def test_script_share_and_the_code_switching_tolerance():
+    from polyglot_lion.data.text import DEFAULT_FOREIGN_SCRIPT_SHARE, fits_script, script_share, script_words
+
+    assert script_words("我要去 mrt station") == ["han", "han", "han", "latin", "latin"]
+    assert script_words("நான் office போறேன்") == ["tamil", "latin", "tamil"]  # vowel signs continue a word
+    assert script_share("hello world 123 !!", "en") == 0.0 and script_share("", "zh") == 0.0
+    assert script_share("我要去 mrt station", "zh") == pytest.approx(0.4)
+    # the probe's case: Mandarin in an English dataset
+    assert not fits_script("你好吗 我很好", "en") and not fits_script("hello 你好吗", "en")
+    # code-switching within the tolerance is kept
+    assert fits_script("ok lah we go 巴刹", "en") and fits_script("நான் office போறேன்", "ta")
+    assert fits_script("我要去 mrt station", "zh") and DEFAULT_FOREIGN_SCRIPT_SHARE == 0.5
+    assert not fits_script("saya suka அம்மா", "ms", tolerance=0.2)
+    with pytest.raises(ValueError, match=r"language 'fr' has no known script; known: \['en', 'ms', 'ta', 'zh'\]"):
+        script_share("bonjour", "fr")
+    with pytest.raises(ValueError, match=r"tolerance must be in \[0, 1\] \(is 2\)"):
+        fits_script("x", "en", tolerance=2)

@@ -636,6 +636,39 @@ def test_train_epochs_sets_max_steps_from_the_plan(tmp_path, corpus_store, capsy
     params = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db").get_run(out["mlflow_run_id"]).data.params
     assert params["train.max_steps"] == str(steps) and params["train.epochs"] == "1.0"
     assert 0.85 <= out["metrics"]["epoch"] <= 1.15, out["metrics"]["epoch"]
+    run = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db").get_run(out["mlflow_run_id"])
+    assert run.info.status == "FINISHED" and run.info.end_time  # not left RUNNING
+
+
+def test_a_plan_from_another_store_is_refused_before_ray_starts(tmp_path, corpus_store):
+    """The probe: a plan made on another store with the same dataset names trained with 40% of its rows missing;
+    with no dataset in common it failed only after Ray started. Both are refused up front, naming the numbers."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from polyglot_lion.data.balance import PLAN_FILE, SUMMARY_FILE, check_plan_against_store
+    from polyglot_lion.train.run import train
+
+    store, plan = corpus_store
+    table = pq.read_table(f"{plan}/{PLAN_FILE}")
+    ids = sorted(set(table["id"].to_pylist()))
+    foreign = set(ids[: int(0.4 * len(ids))])  # 40% of the plan's utterances exist only in the other store
+    for name, column, value in (("same-names", "id", lambda v: f"other-{v}" if v in foreign else v),
+                                ("no-common", "dataset", lambda v: f"elsewhere_{v}")):
+        d = tmp_path / name
+        d.mkdir()
+        col = table.schema.get_field_index(column)
+        pq.write_table(table.set_column(col, column, pa.array([value(v) for v in table[column].to_pylist()])),
+                       d / PLAN_FILE)
+        (d / SUMMARY_FILE).write_text(json.dumps({"store": "/data/other-store", "store_fingerprint": "0123abcd"}))
+        with pytest.raises(ValueError) as e:
+            train(load_config(CONFIG, _overrides(tmp_path, store, str(d), name)))
+        msg = str(e.value)
+        missing = len(foreign) if name == "same-names" else len(ids)
+        assert f"{missing} of the {len(ids)} utterances it uses are not in data.store {store}" in msg, msg
+        assert "missing by dataset: " in msg and "made from store '/data/other-store' (fingerprint 0123abcd)" in msg
+        assert not (tmp_path / "runs" / name).exists()  # nothing written
+    assert check_plan_against_store(store, plan) == {}  # the store's own plan fits
 
 
 def test_progress_line_says_step_loss_throughput_and_time_left():
@@ -767,3 +800,49 @@ def test_a_resumed_run_keeps_the_encoder_frozen(tmp_path, corpus_store):
     encoder = [k for k in before if ".audio_tower." in k]
     assert encoder and all(torch.equal(before[k], after[k]) for k in encoder)
     assert any(not torch.equal(before[k], after[k]) for k in before if ".language_model." in k)
+
+
+@pytest.mark.ray
+def test_sigterm_during_training_ends_the_mlflow_run_killed(tmp_path, corpus_store):
+    """A training job stopped with SIGTERM (``ray job stop``, a scheduler): its MLflow run ends KILLED with an end
+    time, not RUNNING forever; the process exits 143."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    from mlflow.tracking import MlflowClient
+
+    store, plan = corpus_store
+    args = _overrides(tmp_path, store, plan, "stopped", **{"train.max_steps": 100000, "train.log_every": 1})
+    env = dict(os.environ, RAY_DATA_DISABLE_PROGRESS_BARS="1", PYTHONUNBUFFERED="1")
+    env.pop("RAY_ADDRESS", None)
+    proc = subprocess.Popen([sys.executable, "-m", "polyglot_lion.cli", "train", "--config", CONFIG, *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    lines: list[str] = []
+
+    def read():  # the job's log, line by line as it comes
+        for line in proc.stdout:
+            lines.append(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        deadline = time.time() + 300
+        while not any(line.startswith("step ") and "loss" in line for line in lines):  # a step was trained
+            assert proc.poll() is None and time.time() < deadline, "".join(lines)[-3000:]
+            time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
+        reader.join(30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    out = "".join(lines)
+    assert proc.returncode == 143, out[-3000:]
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    (run,) = client.search_runs([client.get_experiment_by_name("polyglot-lion").experiment_id])
+    assert run.info.status == "KILLED" and run.info.end_time, run.info
+    assert "RunKilled" in run.data.tags["error"]

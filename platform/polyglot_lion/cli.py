@@ -71,6 +71,9 @@ def _add_prepare(sub) -> None:
     p.add_argument("--max-duration", type=float, default=30.0,
                    help="drop clips longer than this many seconds (default 30, as the paper; 0 = no limit)")
     p.add_argument("--min-duration", type=float, default=0.0, help="drop clips shorter than this (default 0)")
+    p.add_argument("--max-foreign-script", type=float, default=None,
+                   help="reject (wrong_script) a transcript with more than this share of its words in another "
+                        "script than its language's (default 0.5: code-switching below it is kept; 1 = no check)")
     p.add_argument("--audio-column", help="jsonl: audio|audio_filepath; csv: path; parquet: audio")
     p.add_argument("--text-column", help="jsonl/parquet: text; csv: sentence")
     p.add_argument("--speaker-column", help="csv: client_id; jsonl/parquet: speaker")
@@ -174,6 +177,13 @@ def _add_transcribe(sub) -> None:
     p.add_argument("--max-new-tokens", type=int, help="fixed token budget per clip (default: 16 + 15 per second "
                                                       "of the longest clip in the batch)")
     p.add_argument("--actors", type=int, help="transcriber actors (default: one per GPU, else 1)")
+    p.add_argument("--retry-errors", action="store_true", help="run again the inputs whose last row is an error "
+                                                              "(a file not yet copied); the new row replaces it")
+    p.add_argument("--max-input-mb", type=float, default=512.0, help="largest file or archive member read, in MB "
+                                                                     "(default 512; larger: error file_too_large)")
+    p.add_argument("--max-decoded-mb", type=float, default=1024.0,
+                   help="most MiB one input may decode to at its own rate and channels (default 1024; more: "
+                        "error over_decode_limits, refused from the header)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI for models:/ and runs:/ (default "
                                           "$MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
 
@@ -303,8 +313,11 @@ def cmd_prepare(args) -> int:
     validate_specs(specs)  # fail before Ray starts
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1 (is {args.batch_size})")
+    foreign = PrepareOptions.max_foreign_script if args.max_foreign_script is None else args.max_foreign_script
+    if not 0.0 <= foreign <= 1.0:
+        raise UsageError(f"--max-foreign-script must be between 0 and 1 (is {foreign})")
     options = PrepareOptions(max_duration_s=args.max_duration or None, min_duration_s=args.min_duration,
-                             batch_size=args.batch_size)
+                             max_foreign_script=None if foreign >= 1.0 else foreign, batch_size=args.batch_size)
     started = init_ray(num_cpus=args.num_cpus)
     try:
         metas = prepare(specs, args.store, options)
@@ -332,8 +345,15 @@ def cmd_balance(args) -> int:
         raise UsageError(f"--store {args.store}: no utterances in split {args.split!r}")
     corpus, durations = corpus_from_table(meta)
     plan = make_plan(corpus, args.strategy, args.seed, args.temperature)
+    from collections import Counter
+
+    from .data.store import store_fingerprint
+
+    rows = {ds: n for ds, n in sorted(Counter(meta["dataset"].to_pylist()).items())}
     summary = write_plan(plan, durations, meta, args.out,
-                         extra={"store": args.store, "split": args.split})
+                         extra={"store": args.store, "split": args.split,
+                                "store_fingerprint": store_fingerprint(args.store, args.split),
+                                "store_rows_per_dataset": rows})
     if args.plot:
         plot_balance(f"{args.out}/summary.json", args.plot)
     if args.json:
@@ -443,7 +463,8 @@ def cmd_transcribe(args) -> int:
         raise UsageError(f"--max-new-tokens must be >= 1 (is {args.max_new_tokens})")
     opts = BulkOptions(limit=args.limit, language=args.language, max_duration_s=args.max_duration,
                        batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, actors=args.actors,
-                       split=args.split, tracking_uri=args.tracking_uri)
+                       split=args.split, tracking_uri=args.tracking_uri, retry_errors=args.retry_errors,
+                       max_input_mb=args.max_input_mb, max_decoded_mb=args.max_decoded_mb)
     summary = transcribe_bulk(args.model, args.input, args.out, opts)
     print(json.dumps(summary, indent=2))
     print(f"\n{summary['outputs']} rows ({summary['transcribed']} transcribed, "

@@ -1,11 +1,108 @@
-"""MLflow: what a finished training run leaves behind (cost, artifacts, a registered model version)."""
+"""MLflow: the tracking server checked before a job starts, runs that always end with a status, and what a
+finished training run leaves behind (cost, artifacts, a registered model version)."""
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import signal
 import tempfile
+import threading
+import traceback
+from contextlib import contextmanager
 from pathlib import Path
+
+# MLflow's own HTTP retries, bounded for a job (its defaults: 7 retries with backoff, 120 s timeout each: minutes
+# before a vanished server is reported)
+MLFLOW_HTTP_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                   "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+
+
+def check_tracking(uri: str, timeout_s: float = 5.0) -> None:
+    """One reachability check of the tracking store, before a job writes anything or starts Ray: an HTTP server
+    must answer (any HTTP status: it is there), a SQLite file's folder must exist. Raises ValueError naming the
+    URI. Also bounds MLflow's own HTTP retries for this process and the Ray workers it starts
+    (MLFLOW_HTTP_ENV, unless already set)."""
+    import urllib.error
+    import urllib.request
+
+    for k, v in MLFLOW_HTTP_ENV.items():
+        os.environ.setdefault(k, v)
+    if uri.startswith(("http://", "https://")):
+        try:
+            urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s).close()
+        except urllib.error.HTTPError:
+            return  # it answered
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            reason = getattr(e, "reason", e)
+            raise ValueError(f"tracking.uri {uri}: the MLflow tracking server did not answer within {timeout_s:g} s "
+                             f"({reason}); start it (mlflow server ...) or use a local store, e.g. "
+                             f"tracking.uri=sqlite:///mlflow.db") from None
+    elif uri.startswith("sqlite:///"):
+        folder = Path(uri[len("sqlite:///"):]).resolve().parent
+        if not folder.is_dir():
+            raise ValueError(f"tracking.uri {uri}: folder {folder} does not exist (the SQLite file is created, "
+                             f"its folder is not)")
+
+
+class RunKilled(SystemExit):
+    """SIGTERM reached a job with an open MLflow run: the run ends KILLED and the process exits 128 + signal."""
+
+    def __init__(self, signum: int):
+        super().__init__(128 + signum)
+        self.signum = signum
+
+
+@contextmanager
+def run_status(tracking_uri: str, run_id: str):
+    """Hold an MLflow run open for a block, then end it with its end time: FINISHED when the block returns, KILLED
+    on Ctrl-C or SIGTERM (a handler turns SIGTERM into RunKilled), FAILED on any other exception, with the error
+    as the run's ``error`` tag and its traceback as ``error.txt``. The exception goes on. A run left open by an
+    exit that skips the block's end (``sys.exit`` in a callback) is ended FAILED at interpreter exit. A resumed
+    run is RUNNING again inside the block."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    client.update_run(run_id, status="RUNNING")
+    ended = False
+
+    def end(status: str, error: BaseException | None = None) -> None:
+        nonlocal ended
+        if ended:
+            return
+        ended = True
+        if error is not None:
+            client.set_tag(run_id, "error", f"{type(error).__name__}: {error}"[:4000])
+            client.log_text(run_id, "".join(traceback.format_exception(error)), "error.txt")
+        client.set_terminated(run_id, status)
+
+    def at_exit() -> None:
+        try:
+            end("FAILED", RuntimeError("the process exited with the run still open"))
+        except Exception:
+            pass
+
+    def on_sigterm(signum, frame):
+        raise RunKilled(signum)
+
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, on_sigterm) if main else None
+    atexit.register(at_exit)
+    try:
+        yield run_id
+    except (KeyboardInterrupt, RunKilled) as e:
+        end("KILLED", e)
+        raise
+    except BaseException as e:
+        end("FAILED", e)
+        raise
+    else:
+        end("FINISHED")
+    finally:
+        atexit.unregister(at_exit)
+        if main:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def log_training_result(cfg, run_id: str, result, wall_hours: float, gpus: int, latest_checkpoint: str | None,

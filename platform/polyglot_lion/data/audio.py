@@ -33,6 +33,9 @@ REJECT_REASONS: dict[str, str] = {
     "not_a_regular_file": "the entry is a link, a device, a FIFO or a directory, not a plain file",
     "unreadable_textgrid": "a Praat TextGrid that could not be parsed",
     "bad_segment": "a segment that is empty or lies (partly) outside its recording",
+    "over_decode_limits": "the header asks for more channels, a higher sample rate or more decoded bytes than "
+                          "the decode limits allow (DecodeLimits)",
+    "wrong_script": "the transcript's letters are mostly in a script that does not fit the dataset's language",
 }
 
 # Formats whose header states the exact frame count, so a short read means truncation.
@@ -63,6 +66,52 @@ class AudioRejected(Exception):
 
 
 @dataclass(frozen=True)
+class DecodeLimits:
+    """What one clip may ask of the decoder, checked against its header before any sample is read.
+
+    A few hundred KB of FLAC can declare 192 kHz x 8 channels x 10 minutes, several GiB once decoded to float32;
+    these bounds refuse it (``over_decode_limits``) before the allocation. The read itself is bounded by the same
+    numbers, so a header that understates its length cannot grow the allocation either."""
+
+    max_channels: int = 8
+    max_rate_hz: int = 192_000
+    max_decoded_mb: float = 256.0  # frames x channels x 4 bytes (float32) at the source rate, before downmixing
+
+    def __post_init__(self):
+        for name in ("max_channels", "max_rate_hz", "max_decoded_mb"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"DecodeLimits.{name} must be > 0 (is {getattr(self, name)})")
+
+    @property
+    def max_decoded_bytes(self) -> int:
+        return int(self.max_decoded_mb * 2**20)
+
+    def check_header(self, rate: int, channels: int, frames: int | None) -> None:
+        """Raise AudioRejected('over_decode_limits') naming the value and the limit; ``frames`` None: unknown."""
+        if channels > self.max_channels:
+            raise AudioRejected("over_decode_limits", f"{channels} channels > {self.max_channels} allowed")
+        if rate > self.max_rate_hz:
+            raise AudioRejected("over_decode_limits", f"sample rate {rate} Hz > {self.max_rate_hz} Hz allowed")
+        if frames is not None and frames * channels * 4 > self.max_decoded_bytes:
+            raise AudioRejected("over_decode_limits",
+                                f"{frames / rate:.1f} s x {rate} Hz x {channels} channels would decode to "
+                                f"{frames * channels * 4 / 2**20:.0f} MiB > {self.max_decoded_mb:g} MiB allowed")
+
+    def max_frames(self, channels: int) -> int:
+        return self.max_decoded_bytes // (4 * channels)
+
+
+# libsndfile names the file object it was given ("Error opening <_io.BytesIO object at 0x7f...>: ..."); a client
+# gets the message, never our object's repr
+_OBJECT_REPR_RE = re.compile(r"<[^<>]*? object at 0x[0-9a-fA-F]+>")
+
+
+def without_object_reprs(message: str) -> str:
+    """``message`` with any "<... object at 0x...>" replaced: error texts reach clients and rows."""
+    return _OBJECT_REPR_RE.sub("the audio", message).strip()
+
+
+@dataclass(frozen=True)
 class DecodedAudio:
     samples: np.ndarray  # float32, mono, SAMPLE_RATE
     original_rate: int
@@ -77,11 +126,14 @@ def decode_audio(
     source: str | bytes,
     max_duration_s: float | None = None,
     min_duration_s: float = 0.0,
+    limits: DecodeLimits | None = None,
     start_s: float | None = None,
     end_s: float | None = None,
 ) -> DecodedAudio:
     """Decode a path or encoded bytes to 16 kHz mono float32, or raise AudioRejected with the reason.
 
+    ``limits``: refuse (``over_decode_limits``) a header asking for more than they allow, before any sample is
+    read, and read at most that many frames whatever the header says.
     With ``start_s``/``end_s`` only the span ``[start_s, end_s)`` of the recording is decoded (a segment of a long
     recording, e.g. one TextGrid interval): the file is seeked, never decoded whole.
     """
@@ -98,7 +150,7 @@ def decode_audio(
     try:
         f = sf.SoundFile(handle)
     except Exception as e:  # libsndfile says "Format not recognised", "Error in WAV file", ...
-        raise AudioRejected("unreadable_audio", str(e).strip()[:200]) from None
+        raise AudioRejected("unreadable_audio", without_object_reprs(str(e))[:200]) from None
     with f:
         rate, channels, frames = f.samplerate, f.channels, f.frames
         if rate <= 0 or channels <= 0:
@@ -108,10 +160,21 @@ def decode_audio(
             frames = _seek_segment(f, start_s, end_s, rate, frames if known else None, max_duration_s)
         elif max_duration_s is not None and known and frames / rate > max_duration_s:
             raise AudioRejected("too_long", f"{frames / rate:.2f}s > {max_duration_s}s")
+        cap = -1
+        if limits is not None:
+            limits.check_header(rate, channels, frames if 0 < frames < 2**62 else None)
+            cap = limits.max_frames(channels)
         try:
-            data = f.read(frames if start_s is not None else -1, dtype="float32", always_2d=True)
+            want = frames if start_s is not None else -1
+            if cap >= 0:
+                want = cap + 1 if want < 0 else min(want, cap + 1)
+            data = f.read(want, dtype="float32", always_2d=True)
         except Exception as e:
-            raise AudioRejected("truncated_audio", f"decoding stopped: {str(e).strip()[:160]}") from None
+            detail = without_object_reprs(str(e))[:160]
+            raise AudioRejected("truncated_audio", f"decoding stopped: {detail}") from None
+        if 0 <= cap < len(data):
+            raise AudioRejected("over_decode_limits", f"more than {cap} frames x {channels} channels "
+                                                      f"(> {limits.max_decoded_mb:g} MiB decoded)")
         exact = f.format in _EXACT_LENGTH_FORMATS
         short_by = _declared_minus_actual(f.extra_info) if exact and start_s is None else 0
     if len(data) == 0:

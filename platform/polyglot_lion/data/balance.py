@@ -210,6 +210,42 @@ def write_plan(plan: Plan, durations: dict[str, float], before: pa.Table, out_di
     return summary
 
 
+def missing_from_store(plan: pa.Table, store_meta: pa.Table) -> dict[str, int]:
+    """{dataset: how many of the plan's distinct utterances are not in the store (by dataset and id)}, only the
+    datasets that miss some. Pure."""
+    have = set(zip(store_meta["dataset"].to_pylist(), store_meta["id"].to_pylist()))
+    wanted = set(zip(plan["dataset"].to_pylist(), plan["id"].to_pylist()))
+    return dict(sorted(Counter(ds for ds, uid in wanted if (ds, uid) not in have).items()))
+
+
+def check_plan_against_store(store: str, plan_dir: str, split: str = "train") -> dict:
+    """Refuse (ValueError) a plan whose utterances are not all in ``store``'s ``split``, naming how many are missing
+    and from which datasets, and the store the plan was made from. Reads ids only. Returns {"note": ...} when
+    every row is there but the store's fingerprint differs from the plan's (the store changed since)."""
+    from .store import read_metadata, store_fingerprint
+
+    plan = read_plan(plan_dir).select(["id", "dataset"])
+    meta = read_metadata(store, split, columns=["id", "dataset"])
+    missing = missing_from_store(plan, meta)
+    summary_path = Path(plan_dir) / SUMMARY_FILE
+    made = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    source = (f"the plan was made from store {made['store']!r}"
+              + (f" (fingerprint {made['store_fingerprint']})" if made.get("store_fingerprint") else "")
+              if made.get("store") else "the plan does not say which store it was made from")
+    here = store_fingerprint(store, split)
+    if missing:
+        distinct = len(set(zip(plan["dataset"].to_pylist(), plan["id"].to_pylist())))
+        by_ds = ", ".join(f"{ds}: {n}" for ds, n in missing.items())
+        raise ValueError(f"data.plan {plan_dir}: {sum(missing.values())} of the {distinct} utterances it uses are "
+                         f"not in data.store {store} (split {split}, fingerprint {here}); missing by dataset: "
+                         f"{by_ds}. {source[0].upper() + source[1:]}; make a plan from this store: polyglot-lion "
+                         f"balance --store {store} --out PLAN")
+    if made.get("store_fingerprint") and made["store_fingerprint"] != here:
+        return {"note": f"data.plan {plan_dir}: every utterance it uses is in data.store {store}, but the store "
+                        f"changed since the plan was made (fingerprint {made['store_fingerprint']} -> {here})"}
+    return {}
+
+
 def read_plan(plan_dir: str) -> pa.Table:
     path = Path(plan_dir) / PLAN_FILE
     if not path.exists():

@@ -33,7 +33,7 @@ from .recipes import RecipeOptions, get_recipe
 from .schema import SPLITS, UTTERANCE_SCHEMA, check_dataset_name, check_language, check_split, utterance_id
 from .splits import speaker_disjoint_split
 from .store import META_FILE, REJECTS_FILE, cleanup, new_staging_dir, publish_partition
-from .text import normalize_text
+from .text import DEFAULT_FOREIGN_SCRIPT_SHARE, fits_script, normalize_text, script_share
 
 _SPEC = "_spec"  # the target partition of an item (-1: decided in the task from the archive member's folder)
 _GROUP = "_group"  # the import spec an item came from
@@ -144,6 +144,9 @@ def load_specs(path: str, root: str | None = None) -> list[ImportSpec]:
 class PrepareOptions:
     max_duration_s: float | None = 30.0  # the paper drops clips longer than 30 s
     min_duration_s: float = 0.0
+    # wrong_script: a transcript with more than this share of its words in another script than its language's
+    # (code-switching below it is kept); None: no check
+    max_foreign_script: float | None = DEFAULT_FOREIGN_SCRIPT_SHARE
     batch_size: int = 128  # clips per Ray Data task and per shard (~0.2 s of work, ~12 MB of 5 s clips)
 
 
@@ -252,7 +255,8 @@ def read_sources(block: pa.Table, max_member_bytes: int | None = None, chunk_row
         yield pa.Table.from_pylist(rows, schema=_READ_SCHEMA)
 
 
-def _utterance(item: dict, target: dict, max_duration_s: float | None, min_duration_s: float) -> dict:
+def _utterance(item: dict, target: dict, max_duration_s: float | None, min_duration_s: float,
+               max_foreign_script: float | None = None) -> dict:
     """One read source item -> one utterance row, or AudioRejected with the reason."""
     if item.get("_reason"):
         raise AudioRejected(item["_reason"], item.get("_detail") or "")
@@ -260,6 +264,10 @@ def _utterance(item: dict, target: dict, max_duration_s: float | None, min_durat
     text = normalize_text(clean_text(raw_text, target["cleaner"]))
     if not text:
         raise AudioRejected("empty_text", repr(raw_text[:80]))
+    if max_foreign_script is not None and not fits_script(text, target["language"], max_foreign_script):
+        raise AudioRejected("wrong_script", f"{script_share(text, target['language']):.0%} of the words are not in "
+                                            f"{target['language']}'s script (at most {max_foreign_script:.0%}): "
+                                            f"{text[:60]!r}")
     src = item["audio_bytes"] or item["audio_path"]
     if not src:
         raise AudioRejected("missing_audio", "no audio path or bytes")
@@ -272,13 +280,13 @@ def _utterance(item: dict, target: dict, max_duration_s: float | None, min_durat
 
 
 def process_batch(batch: pa.Table, targets: list[dict], routes: dict, max_duration_s: float | None,
-                  min_duration_s: float) -> Iterator[tuple[int, tuple[str, dict]]]:
+                  min_duration_s: float, max_foreign_script: float | None = None) -> Iterator[tuple[int, tuple[str, dict]]]:
     """Stage 2: read source items -> ``(target index, ("row", utterance) | ("reject", reject))``, one per item.
     Pure apart from reading the named audio files; one bad item never stops the others."""
     for item in batch.to_pylist():
         i = _target_of(item, routes)
         try:
-            yield i, ("row", _utterance(item, targets[i], max_duration_s, min_duration_s))
+            yield i, ("row", _utterance(item, targets[i], max_duration_s, min_duration_s, max_foreign_script))
         except AudioRejected as e:
             yield i, ("reject", {"source": item["source"], "reason": e.reason, "detail": e.detail})
         except Exception as e:  # anything unexpected about one clip must not kill the job
@@ -287,7 +295,7 @@ def process_batch(batch: pa.Table, targets: list[dict], routes: dict, max_durati
 
 
 def process_and_write(batch: pa.Table, targets: list[dict], routes: dict, max_duration_s: float | None,
-                      min_duration_s: float, staging: str) -> pa.Table:
+                      min_duration_s: float, staging: str, max_foreign_script: float | None = None) -> pa.Table:
     """Stage 2's Ray Data task: decode, resample, encode and normalise a batch, write its accepted utterances
     as one shard per target into staging, and return a small report (shards written, records rejected)
     instead of the audio.
@@ -297,7 +305,7 @@ def process_and_write(batch: pa.Table, targets: list[dict], routes: dict, max_du
     """
     report: list[dict] = []
     accepted: dict[int, list[dict]] = {}
-    for i, (kind, value) in process_batch(batch, targets, routes, max_duration_s, min_duration_s):
+    for i, (kind, value) in process_batch(batch, targets, routes, max_duration_s, min_duration_s, max_foreign_script):
         if kind == "reject":
             report.append(dict(value, spec=i, kind="rejected", shard=None))
         else:
@@ -495,7 +503,7 @@ def prepare(specs: list[ImportSpec], store: str, opts: PrepareOptions = PrepareO
         if ds is not None:
             kwargs = {"targets": [asdict(t) for t in targets], "routes": routes,
                       "max_duration_s": opts.max_duration_s, "min_duration_s": opts.min_duration_s,
-                      "staging": str(staging / "shards")}
+                      "staging": str(staging / "shards"), "max_foreign_script": opts.max_foreign_script}
             # Two stages of stateless tasks (the work is CPU-bound and per clip; tasks need no warm-up).
             # Stage 1 takes a whole block (batch_size=None), so an archive is read by one task in one pass; it
             # asks for less CPU than stage 2, which keeps Ray Data from fusing the two: the members it streams

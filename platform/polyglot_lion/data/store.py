@@ -75,6 +75,18 @@ def read_metadata(store: str | os.PathLike, split: str | None = None,
     return pa.concat_tables(tables)
 
 
+def store_fingerprint(store: str | os.PathLike, split: str | None = None) -> str:
+    """A content hash of the store's partitions (their split/language/dataset and _meta.json): another store, or
+    this one re-imported differently, has another fingerprint. Cheap: no shard is read."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for p in list_partitions(store, split):
+        h.update(f"{p.split}/{p.language}/{p.dataset}\n".encode())
+        h.update((p.path / META_FILE).read_bytes())
+    return h.hexdigest()[:16]
+
+
 def store_files(store: str | os.PathLike, split: str | None = None) -> list[str]:
     return [f for p in list_partitions(store, split) for f in p.files]
 

@@ -56,3 +56,66 @@ _QWEN_PREFIX_RE = re.compile(r"^\s*language\s+[^<]*<asr_text>", re.IGNORECASE)
 def strip_qwen_prefix(text: str) -> str:
     """Drop a Qwen3-ASR answer prefix (``language English<asr_text>``) from a manifest transcript."""
     return _QWEN_PREFIX_RE.sub("", text, count=1)
+
+
+# --- which script a transcript is written in (prepare's ``wrong_script``) ------------------------------------
+
+# The script each language's transcripts are written in. Malay is Rumi (Latin); Jawi transcripts would need
+# their own entry.
+LANGUAGE_SCRIPTS = {"en": "latin", "ms": "latin", "zh": "han", "ta": "tamil"}
+# Singapore speech code-switches: Mandarin and Tamil utterances carry English words, English ones carry
+# Hokkien/Mandarin or Tamil words. Up to this share of a transcript's words may be in another script.
+DEFAULT_FOREIGN_SCRIPT_SHARE = 0.5
+
+
+def _script_of(ch: str) -> str | None:
+    """'latin', 'han', 'tamil', 'other' for a letter or combining mark, None for anything else (digits, spaces)."""
+    cp = ord(ch)
+    if 0x0B80 <= cp <= 0x0BFF:
+        return "tamil"
+    if (0x3400 <= cp <= 0x4DBF or 0x4E00 <= cp <= 0x9FFF or 0xF900 <= cp <= 0xFAFF or 0x20000 <= cp <= 0x2EBEF
+            or 0x3040 <= cp <= 0x30FF):
+        return "han"
+    cat = unicodedata.category(ch)
+    if cat[0] not in "LM":
+        return None
+    if cp < 0x0250 or 0x1E00 <= cp <= 0x1EFF or 0xFF21 <= cp <= 0xFF5A:  # Latin, its extensions, full-width
+        return "latin"
+    return "other"
+
+
+def script_words(text: str) -> list[str]:
+    """The script of each word of ``text``, in order: a Han character is a word of its own (one syllable, as a
+    Latin or Tamil word is a run of letters); digits, punctuation and spaces separate words and count for none.
+    A Tamil combining mark continues its word. Pure."""
+    out: list[str] = []
+    prev: str | None = None
+    for ch in text:
+        s = _script_of(ch)
+        if s is None:
+            prev = None
+            continue
+        if s == "han" or s != prev:
+            out.append(s)
+        prev = s
+    return out
+
+
+def script_share(text: str, language: str) -> float:
+    """The share (0..1) of ``text``'s words that are NOT in ``language``'s script (LANGUAGE_SCRIPTS); 0.0 for a
+    text without letters. Raises ValueError for a language it does not know."""
+    if language not in LANGUAGE_SCRIPTS:
+        raise ValueError(f"language {language!r} has no known script; known: {sorted(LANGUAGE_SCRIPTS)}")
+    words = script_words(text)
+    if not words:
+        return 0.0
+    expected = LANGUAGE_SCRIPTS[language]
+    return sum(w != expected for w in words) / len(words)
+
+
+def fits_script(text: str, language: str, tolerance: float = DEFAULT_FOREIGN_SCRIPT_SHARE) -> bool:
+    """True when at most ``tolerance`` of the words are in another script than the language's (code-switching
+    within that share is accepted); prepare rejects the rest as ``wrong_script``. Pure."""
+    if not 0.0 <= tolerance <= 1.0:
+        raise ValueError(f"tolerance must be in [0, 1] (is {tolerance})")
+    return script_share(text, language) <= tolerance

@@ -240,6 +240,8 @@ def log_evaluation(res: dict, tracking: str, out_dir: str | None, experiment: st
     """An MLflow run in the eval experiment; scores also tagged onto the registered model version."""
     from mlflow.tracking import MlflowClient
 
+    from ..tracking import run_status
+
     client = MlflowClient(tracking_uri=tracking)
     exp = client.get_experiment_by_name(experiment)
     exp_id = exp.experiment_id if exp else client.create_experiment(experiment)
@@ -249,21 +251,21 @@ def log_evaluation(res: dict, tracking: str, out_dir: str | None, experiment: st
         tags.update({"model_name": m["name"], "model_version": str(m["version"])})
     run = client.create_run(exp_id, run_name=f"eval {m['label']} {res['split']}", tags=tags)
     rid = run.info.run_id
-    for d, e in res["benchmarks"].items():
-        client.log_metric(rid, f"{d}.{e['metric']}", e["error_rate"])
-        client.log_metric(rid, f"{d}.exact_match", e["exact_match"])
-        client.log_metric(rid, f"{d}.s_per_sample", e["s_per_sample"])
-    for lang, v in res["languages"].items():
-        if v is not None:
-            client.log_metric(rid, f"lang.{lang}", v)
-    if res["average"] is not None:
-        client.log_metric(rid, "average", res["average"])
-    client.log_metric(rid, "average_capped", res["average_capped"])
-    for d, sk in res.get("skipped", {}).items():
-        client.log_metric(rid, f"{d}.skipped_utterances", sk["utterances"])
-    if out_dir:
-        client.log_artifacts(rid, out_dir, "evaluation")
-    client.set_terminated(rid)
+    with run_status(tracking, rid):  # ends FINISHED, or FAILED/KILLED with the error
+        for d, e in res["benchmarks"].items():
+            client.log_metric(rid, f"{d}.{e['metric']}", e["error_rate"])
+            client.log_metric(rid, f"{d}.exact_match", e["exact_match"])
+            client.log_metric(rid, f"{d}.s_per_sample", e["s_per_sample"])
+        for lang, v in res["languages"].items():
+            if v is not None:
+                client.log_metric(rid, f"lang.{lang}", v)
+        if res["average"] is not None:
+            client.log_metric(rid, "average", res["average"])
+        client.log_metric(rid, "average_capped", res["average_capped"])
+        for d, sk in res.get("skipped", {}).items():
+            client.log_metric(rid, f"{d}.skipped_utterances", sk["utterances"])
+        if out_dir:
+            client.log_artifacts(rid, out_dir, "evaluation")
     if m.get("name") and m.get("version"):
         prefix = f"eval.{res['split']}"
         for d, e in res["benchmarks"].items():

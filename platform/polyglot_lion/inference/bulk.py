@@ -2,23 +2,30 @@
 loses nothing.
 
     list inputs (driver: folders, .tar/.tar.gz/.zip, JSONL manifests, a store split)
-      -> drop ids already in OUT/parts (resume)
-      -> read + decode to 16 kHz (CPU tasks; no GPU: in the actors)  error: unreadable_audio, empty_audio, too_long, ...
+      -> drop ids already in OUT/parts (resume; with retry_errors also those whose last row is an error)
+      -> read + decode to 16 kHz, one input at a time, bounded    error: unreadable_audio, not_a_regular_file, ...
       -> transcribe (actor pool: one GPU per actor, or CPU actors) and write OUT/parts/part-*.parquet
-      -> OUT/transcripts.parquet + OUT/transcripts.jsonl + OUT/summary.json (all parts, sorted by id)
+      -> OUT/transcripts.parquet + OUT/transcripts.jsonl + OUT/summary.json (the latest row of every id, sorted)
 
 Output columns: id, source, text, language, duration_s, error (null when it worked, the reason otherwise),
 seconds (compute time), model.
+
+Bounds: only regular files are read (a FIFO, a device such as /dev/zero, a socket, a tar symlink or hard link get
+a row ``not_a_regular_file``; a folder's symlink leading outside the folder gets ``outside_input_root``); a file
+or archive member is read with a cap on its size (``max_input_mb``, never read whole first); a header asking the
+decoder for more than DecodeLimits allow is refused before decoding (``over_decode_limits``); a batch yields its
+decoded samples in pieces of at most ``max_batch_mb``, so a batch of long recordings is never all in memory.
+Archives are read through the one bounded member reader, ``data.archives``.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tarfile
+import stat
 import time
 import uuid
-import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +33,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".zip")
+from ..data.archives import MemberError, archive_kind, iter_members, list_members
+
 OUTPUT_SCHEMA = pa.schema([("id", pa.string()), ("source", pa.string()), ("text", pa.string()),
                            ("language", pa.string()), ("duration_s", pa.float64()), ("error", pa.string()),
                            ("seconds", pa.float64()), ("model", pa.string())])
@@ -36,9 +44,14 @@ ERRORS = {
     "empty_audio": "no samples (0 bytes or 0 frames)",
     "silent_audio": "every sample is zero",
     "too_long": "longer than --max-duration",
+    "over_decode_limits": "its header asks for more channels, a higher rate or more decoded bytes than allowed",
     "missing_audio": "a manifest names a file that does not exist",
     "malformed_manifest": "a manifest line that is not JSON or has no audio path",
-    "unreadable_member": "an archive member that could not be read",
+    "not_a_regular_file": "a FIFO, device, socket, directory or an archive's symlink/hard link: never read",
+    "outside_input_root": "a symlink in an input folder that leads outside it: never followed",
+    "file_too_large": "a file above --max-input-mb",
+    "member_too_large": "an archive member above --max-input-mb (its size is not trusted: the read is capped)",
+    "unreadable_member": "an archive member (or the archive) that could not be read",
     "transcription_failed": "the model raised an error on this item",
 }
 
@@ -53,26 +66,41 @@ class BulkOptions:
     actors: int | None = None  # transcriber actors; default: one per GPU, else 1
     split: str = "test"  # for a store input
     tracking_uri: str | None = None
+    retry_errors: bool = False  # run again the inputs whose last row is an error; the new row replaces it
+    max_input_mb: float = 512.0  # largest file or archive member read (bytes as stored)
+    max_decoded_mb: float = 1024.0  # DecodeLimits.max_decoded_mb: one input's samples at its own rate and channels
+    max_batch_mb: float = 1024.0  # decoded 16 kHz samples a batch holds at once before it is passed on
+
+    def check(self) -> None:
+        """All problems in one ValueError, naming the option and the value."""
+        problems = [f"{n} must be > 0 (is {getattr(self, n)})"
+                    for n in ("max_input_mb", "max_decoded_mb", "max_batch_mb") if not getattr(self, n) > 0]
+        if self.batch_size < 1:
+            problems.append(f"batch_size must be >= 1 (is {self.batch_size})")
+        if self.max_duration_s is not None and not self.max_duration_s > 0:
+            problems.append(f"max_duration_s must be > 0 or None (is {self.max_duration_s})")
+        if problems:
+            raise ValueError("bulk options: " + "; ".join(problems))
 
 
-def _is_archive(path: str) -> bool:
-    return path.lower().endswith(ARCHIVE_SUFFIXES)
+def _error_item(item_id: str, source: str, reason: str, detail: str) -> dict:
+    return {"id": item_id, "source": source, "kind": "error", "path": "", "member": f"{reason}: {detail}"[:300],
+            "nth": 0}
 
 
 def _archive_members(path: str, prefix: str) -> list[dict]:
-    rows = []
-    if path.lower().endswith(".zip"):
-        with zipfile.ZipFile(path) as z:
-            for info in z.infolist():
-                if not info.is_dir():
-                    rows.append({"id": f"{prefix}/{info.filename}", "source": path, "kind": "zip",
-                                 "path": path, "member": info.filename})
-    else:
-        with tarfile.open(path) as t:
-            for m in t:
-                if m.isfile():
-                    rows.append({"id": f"{prefix}/{m.name}", "source": path, "kind": "tar",
-                                 "path": path, "member": m.name})
+    """One work item per member (directories aside), links and devices included: they get their row. ``nth``
+    tells apart members of the same name (the k-th of that name, in archive order)."""
+    try:
+        members = list_members(path)
+    except MemberError as e:
+        return [_error_item(prefix, path, e.reason, e.detail)]
+    kind, seen, rows = archive_kind(path), {}, []
+    for m in members:
+        nth = seen.get(m.name, 0)
+        seen[m.name] = nth + 1
+        rows.append({"id": f"{prefix}/{m.name}", "source": path, "kind": kind, "path": path, "member": m.name,
+                     "nth": nth})
     return rows
 
 
@@ -88,12 +116,12 @@ def _manifest_rows(path: str, prefix: str) -> list[dict]:
                 if not isinstance(audio, str) or not audio:
                     raise ValueError("no audio/audio_filepath/path field")
             except (ValueError, AttributeError) as e:
-                rows.append({"id": f"{prefix}:{n}", "source": f"{path}:{n}", "kind": "error", "path": "",
-                             "member": f"malformed_manifest: line {n}: {str(e)[:120]}"})
+                rows.append(_error_item(f"{prefix}:{n}", f"{path}:{n}", "malformed_manifest",
+                                        f"line {n}: {str(e)[:120]}"))
                 continue
             full = audio if os.path.isabs(audio) else os.path.join(base, audio)
             rows.append({"id": str(rec.get("id") or f"{prefix}/{audio}"), "source": full, "kind": "file",
-                         "path": full, "member": ""})
+                         "path": full, "member": "", "nth": 0})
     return rows
 
 
@@ -107,12 +135,37 @@ def _store_rows(store: str, split: str) -> list[dict]:
     for p in parts:
         for f in p.files:
             for i in pq.read_table(f, columns=["id"])["id"].to_pylist():
-                rows.append({"id": i, "source": f, "kind": "store", "path": f, "member": i})
+                rows.append({"id": i, "source": f, "kind": "store", "path": f, "member": i, "nth": 0})
+    return rows
+
+
+def _folder_rows(root: Path) -> list[dict]:
+    """Everything in a folder tree that is not a directory, sorted: files (regular or not: reading decides), and
+    symlinks, which are followed only when they stay inside the folder."""
+    real_root = root.resolve()
+    found: list[tuple[Path, bool]] = []  # (path, is a symlinked directory)
+    for d, dirs, files in os.walk(root, followlinks=False):
+        found += [(Path(d) / n, False) for n in files]
+        found += [(Path(d) / n, True) for n in dirs if os.path.islink(os.path.join(d, n))]
+    rows = []
+    for f, is_dir_link in sorted(found):
+        rel = f"{root.name}/{f.relative_to(root)}"
+        if f.is_symlink():
+            target = f.resolve()
+            if not target.is_relative_to(real_root):
+                rows.append(_error_item(rel, str(f), "outside_input_root", f"{f} -> {target}"))
+                continue
+            if is_dir_link:  # its files are listed under their own path
+                continue
+        if archive_kind(f.name) and f.is_file():
+            rows += _archive_members(str(f), rel)
+        else:
+            rows.append({"id": rel, "source": str(f), "kind": "file", "path": str(f), "member": "", "nth": 0})
     return rows
 
 
 def list_inputs(paths: list[str], split: str = "test") -> list[dict]:
-    """Every input as a work item {id, source, kind, path, member}; ids are stable across runs. Archives
+    """Every input as a work item {id, source, kind, path, member, nth}; ids are stable across runs. Archives
     inside folders are opened too. Raises FileNotFoundError for a path that does not exist."""
     rows: list[dict] = []
     for path in paths:
@@ -123,18 +176,13 @@ def list_inputs(paths: list[str], split: str = "test") -> list[dict]:
         if p.is_dir() and (p / "data").is_dir():
             rows += _store_rows(str(p), split)
         elif p.is_dir():
-            for f in sorted(x for x in p.rglob("*") if x.is_file()):
-                rel = f"{p.name}/{f.relative_to(p)}"
-                if _is_archive(f.name):
-                    rows += _archive_members(str(f), rel)
-                else:
-                    rows.append({"id": rel, "source": str(f), "kind": "file", "path": str(f), "member": ""})
-        elif _is_archive(p.name):
+            rows += _folder_rows(p)
+        elif archive_kind(p.name) and p.is_file():
             rows += _archive_members(str(p), p.name)
-        elif p.suffix == ".jsonl":
+        elif p.suffix == ".jsonl" and p.is_file():
             rows += _manifest_rows(str(p), p.name)
         else:
-            rows.append({"id": p.name, "source": str(p), "kind": "file", "path": str(p), "member": ""})
+            rows.append({"id": p.name, "source": str(p), "kind": "file", "path": str(p), "member": "", "nth": 0})
     seen: dict[str, int] = {}
     for r in rows:  # ids must be unique for resume to be exact: number repeats
         n = seen.get(r["id"], 0)
@@ -146,57 +194,92 @@ def list_inputs(paths: list[str], split: str = "test") -> list[dict]:
 
 # --- Ray Data stages ----------------------------------------------------------------------------------------
 
-def _read_bytes(items: list[dict]) -> list[bytes | Exception]:
-    """Read a batch of items; archives are opened once per batch (tar.gz in one sequential pass)."""
-    out: list[bytes | Exception] = [b""] * len(items)
-    by_archive: dict[tuple[str, str], list[int]] = {}
+_KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
+          stat.S_IFSOCK: "a socket", stat.S_IFDIR: "a directory"}
+
+
+def read_regular_file(path: str, max_bytes: int) -> bytes:
+    """The bytes of a regular file, at most ``max_bytes``; raises ValueError('reason: detail') otherwise. Opened
+    non-blocking and checked on the open descriptor, so a FIFO never blocks and a device is never read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise ValueError(f"missing_audio: {path}") from None
+    except OSError as e:
+        raise ValueError(f"unreadable_audio: {path}: {e.strerror}") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError(f"not_a_regular_file: {path} is {_KINDS.get(stat.S_IFMT(st.st_mode), 'not a file')}")
+        if st.st_size > max_bytes:
+            raise ValueError(f"file_too_large: {path}: {st.st_size} bytes > {max_bytes} (--max-input-mb)")
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:  # it grew while we read
+        raise ValueError(f"file_too_large: {path}: more than {max_bytes} bytes (--max-input-mb)")
+    return data
+
+
+def _iter_raw(items: list[dict], max_bytes: int) -> Iterator[tuple[int, bytes | Exception]]:
+    """(index, bytes or the error) for every item, one at a time: files in order, then each archive in one pass
+    (members as they come), then store files. Nothing is held beyond the item being yielded."""
+    by_source: dict[tuple[str, str], list[int]] = {}
     for i, it in enumerate(items):
         if it["kind"] == "file":
             try:
-                with open(it["path"], "rb") as f:
-                    out[i] = f.read()
-            except FileNotFoundError:
-                out[i] = FileNotFoundError("missing_audio")
-            except OSError as e:
-                out[i] = OSError(f"unreadable_audio: {e.strerror}")
+                yield i, read_regular_file(it["path"], max_bytes)
+            except ValueError as e:
+                yield i, e
         elif it["kind"] == "error":
-            out[i] = ValueError(it["member"])
+            yield i, ValueError(it["member"])
         else:
-            by_archive.setdefault((it["kind"], it["path"]), []).append(i)
-    for (kind, path), idx in by_archive.items():
-        want = {items[i]["member"]: i for i in idx}
-        try:
-            if kind == "zip":
-                with zipfile.ZipFile(path) as z:
-                    for name, i in want.items():
-                        out[i] = z.read(name)
-            elif kind == "tar":
-                with tarfile.open(path) as t:
-                    for m in t:
-                        if m.name in want:
-                            out[want.pop(m.name)] = t.extractfile(m).read()
-                            if not want:
-                                break
-            elif kind == "store":
+            by_source.setdefault((it["kind"], it["path"]), []).append(i)
+    for (kind, path), idx in by_source.items():
+        pending = set(idx)
+        if kind == "store":
+            try:
                 table = pq.read_table(path, columns=["id", "audio"])
                 audio = dict(zip(table["id"].to_pylist(), table["audio"].to_pylist()))
-                for name, i in want.items():
-                    out[i] = audio[name]
-        except Exception as e:  # a corrupt archive: its members are errors, the job goes on
-            for i in idx:
-                if not isinstance(out[i], bytes) or not out[i]:
-                    out[i] = OSError(f"unreadable_member: {type(e).__name__}: {str(e)[:120]}")
-    return out
+                for i in idx:
+                    pending.discard(i)
+                    yield i, audio[items[i]["member"]]
+            except Exception as e:
+                for i in sorted(pending):
+                    yield i, ValueError(f"unreadable_member: {type(e).__name__}: {str(e)[:120]}")
+            continue
+        want = {(items[i]["member"], int(items[i].get("nth") or 0)): i for i in idx}
+        count: dict[str, int] = {}
+        try:
+            for name, got in iter_members(path, {m for m, _ in want}, max_bytes):
+                k = count.get(name, 0)
+                count[name] = k + 1
+                i = want.get((name, k))
+                if i is None:
+                    continue
+                pending.discard(i)
+                yield i, ValueError(f"{got.reason}: {got.detail}") if isinstance(got, MemberError) else got
+        except MemberError as e:  # a corrupt archive: the members not read yet are errors, the job goes on
+            for i in sorted(pending):
+                yield i, ValueError(f"unreadable_member: {e.detail}")
+            continue
+        for i in sorted(pending):  # listed before, gone now (the archive changed in between)
+            yield i, ValueError(f"unreadable_member: {items[i]['member']} is no longer in {path}")
 
 
-def read_and_decode(batch: dict, max_duration_s: float | None = None) -> dict:
-    """Work items -> {id, source, samples (float32 bytes), duration_s, error}. Never raises for one item."""
-    from ..data.audio import AudioRejected, decode_audio
+def _empty_columns() -> dict:
+    return {"id": [], "source": [], "samples": [], "duration_s": [], "error": []}
 
+
+def read_and_decode(batch: dict, max_duration_s: float | None = None, max_input_mb: float = 512.0,
+                    max_decoded_mb: float = 1024.0, max_batch_mb: float = 1024.0) -> Iterator[dict]:
+    """Work items -> {id, source, samples (float32 bytes), duration_s, error}, yielded in pieces of at most
+    ``max_batch_mb`` of samples (Ray Data takes a generator). Never raises for one item; one row per item."""
+    from ..data.audio import AudioRejected, DecodeLimits, decode_audio, without_object_reprs
+
+    limits = DecodeLimits(max_decoded_mb=max_decoded_mb)
     items = [dict(zip(batch, vals)) for vals in zip(*batch.values())]
-    raw = _read_bytes(items)
-    out = {"id": [], "source": [], "samples": [], "duration_s": [], "error": []}
-    for it, data in zip(items, raw):
+    out, held = _empty_columns(), 0
+    for i, data in _iter_raw(items, int(max_input_mb * 2**20)):
+        it = items[i]
         samples, err, dur = b"", None, None
         if isinstance(data, Exception):
             err = str(data)
@@ -204,18 +287,24 @@ def read_and_decode(batch: dict, max_duration_s: float | None = None) -> dict:
                 err = f"unreadable_audio: {err}"
         else:
             try:
-                decoded = decode_audio(data, max_duration_s=max_duration_s)
+                decoded = decode_audio(data, max_duration_s=max_duration_s, limits=limits)
                 samples, dur = decoded.samples.astype(np.float32).tobytes(), decoded.duration_s
             except AudioRejected as e:
                 err = f"{e.reason}: {e.detail}" if getattr(e, "detail", "") else e.reason
             except Exception as e:  # anything else libsndfile or soxr throws
-                err = f"unreadable_audio: {type(e).__name__}: {str(e)[:120]}"
+                err = f"unreadable_audio: {type(e).__name__}: {without_object_reprs(str(e))[:120]}"
+        del data
         out["id"].append(it["id"])
         out["source"].append(it["source"] + (f"::{it['member']}" if it["kind"] in ("zip", "tar") else ""))
         out["samples"].append(samples)
         out["duration_s"].append(dur)
         out["error"].append(err)
-    return out
+        held += len(samples)
+        if held >= max_batch_mb * 2**20:
+            yield out
+            out, held = _empty_columns(), 0
+    if out["id"]:
+        yield out
 
 
 class TranscribeAndWrite:
@@ -223,7 +312,8 @@ class TranscribeAndWrite:
     Transcriber and write them as one part file."""
 
     def __init__(self, model_uri: str, out_dir: str, language: str | None, batch_size: int,
-                 tracking_uri: str | None, max_new_tokens: int | None = None, max_duration_s: float | None = None):
+                 tracking_uri: str | None, max_new_tokens: int | None = None, max_duration_s: float | None = None,
+                 decode_kwargs: dict | None = None):
         from .transcriber import Transcriber
 
         self.tr = Transcriber.load(model_uri, tracking_uri=tracking_uri, batch_size=batch_size,
@@ -231,11 +321,24 @@ class TranscribeAndWrite:
         info = self.tr.describe()
         self.model = f"{info['name']}/{info['version']}" if info.get("name") else model_uri
         self.language, self.max_duration_s, self.parts = language, max_duration_s, Path(out_dir) / "parts"
+        self.decode_kwargs = decode_kwargs or {}
         self.parts.mkdir(parents=True, exist_ok=True)
 
     def __call__(self, batch: dict) -> dict:
-        if "samples" not in batch:  # work items: no separate decode stage (CPU-only, see transcribe_bulk)
-            batch = read_and_decode(batch, self.max_duration_s)
+        if "samples" in batch:
+            rows = self._transcribe(batch)
+        else:  # work items: no separate decode stage (CPU-only, see transcribe_bulk); piece by piece, so at
+            # most max_batch_mb of samples are held at once
+            pieces = [self._transcribe(d) for d in read_and_decode(batch, self.max_duration_s, **self.decode_kwargs)]
+            rows = {k: [v for piece in pieces for v in piece[k]] for k in OUTPUT_SCHEMA.names}
+        table = pa.table(rows, schema=OUTPUT_SCHEMA)
+        # named by time, so that the parts sort in the order they were written: the latest row of an id wins
+        name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:12]}.parquet"
+        pq.write_table(table, self.parts / f".{name}.tmp")
+        os.replace(self.parts / f".{name}.tmp", self.parts / name)  # a part is there whole or not at all
+        return {"id": rows["id"], "error": rows["error"]}
+
+    def _transcribe(self, batch: dict) -> dict:
         n = len(batch["id"])
         text, lang, secs = [None] * n, [None] * n, [0.0] * n
         # a block in which every row decoded has an all-null error column, which reaches us as float NaNs
@@ -251,28 +354,34 @@ class TranscribeAndWrite:
                     err[i] = f"transcription_failed: {type(e).__name__}: {str(e)[:120]}"
             for i, r in zip(ok, results or []):
                 text[i], lang[i], secs[i] = r.text, r.language, r.seconds
-        rows = {"id": list(batch["id"]), "source": list(batch["source"]), "text": text, "language": lang,
+        return {"id": list(batch["id"]), "source": list(batch["source"]), "text": text, "language": lang,
                 "duration_s": [None if d is None or d != d else float(d) for d in batch["duration_s"]],
                 "error": err, "seconds": secs, "model": [self.model] * n}
-        table = pa.table(rows, schema=OUTPUT_SCHEMA)
-        name = f"part-{uuid.uuid4().hex}.parquet"
-        pq.write_table(table, self.parts / f".{name}.tmp")
-        os.replace(self.parts / f".{name}.tmp", self.parts / name)  # a part is there whole or not at all
-        return {"id": rows["id"], "error": err}
 
 
 # --- the driver ---------------------------------------------------------------------------------------------
 
-def done_ids(out_dir: str) -> set[str]:
-    parts = sorted((Path(out_dir) / "parts").glob("part-*.parquet"))
-    return {i for p in parts for i in pq.read_table(p, columns=["id"])["id"].to_pylist()}
+def _parts(out_dir: str) -> list[Path]:
+    """The part files in the order they were written (their names start with the time; older runs' names do not,
+    so the file time orders first)."""
+    return sorted((Path(out_dir) / "parts").glob("part-*.parquet"), key=lambda p: (p.stat().st_mtime_ns, p.name))
+
+
+def done_ids(out_dir: str, retry_errors: bool = False) -> set[str]:
+    """Ids with a row; with ``retry_errors``, only those whose latest row has no error."""
+    last: dict[str, str | None] = {}
+    for p in _parts(out_dir):
+        t = pq.read_table(p, columns=["id", "error"])
+        last.update(zip(t["id"].to_pylist(), t["error"].to_pylist()))
+    return {i for i, err in last.items() if not (retry_errors and err)}
 
 
 def finalize(out_dir: str, total_inputs: int) -> dict:
-    """Merge the parts into transcripts.parquet/.jsonl (one row per id, sorted) and write summary.json."""
-    parts = sorted((Path(out_dir) / "parts").glob("part-*.parquet"))
+    """Merge the parts into transcripts.parquet/.jsonl (the latest row of every id, sorted) and write
+    summary.json."""
+    parts = _parts(out_dir)
     table = pa.concat_tables([pq.read_table(p) for p in parts]) if parts else OUTPUT_SCHEMA.empty_table()
-    rows = {r["id"]: r for r in table.to_pylist()}  # an id written twice (a retried task) keeps one row
+    rows = {r["id"]: r for r in table.to_pylist()}  # written twice (a retried task, --retry-errors): the latest
     ordered = [rows[k] for k in sorted(rows)]
     final = pa.Table.from_pylist(ordered, schema=OUTPUT_SCHEMA)
     pq.write_table(final, Path(out_dir) / "transcripts.parquet")
@@ -298,6 +407,7 @@ def transcribe_bulk(model_uri: str, inputs: list[str], out_dir: str, opts: BulkO
 
     from ..runtime import init_ray
 
+    opts.check()
     if opts.language:
         from .transcriber import language_name
 
@@ -310,9 +420,14 @@ def transcribe_bulk(model_uri: str, inputs: list[str], out_dir: str, opts: BulkO
     if opts.limit is not None:
         items = items[: opts.limit]
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    done = done_ids(out_dir)
+    have = done_ids(out_dir)
+    done = done_ids(out_dir, retry_errors=True) if opts.retry_errors else have
     todo = [r for r in items if r["id"] not in done]
-    print(f"bulk transcription: {len(items)} inputs, {len(items) - len(todo)} already done, {len(todo)} to do")
+    retried = sum(r["id"] in have for r in todo)
+    print(f"bulk transcription: {len(items)} inputs, {len(items) - len(todo)} already done, {len(todo)} to do"
+          + (f" ({retried} of them errors retried)" if retried else ""))
+    decode_kwargs = {"max_input_mb": opts.max_input_mb, "max_decoded_mb": opts.max_decoded_mb,
+                     "max_batch_mb": opts.max_batch_mb}
     t0 = time.time()
     if todo:
         started = init_ray()
@@ -324,13 +439,15 @@ def transcribe_bulk(model_uri: str, inputs: list[str], out_dir: str, opts: BulkO
             res = {"num_gpus": 1} if gpus else {"num_cpus": 1}
             ds = ray.data.from_items(todo, override_num_blocks=max(1, min(len(todo) // 32, 200)))
             if gpus:  # decode in CPU tasks beside the GPU actors, so that the GPUs do not wait for it
-                ds = ds.map_batches(read_and_decode, fn_kwargs={"max_duration_s": opts.max_duration_s},
+                ds = ds.map_batches(read_and_decode, fn_kwargs={"max_duration_s": opts.max_duration_s,
+                                                                 **decode_kwargs},
                                     batch_size=32, num_cpus=0.5)
             # Without a GPU the actors decode their own batches: decode tasks would take the cores the actors
             # compute on, and with as many 1-CPU actors as CPUs they could never be scheduled (the job hung).
             ds = ds.map_batches(TranscribeAndWrite, fn_constructor_args=(model_uri, out_dir, opts.language,
                                                                          opts.batch_size, opts.tracking_uri,
-                                                                         opts.max_new_tokens, opts.max_duration_s),
+                                                                         opts.max_new_tokens, opts.max_duration_s,
+                                                                         decode_kwargs),
                                 batch_size=max(opts.batch_size, 32), compute=ray.data.ActorPoolStrategy(size=actors),
                                 **res)
             for _ in ds.iter_batches(batch_size=None):

@@ -1,15 +1,23 @@
 """The Ray Serve application: an OpenAI-compatible transcription endpoint over the shared Transcriber.
 
     POST /v1/audio/transcriptions   multipart: file, model, [language], [response_format=json|text|verbose_json]
-    GET  /v1/models                 what is served (registry name, version, alias)
-    GET  /v1/stats                  requests, batches and the batch sizes seen
-    GET  /healthz                   200 once the model is loaded
-    GET  /                          a small page to upload or record audio
+    GET  /v1/models                 what is served (registry name, version, alias, the names ``model`` may take)
+    GET  /v1/stats                  requests, batches, the batch sizes seen, the replica's memory
+    GET  /healthz                   200 once the model is loaded (never needs the key)
+    GET  /                          a small page to upload or record audio (static; it sends the key itself)
+    GET  /docs, /openapi.json       the API description
 
-Guards: uploads above ``max_upload_mb`` and audio above ``max_audio_s`` -> 413; unreadable audio -> 400 naming
-the problem; overload -> 503 with Retry-After (Serve's ``max_queued_requests`` + backpressure config); an
-optional API key (``Authorization: Bearer``; from a file or an environment variable) -> 401 without it. The
-server never opens a path a client sends. Requests are batched with ``@serve.batch`` under a cap on clips and
+Guards: uploads above ``max_upload_mb`` and audio above ``max_audio_s`` -> 413; a header asking the decoder for
+more than ``max_channels`` / ``max_rate_hz`` / ``max_decoded_mb`` -> 413 before any sample is decoded; unreadable
+audio -> 400 naming the problem; ``model`` that is not the served model or one of its names -> 404
+``model_not_found`` (missing -> 400); more than ``max_in_flight`` requests in the replica -> 503 with Retry-After;
+an optional API key (``Authorization: Bearer``, scheme in any case; from a file or an environment variable) -> 401
+without it, on everything but /healthz and the static page. Every non-2xx answer has OpenAI's body
+``{"error": {"message", "type", "param", "code"}}`` (FastAPI's own 404/405/422/500 included); only answers Serve's
+proxy makes without reaching a replica (its queue full, no replica at all) stay Serve's plain text. Decoding runs
+in worker threads (at most ``decode_threads`` at once), so the event loop keeps answering health checks.
+
+The server never opens a path a client sends. Requests are batched with ``@serve.batch`` under a cap on clips and
 on total audio seconds. ``user_config`` (``model``, ``revision``, batch settings) switches the model in place:
 the new one loads in a thread while the old one keeps answering, then replaces it between batches.
 """
@@ -18,14 +26,17 @@ the new one loads in a thread while the old one keeps answering, then replaces i
 import asyncio
 import hmac
 import os
+import resource
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from ray import serve
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 RESPONSE_FORMATS = ("json", "text", "verbose_json")
 PAGE = Path(__file__).with_name("page.html")
@@ -44,6 +55,12 @@ class ServeSettings:
     batch_wait_timeout_s: float = 0.05
     chunk_s: float = 30.0
     max_new_tokens: int | None = None  # a fixed generation budget per batch; None: by the longest clip's duration
+    model_aliases: list[str] = field(default_factory=lambda: ["polyglot-lion"])  # more names ``model`` may take
+    max_channels: int = 8  # decode limits, checked on the header before any sample is decoded (DecodeLimits)
+    max_rate_hz: int = 192_000
+    max_decoded_mb: float = 256.0  # frames x channels x 4 bytes at the source rate
+    decode_threads: int = 2  # uploads decoded at once (each up to max_decoded_mb), off the event loop
+    max_in_flight: int = 32  # requests a replica holds at once; more -> 503 with OpenAI's body and Retry-After
 
     @classmethod
     def from_args(cls, args: dict | None) -> "ServeSettings":
@@ -53,14 +70,24 @@ class ServeSettings:
         if unknown:
             raise ValueError(f"unknown Serve app arguments {unknown}; allowed: {sorted(known)}")
         s = cls(**args)
-        for name in ("max_upload_mb", "max_audio_s", "max_batch_audio_s", "chunk_s"):
-            if not getattr(s, name) > 0:
-                raise ValueError(f"{name} must be > 0 (is {getattr(s, name)})")
-        if s.max_batch_size < 1:
-            raise ValueError(f"max_batch_size must be >= 1 (is {s.max_batch_size})")
+        problems = [f"{name} must be > 0 (is {getattr(s, name)})"
+                    for name in ("max_upload_mb", "max_audio_s", "max_batch_audio_s", "chunk_s", "max_decoded_mb")
+                    if not getattr(s, name) > 0]
+        problems += [f"{name} must be >= 1 (is {getattr(s, name)})"
+                     for name in ("max_batch_size", "max_channels", "max_rate_hz", "decode_threads", "max_in_flight")
+                     if getattr(s, name) < 1]
         if s.max_new_tokens is not None and s.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1 or None (is {s.max_new_tokens})")
+            problems.append(f"max_new_tokens must be >= 1 or None (is {s.max_new_tokens})")
+        if not isinstance(s.model_aliases, list) or not all(isinstance(a, str) and a for a in s.model_aliases):
+            problems.append(f"model_aliases must be a list of non-empty names (is {s.model_aliases!r})")
+        if problems:
+            raise ValueError("Serve app arguments: " + "; ".join(problems))
         return s
+
+    def decode_limits(self):
+        from polyglot_lion.data.audio import DecodeLimits
+
+        return DecodeLimits(self.max_channels, self.max_rate_hz, self.max_decoded_mb)
 
 
 def load_api_key(settings: ServeSettings) -> str | None:
@@ -72,16 +99,26 @@ def load_api_key(settings: ServeSettings) -> str | None:
     return os.environ.get(settings.api_key_env) or None
 
 
-def _error(status: int, message: str, kind: str = "invalid_request_error", headers: dict | None = None):
-    # OpenAI's error shape, so clients print the message
-    return JSONResponse({"error": {"message": message, "type": kind, "code": status}}, status_code=status,
-                        headers=headers)
+_ERROR_TYPES = {401: "authentication_error", 404: "invalid_request_error", 500: "server_error",
+                503: "server_error"}
+
+
+def error_body(status: int, message: str, code: str | None = None, param: str | None = None,
+               kind: str | None = None) -> dict:
+    """OpenAI's error body, so that OpenAI clients raise with the message. Pure."""
+    return {"error": {"message": message, "type": kind or _ERROR_TYPES.get(status, "invalid_request_error"),
+                      "param": param, "code": code}}
+
+
+def _error(status: int, message: str, code: str | None = None, param: str | None = None,
+           headers: dict | None = None):
+    return JSONResponse(error_body(status, message, code, param), status_code=status, headers=headers)
 
 
 class _Reject(Exception):
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, code: str | None = None, param: str | None = None):
         super().__init__(message)
-        self.status, self.message = status, message
+        self.status, self.message, self.code, self.param = status, message, code, param
 
 
 def _batch_cost_of(items: list) -> int:
@@ -89,12 +126,38 @@ def _batch_cost_of(items: list) -> int:
     return items[0][2]._batch_cost(items)
 
 
-api = FastAPI(title="Polyglot-Lion transcription", version="1")
+# docs and schema are routes of the service below, behind the key like everything else
+api = FastAPI(title="Polyglot-Lion transcription", version="1", docs_url=None, redoc_url=None, openapi_url=None)
+
+
+@api.exception_handler(StarletteHTTPException)
+async def _http_error(request: Request, exc: StarletteHTTPException):
+    """FastAPI's own 404 (no such route) and 405 (wrong method) in OpenAI's shape."""
+    if exc.status_code == 404:
+        message = f"no route {request.method} {request.url.path}; see /docs (POST /v1/audio/transcriptions)"
+    elif exc.status_code == 405:
+        message = f"method {request.method} is not allowed on {request.url.path}"
+    else:
+        message = str(exc.detail)
+    return _error(exc.status_code, message, {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code),
+                  headers=getattr(exc, "headers", None))
+
+
+@api.exception_handler(RequestValidationError)
+async def _validation_error(request: Request, exc: RequestValidationError):
+    first = (exc.errors() or [{}])[0]
+    param = ".".join(str(x) for x in first.get("loc", ())[1:]) or None
+    return _error(422, f"invalid request: {first.get('msg', 'validation failed')}", "invalid_request", param)
+
+
+@api.exception_handler(Exception)
+async def _unexpected(request: Request, exc: Exception):
+    return _error(500, f"internal error ({type(exc).__name__}); the request was not processed", "internal_error")
 
 
 @serve.deployment(
     name="Transcription",
-    max_ongoing_requests=32,
+    max_ongoing_requests=48,  # max_in_flight + 16: the surplus reaches the replica and gets OpenAI's 503 body
     max_queued_requests=64,
     health_check_period_s=5,
     health_check_timeout_s=30,
@@ -108,6 +171,8 @@ class TranscriptionService:
         self.tr = None
         self.revision = None
         self.stats = {"requests": 0, "batches": 0, "batch_sizes": {}, "errors": {}}
+        self._in_flight = 0
+        self._decode_slots = asyncio.Semaphore(self.settings.decode_threads)
         self._idle = asyncio.Event()  # cleared while a batch runs; see _batch
         self._idle.set()
         self._load(self.settings.model)
@@ -125,7 +190,8 @@ class TranscriptionService:
         """``model`` / ``revision`` change -> load the new model beside the old one, then swap; batch knobs apply
         at once. In-flight batches finish on the model they started with."""
         cfg = dict(user_config or {})
-        for key in ("max_batch_size", "max_batch_audio_s", "batch_wait_timeout_s", "max_upload_mb", "max_audio_s"):
+        for key in ("max_batch_size", "max_batch_audio_s", "batch_wait_timeout_s", "max_upload_mb", "max_audio_s",
+                    "max_channels", "max_rate_hz", "max_decoded_mb", "max_in_flight"):
             if key in cfg:
                 setattr(self.settings, key, type(getattr(self.settings, key))(cfg[key]))
         self._batch.set_max_batch_size(self.settings.max_batch_size)
@@ -149,6 +215,16 @@ class TranscriptionService:
         info = self.tr.describe()
         return {"id": info.get("name") or info.get("uri"), "version": info.get("version"),
                 "alias": info.get("alias"), "uri": info.get("uri"), "device": info.get("device")}
+
+    def model_names(self) -> list[str]:
+        """What a request's ``model`` may say: the served id, its URI, NAME@ALIAS, NAME/VERSION, model_aliases."""
+        m = self._model_info()
+        names = [m["id"], m["uri"], self.settings.model, *self.settings.model_aliases]
+        if m["alias"]:
+            names.append(f"{m['id']}@{m['alias']}")
+        if m["version"]:
+            names.append(f"{m['id']}/{m['version']}")
+        return list(dict.fromkeys(n for n in names if n))
 
     # --- batching -----------------------------------------------------------------------------------------
     def _batch_cost(self, items: list) -> int:
@@ -187,61 +263,108 @@ class TranscriptionService:
     def _authorised(self, request: Request) -> bool:
         if not self.api_key:
             return True
-        got = request.headers.get("authorization", "")
-        return got.startswith("Bearer ") and hmac.compare_digest(got[7:].strip(), self.api_key)
+        scheme, _, token = request.headers.get("authorization", "").strip().partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.api_key.encode())
+
+    def _unauthorised(self, request: Request):
+        """None when the request may go on, else the 401 answer."""
+        if self._authorised(request):
+            return None
+        self._count_error(401)
+        return _error(401, "missing or wrong API key: send 'Authorization: Bearer <key>'", "invalid_api_key",
+                      headers={"WWW-Authenticate": "Bearer"})
+
+    def _count_error(self, status: int) -> None:
+        self.stats["errors"][str(status)] = self.stats["errors"].get(str(status), 0) + 1
 
     async def _read_upload(self, request: Request) -> tuple[bytes, dict]:
         limit = int(self.settings.max_upload_mb * 2**20)
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit + 64 * 1024:
             raise _Reject(413, f"upload of {int(declared) / 2**20:.1f} MB is above the limit of "
-                               f"{self.settings.max_upload_mb:g} MB")
+                               f"{self.settings.max_upload_mb:g} MB", "file_too_large", "file")
         body = bytearray()
         async for chunk in request.stream():
             body += chunk
             if len(body) > limit + 64 * 1024:  # multipart framing aside
-                raise _Reject(413, f"upload is above the limit of {self.settings.max_upload_mb:g} MB")
+                raise _Reject(413, f"upload is above the limit of {self.settings.max_upload_mb:g} MB", "file_too_large",
+                              "file")
         request._body = bytes(body)  # let Starlette parse the multipart body we already hold
         ctype = request.headers.get("content-type", "")
         if not ctype.startswith("multipart/form-data"):
-            raise _Reject(400, f"expected multipart/form-data with a 'file' field (got {ctype or 'no content type'})")
-        form = await request.form()
+            got = ctype[:80] or "no content type"
+            raise _Reject(400, f"expected multipart/form-data with a 'file' field (got {got})", "invalid_content_type")
+        try:
+            form = await request.form()
+        except Exception as e:  # Starlette's MultiPartException, a bad boundary, a broken part header
+            raise _Reject(400, f"malformed multipart body: {str(e)[:160] or type(e).__name__}", "invalid_multipart")
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
             raise _Reject(400, "missing the 'file' field: send the audio as a multipart file upload "
-                               "(a file path is never read by the server)")
+                               "(a file path is never read by the server)", "missing_required_parameter", "file")
         data = await upload.read()
         if len(data) > limit:
             raise _Reject(413, f"file of {len(data) / 2**20:.1f} MB is above the limit of "
-                               f"{self.settings.max_upload_mb:g} MB")
+                               f"{self.settings.max_upload_mb:g} MB", "file_too_large", "file")
         fields = {k: v for k, v in form.items() if isinstance(v, str)}
         return data, fields
 
     def _decode(self, data: bytes) -> np.ndarray:
-        from polyglot_lion.data.audio import REJECT_REASONS, AudioRejected, decode_audio
+        """Runs in a worker thread (see transcriptions): libsndfile and soxr release the GIL while they work."""
+        from polyglot_lion.data.audio import REJECT_REASONS, AudioRejected, decode_audio, without_object_reprs
 
         try:
-            return decode_audio(data, max_duration_s=self.settings.max_audio_s).samples
+            return decode_audio(data, max_duration_s=self.settings.max_audio_s,
+                                limits=self.settings.decode_limits()).samples
         except AudioRejected as e:
             if e.reason == "too_long":
-                raise _Reject(413, f"audio is too long ({e.detail}); the limit is {self.settings.max_audio_s:g} s")
+                raise _Reject(413, f"audio is too long ({e.detail}); the limit is {self.settings.max_audio_s:g} s",
+                              "audio_too_long", "file")
+            if e.reason == "over_decode_limits":
+                raise _Reject(413, f"over_decode_limits: {e.detail}; the server decodes at most "
+                                   f"{self.settings.max_channels} channels, {self.settings.max_rate_hz} Hz and "
+                                   f"{self.settings.max_decoded_mb:g} MiB of samples", e.reason, "file")
             raise _Reject(400, f"{e.reason}: {REJECT_REASONS[e.reason]}" + (f" ({e.detail})" if e.detail else "")
-                          + "; send WAV, FLAC, OGG/Opus, MP3 or another format libsndfile reads")
+                          + "; send WAV, FLAC, OGG/Opus, MP3 or another format libsndfile reads", e.reason, "file")
         except Exception as e:
-            raise _Reject(400, f"unreadable_audio: {type(e).__name__}: {str(e)[:160]}")
+            detail = without_object_reprs(str(e))[:160]
+            raise _Reject(400, f"unreadable_audio: {type(e).__name__}: {detail}", "unreadable_audio", "file")
+
+    def _check_model(self, fields: dict) -> None:
+        model = fields.get("model")
+        if not model:
+            raise _Reject(400, "missing the 'model' field; it names the served model: "
+                               f"one of {self.model_names()}", "missing_required_parameter", "model")
+        if model not in self.model_names():
+            raise _Reject(404, f"model {model[:80]!r} is not served here; this server serves "
+                               f"{self.model_names()} (GET /v1/models)", "model_not_found", "model")
 
     @api.post("/v1/audio/transcriptions")
     async def transcriptions(self, request: Request):
         self.stats["requests"] += 1
         t0 = time.perf_counter()
-        if not self._authorised(request):
-            return _error(401, "missing or wrong API key: send 'Authorization: Bearer <key>'",
-                          "authentication_error", headers={"WWW-Authenticate": "Bearer"})
+        refused = self._unauthorised(request)
+        if refused:
+            return refused
+        if self._in_flight >= self.settings.max_in_flight:  # answered before the body is read
+            self._count_error(503)
+            return _error(503, f"overloaded: {self._in_flight} requests in progress (max_in_flight "
+                               f"{self.settings.max_in_flight}); retry after 2 s", "overloaded",
+                          headers={"Retry-After": "2"})
+        self._in_flight += 1
+        try:
+            return await self._transcribe(request, t0)
+        finally:
+            self._in_flight -= 1
+
+    async def _transcribe(self, request: Request, t0: float):
         try:
             data, fields = await self._read_upload(request)
+            self._check_model(fields)
             fmt = fields.get("response_format", "json")
             if fmt not in RESPONSE_FORMATS:
-                raise _Reject(400, f"response_format {fmt!r} is not supported; allowed: {list(RESPONSE_FORMATS)}")
+                raise _Reject(400, f"response_format {fmt[:40]!r} is not supported; allowed: {list(RESPONSE_FORMATS)}",
+                              "invalid_value", "response_format")
             language = fields.get("language") or None
             if language:
                 from polyglot_lion.inference.transcriber import language_name
@@ -249,11 +372,13 @@ class TranscriptionService:
                 try:
                     language_name(language)
                 except ValueError as e:
-                    raise _Reject(400, str(e))
-            samples = self._decode(data)
+                    raise _Reject(400, str(e)[:300], "invalid_value", "language")
+            async with self._decode_slots:  # bounded: at most decode_threads decoded buffers at once
+                samples = await asyncio.to_thread(self._decode, data)
+            del data
         except _Reject as e:
-            self.stats["errors"][str(e.status)] = self.stats["errors"].get(str(e.status), 0) + 1
-            return _error(e.status, e.message)
+            self._count_error(e.status)
+            return _error(e.status, e.message, e.code, e.param)
         await self._idle.wait()  # see _batch
         r = await self._batch((samples, language, self))
         model = r["model"]
@@ -271,19 +396,39 @@ class TranscriptionService:
 
     @api.get("/v1/models")
     async def models(self, request: Request):
-        if not self._authorised(request):
-            return _error(401, "missing or wrong API key: send 'Authorization: Bearer <key>'", "authentication_error")
+        refused = self._unauthorised(request)
+        if refused:
+            return refused
         m = self._model_info()
-        return {"object": "list", "data": [{"object": "model", "owned_by": "polyglot-lion", **m}]}
+        return {"object": "list", "data": [{"object": "model", "owned_by": "polyglot-lion", **m,
+                                            "names": self.model_names()}]}
 
     @api.get("/v1/stats")
-    async def get_stats(self):
-        return {**self.stats, "settings": {k: v for k, v in asdict(self.settings).items() if "key" not in k}}
+    async def get_stats(self, request: Request):
+        refused = self._unauthorised(request)
+        if refused:
+            return refused
+        rss_kb = int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+        return {**self.stats, "in_flight": self._in_flight,
+                "process": {"pid": os.getpid(), "rss_mb": rss_kb / 1024,
+                            "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024},
+                "settings": {k: v for k, v in asdict(self.settings).items() if "key" not in k}}
+
+    @api.get("/openapi.json")
+    async def openapi(self, request: Request):
+        return self._unauthorised(request) or JSONResponse(api.openapi())
+
+    @api.get("/docs")
+    async def docs(self, request: Request):
+        from fastapi.openapi.docs import get_swagger_ui_html
+
+        return self._unauthorised(request) or get_swagger_ui_html(
+            openapi_url=request.scope.get("root_path", "") + "/openapi.json", title=api.title)
 
     @api.get("/healthz")
     async def healthz(self):
         if self.tr is None:
-            return _error(503, "model not loaded", "server_error")
+            return _error(503, "model not loaded", "model_not_loaded")
         return {"status": "ok", "model": self._model_info()}
 
     @api.get("/", response_class=HTMLResponse)
@@ -303,6 +448,7 @@ def build_app(args: dict | None = None, deployment_options: dict | None = None):
     args = dict(args or {})
     settings = ServeSettings.from_args(args)  # a bad argument fails at build time, naming it
     opts = {"backpressure_config": BackpressureConfig(status_code=503, retry_after_s=2),
+            "max_ongoing_requests": settings.max_in_flight + 16,
             "user_config": {"model": settings.model, "max_batch_size": settings.max_batch_size,
                             "batch_wait_timeout_s": settings.batch_wait_timeout_s,
                             "max_batch_audio_s": settings.max_batch_audio_s}}

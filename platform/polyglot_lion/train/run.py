@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from ..config import Config
-from ..data.balance import read_balanced, read_plan
+from ..data.balance import check_plan_against_store, read_balanced, read_plan
 from ..data.store import list_partitions, read_metadata
 from ..runtime import ray_job_submission_id
 from .loop import train_loop_per_worker
@@ -191,13 +191,16 @@ def train(cfg: Config, inject_crash_at_step: int | None = None, progress: bool =
     ``progress``: a bar in this process from the run's MLflow history (``_ProgressBar``), for a driver whose
     console does not show the workers' own progress lines.
     """
-    import mlflow
-    import ray.train
-    from ray.train.torch import TorchTrainer
+    import ray
 
     from ..runtime import init_ray
-    from ..tracking import log_training_result
+    from ..tracking import check_tracking, run_status
 
+    # checked before anything is written or Ray starts: the tracking store answers, the plan fits the store
+    check_tracking(cfg.tracking.uri)
+    note = check_plan_against_store(cfg.data.store, cfg.data.plan, "train").get("note")
+    if note:
+        print(note, flush=True)
     if inject_crash_at_step is not None and not cfg.scaling.num_workers:
         raise ValueError("inject_crash_at_step needs scaling.num_workers >= 1 (local mode would kill this process)")
     ds_config = None
@@ -214,8 +217,25 @@ def train(cfg: Config, inject_crash_at_step: int | None = None, progress: bool =
     (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     base = prepare_base_model(cfg, run_dir)
     run_id = _mlflow_run(cfg, run_dir)
-    before = set(_checkpoint_folders(cfg, run_dir))  # a rerun with nothing left to train adds none
+    # Ray first: its core installs a SIGTERM handler of its own at init, which would replace the run's
     started = init_ray()
+    try:
+        with run_status(cfg.tracking.uri, run_id):  # the run ends FINISHED, FAILED (with the error) or KILLED
+            return _train(cfg, run_dir, base, run_id, ds_config, inject_crash_at_step, progress, started)
+    finally:
+        if started and ray.is_initialized():
+            ray.shutdown()
+
+
+def _train(cfg: Config, run_dir: Path, base: str, run_id: str, ds_config: dict | None,
+           inject_crash_at_step: int | None, progress: bool, started: bool) -> dict:
+    import mlflow
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    from ..tracking import log_training_result
+
+    before = set(_checkpoint_folders(cfg, run_dir))  # a rerun with nothing left to train adds none
     t0 = time.time()
     try:
         datasets = build_datasets(cfg, base)
