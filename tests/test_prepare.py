@@ -65,7 +65,9 @@ def test_every_format_accepted_and_rejected_as_expected(store, corpora):
         assert by_name[name]["utterances"] == exp.accepted, name
         assert by_name[name]["rejected"] == exp.rejected, name
     covered = {r for exp in expected.values() for r in exp.rejected}
-    assert covered >= set(REJECT_REASONS) - {"too_short"}  # too_short needs --min-duration; see test_audio
+    # too_short needs --min-duration (see test_audio); over_decode_limits and wrong_script are not wired into
+    # prepare yet (test_audio, test_text test them)
+    assert covered >= set(REJECT_REASONS) - {"too_short", "over_decode_limits", "wrong_script"}
 
 
 def test_rejects_file_lists_each_record_once_with_reason(store, corpora):
