@@ -343,14 +343,14 @@ def test_special_files_links_and_duplicate_members_each_get_their_own_row(tmp_pa
         z.writestr("d.wav", audio_bytes(1.2))
         z.writestr("big.wav", audio_bytes(20.0))
     items = list_inputs([str(folder), str(manifest), tar, str(tmp_path / "z.zip")])
-    # big.wav (640 KB) is above 0.5 MB, the bomb (430 KB) is not; its 865 MiB of samples are above 256
-    out = _decode_all(items, max_input_mb=0.5, max_decoded_mb=256)
+    # big.wav (640 KB) is above 0.5 MB, the bomb (430 KB) is not; its 865 MiB of samples are above the default 512
+    out = _decode_all(items, max_input_mb=0.5)
     rows = out["rows"]
     assert len(rows) == len(items) == 4 + 1 + 3 + 5 + 3, sorted(rows)
     reason = {i: (err or "").split(":")[0] for i, (err, _) in rows.items()}
     assert reason["calls/pipe.wav"] == "not_a_regular_file" and "a FIFO" in rows["calls/pipe.wav"][0]
     assert reason["calls/escape.wav"] == "outside_input_root"
-    assert reason["calls/bomb.flac"] == "over_decode_limits"
+    assert reason["calls/bomb.flac"] == "over_decode_limits" and "--max-decoded-mb" in rows["calls/bomb.flac"][0]
     assert rows["calls/inside.wav"] == (None, pytest.approx(1.0))
     assert reason["fifo"] == "not_a_regular_file"
     assert reason["zero"] == "not_a_regular_file" and "a character device" in rows["zero"][0]

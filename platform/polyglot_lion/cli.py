@@ -181,8 +181,9 @@ def _add_transcribe(sub) -> None:
                                                               "(a file not yet copied); the new row replaces it")
     p.add_argument("--max-input-mb", type=float, default=512.0, help="largest file or archive member read, in MB "
                                                                      "(default 512; larger: error file_too_large)")
-    p.add_argument("--max-decoded-mb", type=float, default=1024.0,
-                   help="most MiB one input may decode to at its own rate and channels (default 1024; more: "
+    p.add_argument("--max-decoded-mb", type=float, default=512.0,
+                   help="most MiB one input may decode to at its own rate and channels (default 512: 23 min of "
+                        "48 kHz stereo, 2.3 h of 16 kHz mono; more: "
                         "error over_decode_limits, refused from the header)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI for models:/ and runs:/ (default "
                                           "$MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")

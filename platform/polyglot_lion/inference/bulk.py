@@ -68,7 +68,7 @@ class BulkOptions:
     tracking_uri: str | None = None
     retry_errors: bool = False  # run again the inputs whose last row is an error; the new row replaces it
     max_input_mb: float = 512.0  # largest file or archive member read (bytes as stored)
-    max_decoded_mb: float = 1024.0  # DecodeLimits.max_decoded_mb: one input's samples at its own rate and channels
+    max_decoded_mb: float = 512.0  # DecodeLimits.max_decoded_mb: one input's samples at its own rate and channels
     max_batch_mb: float = 1024.0  # decoded 16 kHz samples a batch holds at once before it is passed on
 
     def check(self) -> None:
@@ -270,7 +270,7 @@ def _empty_columns() -> dict:
 
 
 def read_and_decode(batch: dict, max_duration_s: float | None = None, max_input_mb: float = 512.0,
-                    max_decoded_mb: float = 1024.0, max_batch_mb: float = 1024.0) -> Iterator[dict]:
+                    max_decoded_mb: float = 512.0, max_batch_mb: float = 1024.0) -> Iterator[dict]:
     """Work items -> {id, source, samples (float32 bytes), duration_s, error}, yielded in pieces of at most
     ``max_batch_mb`` of samples (Ray Data takes a generator). Never raises for one item; one row per item."""
     from ..data.audio import AudioRejected, DecodeLimits, decode_audio, without_object_reprs
@@ -291,6 +291,8 @@ def read_and_decode(batch: dict, max_duration_s: float | None = None, max_input_
                 samples, dur = decoded.samples.astype(np.float32).tobytes(), decoded.duration_s
             except AudioRejected as e:
                 err = f"{e.reason}: {e.detail}" if getattr(e, "detail", "") else e.reason
+                if e.reason == "over_decode_limits":
+                    err += " (--max-decoded-mb; at most 8 channels and 192 kHz)"
             except Exception as e:  # anything else libsndfile or soxr throws
                 err = f"unreadable_audio: {type(e).__name__}: {without_object_reprs(str(e))[:120]}"
         del data
