@@ -178,11 +178,14 @@ class DecodeEngine:
                 window=self.sentinels.repeat(rows, 1),
                 out=torch.full((rows, length + 1), self.pad_id, dtype=torch.long, device=dev))
             if self.compile_mode:
-                # one compiled graph per batch bucket, whatever the cache length (dynamo's default limit is
-                # 8 graphs per function); on CUDA one graph recording per (bucket, length)
+                # sizes symbolic, so one compilation serves every bucket (batch 1 aside: dynamo specialises
+                # sizes of 1) and the warm-up covers them all; on CUDA each (rows, length) still records its
+                # own graph, which is quick
+                for t in s.tensors():
+                    torch._dynamo.maybe_mark_dynamic(t, 0)
                 for t in (*s.keys, *s.values):
-                    torch._dynamo.mark_dynamic(t, 2)
-                torch._dynamo.mark_dynamic(s.out, 1)
+                    torch._dynamo.maybe_mark_dynamic(t, 2)
+                torch._dynamo.maybe_mark_dynamic(s.out, 1)
             if self.compile_mode == "reduce-overhead":
                 for t in s.tensors():  # updated in place by the CUDA graphs: their addresses must not move
                     torch._dynamo.mark_static_address(t)
