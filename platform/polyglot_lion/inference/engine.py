@@ -160,6 +160,7 @@ class DecodeEngine:
         self._states: dict[tuple[int, int], DecodeState] = {}
 
     # --- states -------------------------------------------------------------------------------------------
+    @torch.inference_mode()  # always inference tensors: a compiled step's guards tell them from others
     def state(self, rows: int, length: int) -> DecodeState:
         """The state of this (batch bucket, cache length), made on first use and kept."""
         key = (rows, length)
@@ -198,15 +199,15 @@ class DecodeEngine:
         t0 = time.perf_counter()
         for b in sorted({batch_bucket(n) for n in batch_sizes}):
             s = self.state(b, cache_bucket(length))
-            s.finished.zero_()  # a few real steps (on garbage): the graph is what matters
-            s.budget.fill_(3)
-            s.n_gen.zero_()
-            s.cache_pos.zero_()
-            s.start.zero_()
             with torch.inference_mode():
+                s.finished.zero_()  # a few real steps (on garbage): the graph is what matters
+                s.budget.fill_(3)
+                s.n_gen.zero_()
+                s.cache_pos.zero_()
+                s.start.zero_()
                 for _ in range(3):
                     self._step(*s.tensors())
-            s.finished.fill_(True)
+                s.finished.fill_(True)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         return time.perf_counter() - t0
