@@ -160,38 +160,42 @@ class DecodeEngine:
         self._states: dict[tuple[int, int], DecodeState] = {}
 
     # --- states -------------------------------------------------------------------------------------------
-    @torch.inference_mode()  # always inference tensors: a compiled step's guards tell them from others
     def state(self, rows: int, length: int) -> DecodeState:
-        """The state of this (batch bucket, cache length), made on first use and kept."""
+        """The state of this (batch bucket, cache length) for ``generate``, made on first use and kept."""
         key = (rows, length)
         if key not in self._states:
-            dev, shape = self.device, (rows, self.kv_heads, length, self.head_dim)
-            n = len(self.lm.layers)
-            s = DecodeState(
-                keys=[torch.zeros(shape, dtype=self.dtype, device=dev) for _ in range(n)],
-                values=[torch.zeros(shape, dtype=self.dtype, device=dev) for _ in range(n)],
-                tokens=torch.full((rows,), self.pad_id, dtype=torch.long, device=dev),
-                cache_pos=torch.zeros(rows, dtype=torch.long, device=dev),
-                start=torch.zeros(rows, dtype=torch.long, device=dev),
-                n_gen=torch.zeros(rows, dtype=torch.long, device=dev),
-                budget=torch.zeros(rows, dtype=torch.long, device=dev),
-                finished=torch.ones(rows, dtype=torch.bool, device=dev),
-                window=self.sentinels.repeat(rows, 1),
-                out=torch.full((rows, length + 1), self.pad_id, dtype=torch.long, device=dev))
-            if self.compile_mode:
-                # sizes symbolic, so one compilation serves every bucket (batch 1 aside: dynamo specialises
-                # sizes of 1) and the warm-up covers them all; on CUDA each (rows, length) still records its
-                # own graph, which is quick
-                for t in s.tensors():
-                    torch._dynamo.maybe_mark_dynamic(t, 0)
-                for t in (*s.keys, *s.values):
-                    torch._dynamo.maybe_mark_dynamic(t, 2)
-                torch._dynamo.maybe_mark_dynamic(s.out, 1)
-            if self.compile_mode == "reduce-overhead":
-                for t in s.tensors():  # updated in place by the CUDA graphs: their addresses must not move
-                    torch._dynamo.mark_static_address(t)
-            self._states[key] = s
+            self._states[key] = self.new_state(rows, length)
         return self._states[key]
+
+    @torch.inference_mode()  # always inference tensors: a compiled step's guards tell them from others
+    def new_state(self, rows: int, length: int) -> DecodeState:
+        """A state of ``rows`` rows of ``length`` cache slots, every row finished (free)."""
+        dev, shape = self.device, (rows, self.kv_heads, length, self.head_dim)
+        n = len(self.lm.layers)
+        s = DecodeState(
+            keys=[torch.zeros(shape, dtype=self.dtype, device=dev) for _ in range(n)],
+            values=[torch.zeros(shape, dtype=self.dtype, device=dev) for _ in range(n)],
+            tokens=torch.full((rows,), self.pad_id, dtype=torch.long, device=dev),
+            cache_pos=torch.zeros(rows, dtype=torch.long, device=dev),
+            start=torch.zeros(rows, dtype=torch.long, device=dev),
+            n_gen=torch.zeros(rows, dtype=torch.long, device=dev),
+            budget=torch.zeros(rows, dtype=torch.long, device=dev),
+            finished=torch.ones(rows, dtype=torch.bool, device=dev),
+            window=self.sentinels.repeat(rows, 1),
+            out=torch.full((rows, length + 1), self.pad_id, dtype=torch.long, device=dev))
+        if self.compile_mode:
+            # sizes symbolic, so one compilation serves every bucket (batch 1 aside: dynamo specialises
+            # sizes of 1) and the warm-up covers them all; on CUDA each (rows, length) still records its
+            # own graph, which is quick
+            for t in s.tensors():
+                torch._dynamo.maybe_mark_dynamic(t, 0)
+            for t in (*s.keys, *s.values):
+                torch._dynamo.maybe_mark_dynamic(t, 2)
+            torch._dynamo.maybe_mark_dynamic(s.out, 1)
+        if self.compile_mode == "reduce-overhead":
+            for t in s.tensors():  # updated in place by the CUDA graphs: their addresses must not move
+                torch._dynamo.mark_static_address(t)
+        return s
 
     def warm_up(self, batch_sizes: tuple[int, ...], length: int = 256) -> float:
         """Compile (and on CUDA record) the decode step for these batch sizes' buckets and one cache length, so
@@ -269,10 +273,12 @@ class DecodeEngine:
         cache_pos.add_((~finished).long())
         self._accept(self._logits(x[:, 0]), tokens, n_gen, budget, finished, window, out)
 
-    def _prefill(self, s: DecodeState, embeds: torch.Tensor, attention_mask: torch.Tensor, padded: bool) -> None:
-        """The whole left-padded prompt of ``embeds`` (B, P, hidden) at once: the cache's first P slots of rows
-        0..B-1, then the first token. Position ids as HF's generate makes them (counted from the first real
-        token); a padding query attends to itself only, so no row of the attention is empty."""
+    def _prefill(self, s: DecodeState, rows: slice, embeds: torch.Tensor, attention_mask: torch.Tensor,
+                 padded: bool) -> None:
+        """The whole left-padded prompt of ``embeds`` (B, P, hidden) at once into the cache's first P slots of the
+        state's ``rows`` (B of them), then their first token. Position ids as HF's generate makes them (counted
+        from the first real token); a padding query attends to itself only, so no row of the attention is
+        empty."""
         b, p = attention_mask.shape
         positions = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
         cos, sin = self.lm.rotary_emb(embeds, positions)
@@ -285,8 +291,8 @@ class DecodeEngine:
         for i, layer in enumerate(self.lm.layers):
             attn = layer.self_attn
             q, k, v = self._qkv(attn, layer.input_layernorm(x), cos, sin)
-            s.keys[i][:b, :, :p].copy_(k)
-            s.values[i][:b, :, :p].copy_(v)
+            s.keys[i][rows, :, :p].copy_(k)
+            s.values[i][rows, :, :p].copy_(v)
             if padded:
                 o = F.scaled_dot_product_attention(q, k.repeat_interleave(self.groups, 1),
                                                    v.repeat_interleave(self.groups, 1), attn_mask=mask,
@@ -295,8 +301,8 @@ class DecodeEngine:
                 o = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=attn.scaling,
                                                    enable_gqa=self.groups > 1)
             x = self._mlp_block(layer, x, o.transpose(1, 2).reshape(b, p, -1))
-        self._accept(self._logits(x[:, -1]), *(t[:b] for t in (s.tokens, s.n_gen, s.budget, s.finished, s.window,
-                                                               s.out)))
+        self._accept(self._logits(x[:, -1]), *(t[rows] for t in (s.tokens, s.n_gen, s.budget, s.finished,
+                                                                  s.window, s.out)))
 
     # --- audio ----------------------------------------------------------------------------------------------
     def prompt_embeddings(self, input_ids: torch.Tensor, input_features: torch.Tensor,
@@ -341,7 +347,38 @@ class DecodeEngine:
         flat = embeds.reshape(-1, embeds.shape[-1]).index_put((positions.to(dev),), audio.to(embeds.dtype))
         return flat.view_as(embeds)
 
+    def step(self, s: DecodeState) -> None:
+        """One decode step of every row of ``s`` (compiled when the engine is), in inference mode."""
+        self._step(*s.tensors())
+
     # --- a whole batch --------------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def prefill(self, s: DecodeState, rows: slice, inputs: dict, budget: int | list[int]) -> None:
+        """Start the left-padded prompts of ``inputs`` (the processor's batch, on the CPU) in the state's ``rows``:
+        audio encoder, prompt into the cache, first token; the other rows are left as they are (continuous
+        batching prefills one row while the others are mid-sequence). ``budget``: max new tokens, one for all
+        or one per row."""
+        attention_mask = inputs["attention_mask"].cpu()
+        b, p = attention_mask.shape
+        pad = (attention_mask == 0).sum(1)
+        if bool((attention_mask[:, -1] == 0).any()) or bool((attention_mask.cumsum(1) == 0).sum(1).ne(pad).any()):
+            raise ValueError("prefill: the batch must be left-padded (each row zeros, then ones)")
+        if rows.stop - rows.start != b or rows.stop > s.rows:
+            raise ValueError(f"prefill: {b} prompts for rows {rows.start}..{rows.stop - 1} of a state of {s.rows}")
+        if p + (budget if isinstance(budget, int) else max(budget)) > s.length:
+            raise ValueError(f"prefill: a prompt of {p} tokens and a budget of {budget} do not fit {s.length} slots")
+        dev = self.device
+        embeds = self.prompt_embeddings(inputs["input_ids"], inputs["input_features"], inputs["input_features_mask"])
+        s.start[rows] = pad.to(dev)
+        s.cache_pos[rows] = p
+        s.n_gen[rows] = 0
+        s.budget[rows] = torch.as_tensor(budget, device=dev)
+        s.window[rows] = self.sentinels
+        s.out[rows] = self.pad_id
+        s.tokens[rows] = self.pad_id
+        s.finished[rows] = False
+        self._prefill(s, rows, embeds, attention_mask.to(dev), padded=bool(pad.any()))
+
     @torch.inference_mode()
     def generate(self, inputs: dict, budget: int) -> torch.Tensor:
         """Greedy-decode one left-padded batch (the processor's ``input_ids``, ``attention_mask``,
@@ -349,29 +386,13 @@ class DecodeEngine:
         each row's tokens up to and including the one that ended it, then pads, ``steps`` the longest row's."""
         if budget < 1:
             raise ValueError(f"budget must be >= 1 (is {budget})")
-        attention_mask = inputs["attention_mask"].cpu()
-        b, p = attention_mask.shape
-        pad = (attention_mask == 0).sum(1)
-        if bool((attention_mask[:, -1] == 0).any()) or bool((attention_mask.cumsum(1) == 0).sum(1).ne(pad).any()):
-            raise ValueError("generate: the batch must be left-padded (each row zeros, then ones)")
+        b, p = inputs["attention_mask"].shape
         s = self.state(batch_bucket(b), cache_bucket(p + budget))
-        dev = self.device
-        embeds = self.prompt_embeddings(inputs["input_ids"], inputs["input_features"], inputs["input_features_mask"])
-        real = torch.arange(s.rows) < b
-        s.finished.copy_(~real.to(dev))
-        s.start.zero_()
-        s.start[:b] = pad.to(dev)
-        s.cache_pos.fill_(0)
-        s.cache_pos[:b] = p
-        s.n_gen.zero_()
-        s.budget.fill_(budget)
-        s.window.copy_(self.sentinels.expand_as(s.window))
-        s.out.fill_(self.pad_id)
-        s.tokens.fill_(self.pad_id)
-        self._prefill(s, embeds, attention_mask.to(dev), padded=bool(pad.any()))
+        s.finished.fill_(True)  # the bucket's spare rows stay finished
+        self.prefill(s, slice(0, b), inputs, budget)
         for i in range(1, budget):
             if i % self.check_every == 0 and bool(s.finished.all()):
                 break
-            self._step(*s.tensors())
+            self.step(s)
         steps = int(s.n_gen[:b].max())
         return s.out[:b, :steps].clone()

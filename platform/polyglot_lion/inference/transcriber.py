@@ -135,6 +135,19 @@ class Transcription:
         return asdict(self)
 
 
+def join_chunks(parts: list[str], duration_s: float, seconds: float, forced_code: str | None,
+                repetition_threshold: int) -> Transcription:
+    """One Transcription from the decoded outputs of a clip's chunks, in order: texts joined (without spaces for
+    Chinese), repetitions cut, the language forced or the one most chunks say."""
+    parsed = [parse_output(p) for p in parts]
+    langs = [lang for lang, _ in parsed if lang]
+    joiner = "" if (forced_code or (langs[0] if langs else None)) == "zh" else " "
+    text = fix_repetitions(joiner.join(t for _, t in parsed if t).strip(), repetition_threshold)
+    lang = forced_code or (max(set(langs), key=langs.count) if langs else None)
+    return Transcription(text=text, language=lang, raw="\n".join(parts), duration_s=duration_s, seconds=seconds,
+                         rtf=seconds / duration_s if duration_s else 0.0, chunks=len(parts))
+
+
 class Transcriber:
     """Batched greedy transcription with a loaded Qwen3-ASR model and processor."""
 
@@ -285,16 +298,5 @@ class Transcriber:
         n_chunks = [0] * len(audios)
         for i, _, _ in chunks:
             n_chunks[i] += 1
-        results = []
-        for i, a in enumerate(audios):
-            parts = [texts[(i, j)] for j in range(n_chunks[i])]
-            parsed = [parse_output(p) for p in parts]
-            langs = [lang for lang, _ in parsed if lang]
-            joiner = "" if (forced_code or (langs[0] if langs else None)) == "zh" else " "
-            text = fix_repetitions(joiner.join(t for _, t in parsed if t).strip(), self.repetition_threshold)
-            duration = len(a) / RATE
-            lang = forced_code or (max(set(langs), key=langs.count) if langs else None)
-            results.append(Transcription(text=text, language=lang, raw="\n".join(parts), duration_s=duration,
-                                         seconds=secs[i], rtf=secs[i] / duration if duration else 0.0,
-                                         chunks=len(parts)))
-        return results
+        return [join_chunks([texts[(i, j)] for j in range(n_chunks[i])], len(a) / RATE, secs[i], forced_code,
+                            self.repetition_threshold) for i, a in enumerate(audios)]
