@@ -158,6 +158,10 @@ def test_bad_engine_settings_are_named():
         Transcriber(model, processor, engine="vllm")
     with pytest.raises(ValueError, match="compile must be None, auto, .* \\(is 'fast'\\); check_every must be >= 1"):
         DecodeEngine(model, 0, [2], compile="fast", check_every=0)
+    model.generation_config.repetition_penalty = 1.1  # generate() would apply it: refused, not ignored
+    with pytest.raises(ValueError, match="generation_config sets repetition_penalty=1.1, .* \\(use engine='hf'\\)"):
+        DecodeEngine(model, 0, [2])
+    model.generation_config.repetition_penalty = 1.0
     engine = DecodeEngine(model, 0, [2])
     inputs = {"attention_mask": torch.tensor([[1, 1, 0]])}
     with pytest.raises(ValueError, match="left-padded"):

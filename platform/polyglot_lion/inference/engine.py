@@ -57,6 +57,20 @@ def cache_bucket(n: int) -> int:
     return length
 
 
+# generation_config settings that change what greedy decoding picks, with the value that changes nothing
+_NEUTRAL_GENERATION = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "bad_words_ids": None,
+                       "suppress_tokens": None, "begin_suppress_tokens": None, "min_length": 0,
+                       "min_new_tokens": None, "forced_bos_token_id": None, "forced_eos_token_id": None,
+                       "sequence_bias": None, "encoder_repetition_penalty": 1.0, "encoder_no_repeat_ngram_size": 0}
+
+
+def changed_greedy_settings(generation_config) -> list[tuple[str, object]]:
+    """The (name, value) of each setting in ``generation_config`` that makes ``generate()``'s greedy choice differ
+    from the argmax of the logits (this engine only takes the argmax)."""
+    values = {k: getattr(generation_config, k, neutral) for k, neutral in _NEUTRAL_GENERATION.items()}
+    return [(k, v) for k, v in values.items() if v not in (_NEUTRAL_GENERATION[k], None, [])]
+
+
 def loop_window(max_period: int = LOOP_MAX_PERIOD, min_repeats: int = LOOP_MIN_REPEATS,
                 min_run: int = LOOP_MIN_RUN) -> int:
     """How many of the last tokens the loop test needs to see."""
@@ -138,6 +152,8 @@ class DecodeEngine:
             problems.append(f"compile must be None, auto, default, reduce-overhead or max-autotune (is {compile!r})")
         if check_every < 1:
             problems.append(f"check_every must be >= 1 (is {check_every})")
+        problems += [f"the checkpoint's generation_config sets {k}={v!r}, which generate() applies and this engine "
+                     f"does not (use engine='hf')" for k, v in changed_greedy_settings(model.generation_config)]
         if problems:
             raise ValueError("DecodeEngine: " + "; ".join(problems))
         self.model = model.eval()

@@ -194,9 +194,10 @@ class Transcriber:
 
     @classmethod
     def load(cls, uri: str, tracking_uri: str | None = None, device: str | None = None, dtype=None,
-             **kwargs) -> "Transcriber":
-        """From a folder, ``models:/NAME@ALIAS``, ``models:/NAME/VERSION``, ``runs:/RUN_ID`` or a hub id; ``kwargs``
-        go to the constructor (``engine="static"`` by default, ``engine="hf"`` for the reference path)."""
+             engine: str = "static", **kwargs) -> "Transcriber":
+        """From a folder, ``models:/NAME@ALIAS``, ``models:/NAME/VERSION``, ``runs:/RUN_ID`` or a hub id.
+        ``engine``: "static" (our decode engine) or "hf" (``generate()``, the reference); ``kwargs`` go to the
+        constructor."""
         import torch
 
         from ..model.loading import load_model
@@ -206,7 +207,7 @@ class Transcriber:
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         dtype = dtype or (torch.bfloat16 if device.startswith("cuda") else torch.float32)
         model, processor = load_model(source.path, dtype=dtype, device=device)
-        return cls(model, processor, source=source, **kwargs)
+        return cls(model, processor, source=source, engine=engine, **kwargs)
 
     def describe(self) -> dict:
         info = self.source.describe() if self.source else {}
