@@ -14,10 +14,12 @@ Engines: ``hf`` (the reference), ``eager`` (the engine, decode step in eager mod
 timed). For each batch size, each engine first runs the batches once (untimed; that call's time is reported as
 ``first_call_s``), then ``--rounds`` rounds, engines in turn within a round, so a busy shared machine slows all
 alike; the median round counts (the best round is shown too: on a busy machine it is the least disturbed).
-Two figures per engine:
+Three figures per engine:
 
     tokens/s         generated tokens / wall time of generate_ids (prompt preparation, the audio encoder,
                      prefill and every decode step: what a caller waits for)
+    tokens per CPU-s the same tokens / this process's CPU time (one thread): what other work on a shared
+                     machine hardly changes (it takes turns on the cores, not CPU time of ours)
     decode tokens/s  the tokens after the first / (time at the full budget - time at a budget of 1): the
                      per-token part alone
 
@@ -47,11 +49,12 @@ def make_clips(n: int, seed: int) -> list:
             for i in range(n)]
 
 
-def run_batches(tr: Transcriber, batches: list, budget: int) -> tuple[float, list]:
-    """(seconds, ids of every batch) for generating ``budget`` tokens per row for every batch in turn."""
-    t0 = time.perf_counter()
+def run_batches(tr: Transcriber, batches: list, budget: int) -> tuple[float, list, float]:
+    """(wall seconds, ids of every batch, CPU seconds of this process) for generating ``budget`` tokens per row
+    for every batch in turn."""
+    t0, c0 = time.perf_counter(), time.process_time()
     ids = [tr.generate_ids(batch, None, budget)[0] for batch in batches]
-    return time.perf_counter() - t0, ids
+    return time.perf_counter() - t0, ids, time.process_time() - c0
 
 
 def main() -> None:
@@ -99,16 +102,19 @@ def main() -> None:
         rows = sum(len(b) for b in batches)
         first, ids = {}, {}
         for name, tr in engines.items():
-            first[name], ids[name] = run_batches(tr, batches, args.new_tokens)
+            first[name], ids[name], _ = run_batches(tr, batches, args.new_tokens)
             run_batches(tr, batches, 1)
         same = all(ids[name] == ids["hf"] for name in engines)
         identical &= same
         assert all(len(r) == args.new_tokens for batch in ids["hf"] for r in batch), "a row stopped early"
         full = {name: [] for name in engines}
         one = {name: [] for name in engines}
+        cpu = {name: [] for name in engines}
         for _ in range(args.rounds):
             for name, tr in engines.items():
-                full[name].append(run_batches(tr, batches, args.new_tokens)[0])
+                wall, _, cpu_s = run_batches(tr, batches, args.new_tokens)
+                full[name].append(wall)
+                cpu[name].append(cpu_s)
                 one[name].append(run_batches(tr, batches, 1)[0])
         point = {"batch_size": bs, "rows": rows, "tokens": rows * args.new_tokens, "identical": same, "engines": {}}
         for name in engines:
@@ -116,6 +122,7 @@ def main() -> None:
             point["engines"][name] = {
                 "seconds": t_full, "tokens_per_s": rows * args.new_tokens / t_full,
                 "best_tokens_per_s": rows * args.new_tokens / min(full[name]),
+                "cpu_tokens_per_s": rows * args.new_tokens / statistics.median(cpu[name]),
                 "decode_tokens_per_s": rows * (args.new_tokens - 1) / (t_full - t_one) if t_full > t_one else None,
                 "first_call_s": first[name], "rounds_s": full[name]}
         hf = point["engines"]["hf"]
@@ -123,21 +130,23 @@ def main() -> None:
             e = point["engines"][name]
             e["speedup"] = e["tokens_per_s"] / hf["tokens_per_s"]
             e["best_speedup"] = e["best_tokens_per_s"] / hf["best_tokens_per_s"]
+            e["cpu_speedup"] = e["cpu_tokens_per_s"] / hf["cpu_tokens_per_s"]
             e["decode_speedup"] = (e["decode_tokens_per_s"] / hf["decode_tokens_per_s"]
                                    if e["decode_tokens_per_s"] and hf["decode_tokens_per_s"] else None)
         results.append(point)
 
     print(f"## decode.py: tiny Qwen3-ASR, fp32, CPU ({args.threads} thread(s)), {args.new_tokens} tokens per row, "
           f"EOS and loop guard off, median of {args.rounds} round(s)\n")
-    print("| batch | engine | tokens/s | x hf | best round tokens/s | x hf | decode tokens/s | x hf | first call s "
-          "| outputs |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| batch | engine | tokens/s | x hf | best round tokens/s | x hf | tokens per CPU-s | x hf | "
+          "decode tokens/s | x hf | first call s | outputs |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for p in results:
         for name, e in p["engines"].items():
             decode = (f"{e['decode_tokens_per_s']:.0f} | {e['decode_speedup']:.2f}" if e["decode_speedup"]
                       else "- | -")  # too few tokens to tell the decode steps from the prefill
             print(f"| {p['batch_size']} | {name} | {e['tokens_per_s']:.0f} | {e['speedup']:.2f} | "
-                  f"{e['best_tokens_per_s']:.0f} | {e['best_speedup']:.2f} | {decode} | "
+                  f"{e['best_tokens_per_s']:.0f} | {e['best_speedup']:.2f} | {e['cpu_tokens_per_s']:.0f} | "
+                  f"{e['cpu_speedup']:.2f} | {decode} | "
                   f"{e['first_call_s']:.2f} | "
                   f"{'identical' if p['identical'] else 'DIFFER'} |")
     if warm_up_s is not None:

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 MIN_CACHE_LEN = 64
+LIMIT_MULTIPLE = 32  # attention reads the cache up to the filled slots, rounded up to this many
 
 # the loop guard, as ``transcriber.is_looping``'s defaults
 LOOP_MAX_PERIOD, LOOP_MIN_REPEATS, LOOP_MIN_RUN = 8, 4, 12
@@ -103,8 +104,8 @@ def looping_rows(window: torch.Tensor, max_period: int = LOOP_MAX_PERIOD, min_re
 class DecodeState:
     """The preallocated tensors of one (batch bucket, cache length) pair; every step updates them in place, so
     a compiled step (a CUDA graph on a GPU) always sees the same storage."""
-    keys: list[torch.Tensor]  # per layer (rows, kv heads, cache length, head dim)
-    values: list[torch.Tensor]
+    keys: torch.Tensor  # (layers, rows, kv heads, cache length, head dim): one tensor, few arguments to guard
+    values: torch.Tensor
     tokens: torch.Tensor  # (rows,) the last accepted token, fed to the next step
     cache_pos: torch.Tensor  # (rows,) the cache slot the next fed token is written to
     start: torch.Tensor  # (rows,) the slot of each row's first real prompt token (left padding before it)
@@ -120,10 +121,10 @@ class DecodeState:
 
     @property
     def length(self) -> int:
-        return self.keys[0].shape[2]
+        return self.keys.shape[3]
 
     def tensors(self) -> list[torch.Tensor]:
-        return [*self.keys, *self.values, self.tokens, self.cache_pos, self.start, self.n_gen, self.budget,
+        return [self.keys, self.values, self.tokens, self.cache_pos, self.start, self.n_gen, self.budget,
                 self.finished, self.window, self.out]
 
 
@@ -189,8 +190,8 @@ class DecodeEngine:
         dev, shape = self.device, (rows, self.kv_heads, length, self.head_dim)
         n = len(self.lm.layers)
         s = DecodeState(
-            keys=[torch.zeros(shape, dtype=self.dtype, device=dev) for _ in range(n)],
-            values=[torch.zeros(shape, dtype=self.dtype, device=dev) for _ in range(n)],
+            keys=torch.zeros((n, *shape), dtype=self.dtype, device=dev),
+            values=torch.zeros((n, *shape), dtype=self.dtype, device=dev),
             tokens=torch.full((rows,), self.pad_id, dtype=torch.long, device=dev),
             cache_pos=torch.zeros(rows, dtype=torch.long, device=dev),
             start=torch.zeros(rows, dtype=torch.long, device=dev),
@@ -203,10 +204,11 @@ class DecodeEngine:
             # sizes symbolic, so one compilation serves every bucket (batch 1 aside: dynamo specialises
             # sizes of 1) and the warm-up covers them all; on CUDA each (rows, length) still records its
             # own graph, which is quick
-            for t in s.tensors():
+            for t in s.tensors()[2:]:
                 torch._dynamo.maybe_mark_dynamic(t, 0)
-            for t in (*s.keys, *s.values):
-                torch._dynamo.maybe_mark_dynamic(t, 2)
+            for t in (s.keys, s.values):
+                torch._dynamo.maybe_mark_dynamic(t, 1)
+                torch._dynamo.maybe_mark_dynamic(t, 3)
             torch._dynamo.maybe_mark_dynamic(s.out, 1)
         if self.compile_mode == "reduce-overhead":
             for t in s.tensors():  # updated in place by the CUDA graphs: their addresses must not move
@@ -225,8 +227,8 @@ class DecodeEngine:
                 s.n_gen.zero_()
                 s.cache_pos.zero_()
                 s.start.zero_()
-                for _ in range(3):
-                    self._step(*s.tensors())
+                for limit in (s.length, s.length // 2, s.length):  # two limits: an int that varies
+                    self.step(s, limit)
                 s.finished.fill_(True)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
@@ -266,15 +268,15 @@ class DecodeEngine:
         finished.logical_or_(active & done)
         tokens.copy_(nxt)
 
-    def _decode_step(self, *state: torch.Tensor) -> None:
-        """One token for every row of a state (``DecodeState.tensors()`` order), all in place."""
-        n = len(self.lm.layers)
-        keys, values = state[:n], state[n:2 * n]
-        tokens, cache_pos, start, n_gen, budget, finished, window, out = state[2 * n:]
-        rows, length = tokens.shape[0], keys[0].shape[2]
+    def _decode_step(self, keys, values, tokens, cache_pos, start, n_gen, budget, finished, window, out,
+                     limit: int) -> None:
+        """One token for every row of a state (``DecodeState.tensors()``), all in place. Attention reads the first
+        ``limit`` cache slots, which must hold every row's keys so far."""
+        rows = tokens.shape[0]
+        keys, values = keys[:, :, :, :limit], values[:, :, :, :limit]
         x = self.lm.embed_tokens(tokens)[:, None]
         cos, sin = self.lm.rotary_emb(x, (cache_pos - start)[:, None])
-        slots = torch.arange(length, device=x.device)
+        slots = torch.arange(limit, device=x.device)
         mask = ((slots >= start[:, None]) & (slots <= cache_pos[:, None]))[:, None, None, :]
         row = torch.arange(rows, device=x.device)
         for i, layer in enumerate(self.lm.layers):
@@ -363,9 +365,10 @@ class DecodeEngine:
         flat = embeds.reshape(-1, embeds.shape[-1]).index_put((positions.to(dev),), audio.to(embeds.dtype))
         return flat.view_as(embeds)
 
-    def step(self, s: DecodeState) -> None:
-        """One decode step of every row of ``s`` (compiled when the engine is), in inference mode."""
-        self._step(*s.tensors())
+    def step(self, s: DecodeState, limit: int | None = None) -> None:
+        """One decode step of every row of ``s`` (compiled when the engine is), in inference mode. ``limit``:
+        attend to the first ``limit`` slots only (every row's next slot must be below it; default all)."""
+        self._step(*s.tensors(), limit or s.length)
 
     # --- a whole batch --------------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -409,6 +412,7 @@ class DecodeEngine:
         for i in range(1, budget):
             if i % self.check_every == 0 and bool(s.finished.all()):
                 break
-            self.step(s)
+            # the i-th step writes slot p + i - 1: the keys so far end below p + i (rounded: few distinct sizes)
+            self.step(s, min(s.length, -(-(p + i) // LIMIT_MULTIPLE) * LIMIT_MULTIPLE))
         steps = int(s.n_gen[:b].max())
         return s.out[:b, :steps].clone()

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..data.schema import LANGUAGES
 from .engine import cache_bucket
 from .transcriber import _NAME_TO_CODE, RATE, join_chunks, language_name, max_new_tokens_for, split_points
 
@@ -74,9 +75,12 @@ class ContinuousBatcher:
         self.tr, self.engine = transcriber, transcriber.engine
         self.slots, self.max_queue = slots, max_queue
         self.check_every = check_every or self.engine.check_every
-        # every slot holds the longest chunk's prompt (forced language included) and its budget
+        # every slot holds the longest chunk's prompt with the longest forced-language suffix, and its budget
         longest = np.zeros(int(transcriber.chunk_s * RATE), np.float32)
-        prompt = transcriber.prepare([longest], language_name("en"))["input_ids"].shape[1]
+        prompt = transcriber.prepare([longest], None)["input_ids"].shape[1]
+        tok = transcriber.processor.tokenizer
+        prompt += max(len(tok(f"language {name}<asr_text>", add_special_tokens=False)["input_ids"])
+                      for name in LANGUAGES.values())
         self.state = self.engine.new_state(slots, cache_bucket(prompt + self._budget(longest)))
         self._queue: collections.deque[_Sequence] = collections.deque()
         self._running: list[_Sequence | None] = [None] * slots
