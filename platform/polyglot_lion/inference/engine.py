@@ -36,7 +36,6 @@ import torch.nn.functional as F
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 MIN_CACHE_LEN = 64
-LIMIT_MULTIPLE = 32  # attention reads the cache up to the filled slots, rounded up to this many
 
 # the loop guard, as ``transcriber.is_looping``'s defaults
 LOOP_MAX_PERIOD, LOOP_MIN_REPEATS, LOOP_MIN_RUN = 8, 4, 12
@@ -227,8 +226,8 @@ class DecodeEngine:
                 s.n_gen.zero_()
                 s.cache_pos.zero_()
                 s.start.zero_()
-                for limit in (s.length, s.length // 2, s.length):  # two limits: an int that varies
-                    self.step(s, limit)
+                for _ in range(3):
+                    self.step(s)
                 s.finished.fill_(True)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
@@ -268,15 +267,12 @@ class DecodeEngine:
         finished.logical_or_(active & done)
         tokens.copy_(nxt)
 
-    def _decode_step(self, keys, values, tokens, cache_pos, start, n_gen, budget, finished, window, out,
-                     limit: int) -> None:
-        """One token for every row of a state (``DecodeState.tensors()``), all in place. Attention reads the first
-        ``limit`` cache slots, which must hold every row's keys so far."""
-        rows = tokens.shape[0]
-        keys, values = keys[:, :, :, :limit], values[:, :, :, :limit]
+    def _decode_step(self, keys, values, tokens, cache_pos, start, n_gen, budget, finished, window, out) -> None:
+        """One token for every row of a state (``DecodeState.tensors()``), all in place."""
+        rows, length = tokens.shape[0], keys.shape[3]
         x = self.lm.embed_tokens(tokens)[:, None]
         cos, sin = self.lm.rotary_emb(x, (cache_pos - start)[:, None])
-        slots = torch.arange(limit, device=x.device)
+        slots = torch.arange(length, device=x.device)
         mask = ((slots >= start[:, None]) & (slots <= cache_pos[:, None]))[:, None, None, :]
         row = torch.arange(rows, device=x.device)
         for i, layer in enumerate(self.lm.layers):
@@ -365,10 +361,9 @@ class DecodeEngine:
         flat = embeds.reshape(-1, embeds.shape[-1]).index_put((positions.to(dev),), audio.to(embeds.dtype))
         return flat.view_as(embeds)
 
-    def step(self, s: DecodeState, limit: int | None = None) -> None:
-        """One decode step of every row of ``s`` (compiled when the engine is), in inference mode. ``limit``:
-        attend to the first ``limit`` slots only (every row's next slot must be below it; default all)."""
-        self._step(*s.tensors(), limit or s.length)
+    def step(self, s: DecodeState) -> None:
+        """One decode step of every row of ``s`` (compiled when the engine is), in inference mode."""
+        self._step(*s.tensors())
 
     # --- a whole batch --------------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -412,7 +407,6 @@ class DecodeEngine:
         for i in range(1, budget):
             if i % self.check_every == 0 and bool(s.finished.all()):
                 break
-            # the i-th step writes slot p + i - 1: the keys so far end below p + i (rounded: few distinct sizes)
-            self.step(s, min(s.length, -(-(p + i) // LIMIT_MULTIPLE) * LIMIT_MULTIPLE))
+            self.step(s)
         steps = int(s.n_gen[:b].max())
         return s.out[:b, :steps].clone()
