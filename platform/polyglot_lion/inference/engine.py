@@ -103,8 +103,8 @@ def looping_rows(window: torch.Tensor, max_period: int = LOOP_MAX_PERIOD, min_re
 class DecodeState:
     """The preallocated tensors of one (batch bucket, cache length) pair; every step updates them in place, so
     a compiled step (a CUDA graph on a GPU) always sees the same storage."""
-    keys: torch.Tensor  # (layers, rows, kv heads, cache length, head dim): one tensor, few arguments to guard
-    values: torch.Tensor
+    keys: list[torch.Tensor]  # per layer (rows, kv heads, cache length, head dim)
+    values: list[torch.Tensor]
     tokens: torch.Tensor  # (rows,) the last accepted token, fed to the next step
     cache_pos: torch.Tensor  # (rows,) the cache slot the next fed token is written to
     start: torch.Tensor  # (rows,) the slot of each row's first real prompt token (left padding before it)
@@ -120,10 +120,10 @@ class DecodeState:
 
     @property
     def length(self) -> int:
-        return self.keys.shape[3]
+        return self.keys[0].shape[2]
 
     def tensors(self) -> list[torch.Tensor]:
-        return [self.keys, self.values, self.tokens, self.cache_pos, self.start, self.n_gen, self.budget,
+        return [*self.keys, *self.values, self.tokens, self.cache_pos, self.start, self.n_gen, self.budget,
                 self.finished, self.window, self.out]
 
 
@@ -189,8 +189,8 @@ class DecodeEngine:
         dev, shape = self.device, (rows, self.kv_heads, length, self.head_dim)
         n = len(self.lm.layers)
         s = DecodeState(
-            keys=torch.zeros((n, *shape), dtype=self.dtype, device=dev),
-            values=torch.zeros((n, *shape), dtype=self.dtype, device=dev),
+            keys=[torch.zeros(shape, dtype=self.dtype, device=dev) for _ in range(n)],
+            values=[torch.zeros(shape, dtype=self.dtype, device=dev) for _ in range(n)],
             tokens=torch.full((rows,), self.pad_id, dtype=torch.long, device=dev),
             cache_pos=torch.zeros(rows, dtype=torch.long, device=dev),
             start=torch.zeros(rows, dtype=torch.long, device=dev),
@@ -203,11 +203,10 @@ class DecodeEngine:
             # sizes symbolic, so one compilation serves every bucket (batch 1 aside: dynamo specialises
             # sizes of 1) and the warm-up covers them all; on CUDA each (rows, length) still records its
             # own graph, which is quick
-            for t in s.tensors()[2:]:
+            for t in s.tensors():
                 torch._dynamo.maybe_mark_dynamic(t, 0)
-            for t in (s.keys, s.values):
-                torch._dynamo.maybe_mark_dynamic(t, 1)
-                torch._dynamo.maybe_mark_dynamic(t, 3)
+            for t in (*s.keys, *s.values):
+                torch._dynamo.maybe_mark_dynamic(t, 2)
             torch._dynamo.maybe_mark_dynamic(s.out, 1)
         if self.compile_mode == "reduce-overhead":
             for t in s.tensors():  # updated in place by the CUDA graphs: their addresses must not move
@@ -227,7 +226,7 @@ class DecodeEngine:
                 s.cache_pos.zero_()
                 s.start.zero_()
                 for _ in range(3):
-                    self.step(s)
+                    self._step(*s.tensors())
                 s.finished.fill_(True)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
@@ -267,9 +266,12 @@ class DecodeEngine:
         finished.logical_or_(active & done)
         tokens.copy_(nxt)
 
-    def _decode_step(self, keys, values, tokens, cache_pos, start, n_gen, budget, finished, window, out) -> None:
-        """One token for every row of a state (``DecodeState.tensors()``), all in place."""
-        rows, length = tokens.shape[0], keys.shape[3]
+    def _decode_step(self, *state: torch.Tensor) -> None:
+        """One token for every row of a state (``DecodeState.tensors()`` order), all in place."""
+        n = len(self.lm.layers)
+        keys, values = state[:n], state[n:2 * n]
+        tokens, cache_pos, start, n_gen, budget, finished, window, out = state[2 * n:]
+        rows, length = tokens.shape[0], keys[0].shape[2]
         x = self.lm.embed_tokens(tokens)[:, None]
         cos, sin = self.lm.rotary_emb(x, (cache_pos - start)[:, None])
         slots = torch.arange(length, device=x.device)
