@@ -114,7 +114,7 @@ bench() {  # bench NAME CMD...: run one benchmark, time it, keep going if it fai
             --out "$OUT/train_1.7b_ac.json"
         bench deepspeed "$PY" benchmarks/gpu_deepspeed.py --size 0.6b --stages 2,3 --stage-timeout 180 \
             --out "$OUT/deepspeed_0.6b.json"
-        bench inference "$PY" benchmarks/gpu_inference.py --batch-sizes 1,8,16,32,64 --out "$OUT/inference_0.6b.json"
+        bench inference "$PY" benchmarks/gpu_inference.py --out "$OUT/inference_0.6b.json"  # the engine: batch 1-128
         bench train_1.7b "$PY" benchmarks/gpu_train.py --size 1.7b --out "$OUT/train_1.7b.json"
     fi
     echo "failed: ${failed[*]:-none}"

@@ -99,13 +99,25 @@ def test_gpu_train_profile_smoke(tmp_path):
 def test_gpu_inference_smoke(tmp_path):
     r = run_smoke("gpu_inference", tmp_path)
     assert r["benchmark"] == "gpu_inference" and r["smoke"] and r["device"] == "cpu"
+    assert r["engine"] == "static" and r["compile"] is None  # "auto" is eager on CPU
     assert [p["batch_size"] for p in r["sweep"]] == [1, 2]
     for point in r["sweep"]:
-        assert point["samples"] > 0 and point["s_per_sample"] > 0 and point["new_tokens_per_s"] > 0
-        assert point["s_per_sample_end_to_end"] >= point["s_per_sample"]
-    assert r["s_per_sample_bs1"] > 0 and r["s_per_sample_best"] > 0 and r["best_batch_size"] in (1, 2)
-    assert (r["paper_s_per_sample"], r["target_s_per_sample"]) == (0.10, 0.03)
-    assert isinstance(r["meets_target"], bool)
+        assert point["samples"] > 0 and point["audio_s_per_s"] > 0 and point["new_tokens_per_s"] > 0
+        assert point["s_per_sample"] >= point["generate_s_per_sample"] > 0
+    assert r["latency_10s_s"] > 0 and r["latency_10s_hf_s"] > 0
+    assert r["audio_s_per_s_b128"] is None and r["meets_throughput_goal"] is False  # batch 128 not in the smoke
+    assert (r["goal_audio_s_per_s_b128"], r["goal_latency_10s_s"]) == (2000.0, 0.10)
+    assert isinstance(r["meets_latency_goal"], bool)
+
+
+def test_decode_benchmark_smoke(tmp_path):
+    """``benchmarks/decode.py`` (the CPU comparison of the engine with generate()): both engines, same ids."""
+    r = run_smoke("decode", tmp_path)
+    assert r["benchmark"] == "decode" and r["smoke"] and r["identical"]
+    assert [p["batch_size"] for p in r["results"]] == [1, 2]
+    for point in r["results"]:
+        assert set(point["engines"]) == {"hf", "eager"} and point["tokens"] == point["rows"] * 8
+        assert all(e["tokens_per_s"] > 0 for e in point["engines"].values())
 
 
 @pytest.mark.parametrize("size, low, high", [("0.6b", 0.77e9, 0.80e9), ("1.7b", 1.98e9, 2.10e9)])

@@ -7,6 +7,9 @@
 Per request: long audio is cut at the quietest 100 ms near each ``chunk_s`` boundary; chunks are sorted by
 duration and generated greedily in left-padded batches (capped in clips and in audio seconds); the output
 ``language X<asr_text>text`` is parsed into language and text; runaway repetitions are cut. bf16 on GPU.
+
+Decoding is ``engine.DecodeEngine`` (static KV cache, no host read per token; ``engine="static"``, the default)
+or transformers' ``generate()`` (``engine="hf"``, the reference); both give the same token ids (tests).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import numpy as np
 from ..data.schema import LANGUAGES
 
 RATE = 16_000
+ENGINES = ("static", "hf")
 _NAME_TO_CODE = {name.lower(): code for code, name in LANGUAGES.items()}
 _PREFIX_RE = re.compile(r"^\s*language\s+([^<\n]*?)\s*<asr_text>", re.IGNORECASE)
 
@@ -131,15 +135,37 @@ class Transcription:
         return asdict(self)
 
 
+def join_chunks(parts: list[str], duration_s: float, seconds: float, forced_code: str | None,
+                repetition_threshold: int) -> Transcription:
+    """One Transcription from the decoded outputs of a clip's chunks, in order: texts joined (without spaces for
+    Chinese), repetitions cut, the language forced or the one most chunks say."""
+    parsed = [parse_output(p) for p in parts]
+    langs = [lang for lang, _ in parsed if lang]
+    joiner = "" if (forced_code or (langs[0] if langs else None)) == "zh" else " "
+    text = fix_repetitions(joiner.join(t for _, t in parsed if t).strip(), repetition_threshold)
+    lang = forced_code or (max(set(langs), key=langs.count) if langs else None)
+    return Transcription(text=text, language=lang, raw="\n".join(parts), duration_s=duration_s, seconds=seconds,
+                         rtf=seconds / duration_s if duration_s else 0.0, chunks=len(parts))
+
+
 class Transcriber:
     """Batched greedy transcription with a loaded Qwen3-ASR model and processor."""
 
     def __init__(self, model, processor, source=None, batch_size: int = 16, max_batch_audio_s: float = 480.0,
-                 chunk_s: float = 30.0, repetition_threshold: int = 20, max_new_tokens: int | None = None):
+                 chunk_s: float = 30.0, repetition_threshold: int = 20, max_new_tokens: int | None = None,
+                 engine: str = "static", compile: str | None = "auto", stop_at_eos: bool = True,
+                 stop_on_loop: bool = True):
+        """``engine``: "static" (``engine.DecodeEngine``: static KV cache, no host read per token) or "hf"
+        (transformers' ``generate()``, the reference the static engine is tested against). ``compile``: the
+        static engine's decode step (``DecodeEngine``'s ``compile``; "auto": CUDA graphs on a GPU, eager on
+        CPU); a compiled step is warmed up here. ``stop_at_eos`` / ``stop_on_loop`` False make every batch
+        generate its whole budget (benchmarks: equal token counts for both engines)."""
         import torch
 
         if max_new_tokens is not None and max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1 or None (is {max_new_tokens})")
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {list(ENGINES)} (is {engine!r})")
         self.model, self.processor, self.source = model.eval(), processor, source
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
@@ -148,17 +174,30 @@ class Transcriber:
         self.max_new_tokens = max_new_tokens  # a fixed budget per batch; None: max_new_tokens_for(longest clip)
         tok = processor.tokenizer
         self.pad_id = tok.pad_token_id
-        self.eos_ids = [i for i in {tok.convert_tokens_to_ids("<|im_end|>"), tok.eos_token_id} if i is not None]
+        eos_ids = [i for i in {tok.convert_tokens_to_ids("<|im_end|>"), tok.eos_token_id} if i is not None]
+        # no EOS: an id past the vocabulary, which greedy decoding never picks (an empty list would make
+        # generate() fall back to the model's own EOS)
+        self.eos_ids = eos_ids if stop_at_eos else [model.config.text_config.vocab_size]
+        self.stop_on_loop = stop_on_loop
         self._base_prompt = processor.apply_transcription_request(np.zeros(1600, np.float32), tokenize=False)[0]
         # "<asr_text>" separates language and text; a tokenizer may mark it special, and skip_special_tokens
         # would then delete it and glue "language None" to the text. Strip the other special tokens ourselves.
         self._strip = sorted({t for t in tok.all_special_tokens if t != "<asr_text>"}, key=len, reverse=True)
         self._torch = torch
+        self.engine_name, self.engine, self.warm_up_s = engine, None, 0.0
+        if engine == "static":
+            from .engine import DecodeEngine
+
+            self.engine = DecodeEngine(model, self.pad_id, self.eos_ids, compile=compile, loop_guard=stop_on_loop)
+            if self.engine.compile_mode:  # the first request must not pay for compiling
+                self.warm_up_s = self.engine.warm_up(tuple(range(1, batch_size + 1)))
 
     @classmethod
     def load(cls, uri: str, tracking_uri: str | None = None, device: str | None = None, dtype=None,
-             **kwargs) -> "Transcriber":
-        """From a folder, ``models:/NAME@ALIAS``, ``models:/NAME/VERSION``, ``runs:/RUN_ID`` or a hub id."""
+             engine: str = "static", **kwargs) -> "Transcriber":
+        """From a folder, ``models:/NAME@ALIAS``, ``models:/NAME/VERSION``, ``runs:/RUN_ID`` or a hub id.
+        ``engine``: "static" (our decode engine) or "hf" (``generate()``, the reference); ``kwargs`` go to the
+        constructor."""
         import torch
 
         from ..model.loading import load_model
@@ -168,32 +207,55 @@ class Transcriber:
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         dtype = dtype or (torch.bfloat16 if device.startswith("cuda") else torch.float32)
         model, processor = load_model(source.path, dtype=dtype, device=device)
-        return cls(model, processor, source=source, **kwargs)
+        return cls(model, processor, source=source, engine=engine, **kwargs)
 
     def describe(self) -> dict:
         info = self.source.describe() if self.source else {}
-        return {**info, "device": str(self.device), "dtype": str(self.dtype).replace("torch.", "")}
+        return {**info, "device": str(self.device), "dtype": str(self.dtype).replace("torch.", ""),
+                "engine": self.engine_name}
 
-    def _generate(self, clips: list[np.ndarray], forced: str | None) -> tuple[list[str], float]:
-        torch = self._torch
+    def prepare(self, clips: list[np.ndarray], forced: str | None) -> dict:
+        """The processor's left-padded batch of prompts (with ``language X<asr_text>`` when forced), on the CPU."""
         prompt = self._base_prompt + (f"language {forced}<asr_text>" if forced else "")
         inputs = self.processor(text=[prompt] * len(clips), audio=clips, return_tensors="pt")  # left-padded
-        inputs = {k: (v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device))
-                  for k, v in inputs.items() if torch.is_tensor(v)}
-        budget = self.max_new_tokens or max_new_tokens_for(max(len(c) for c in clips) / RATE)
-        t0 = time.perf_counter()
-        with torch.inference_mode():
-            from transformers import StoppingCriteriaList
+        return {k: v for k, v in inputs.items() if self._torch.is_tensor(v)}
 
-            out = self.model.generate(**inputs, max_new_tokens=budget, do_sample=False, num_beams=1,
-                                      eos_token_id=self.eos_ids, pad_token_id=self.pad_id,
-                                      stopping_criteria=StoppingCriteriaList(
-                                          [StopOnLoop(inputs["input_ids"].shape[1])]))
+    def generate_ids(self, clips: list[np.ndarray], forced: str | None = None,
+                     budget: int | None = None) -> tuple[list[list[int]], float]:
+        """(generated ids per clip, seconds): what the chosen engine appends to each prompt, greedy, each row's
+        tokens up to its EOS (or loop, or budget) and then pads, all rows as long as the longest; the same
+        for both engines. ``budget``: max new tokens (default: ``max_new_tokens``, else by the longest clip)."""
+        torch = self._torch
+        inputs = self.prepare(clips, forced)
+        budget = budget or self.max_new_tokens or max_new_tokens_for(max(len(c) for c in clips) / RATE)
+        t0 = time.perf_counter()
+        if self.engine is not None:
+            new = self.engine.generate(inputs, budget)
+        else:
+            new = self._hf_generate(inputs, budget)
+        rows = new.tolist()  # the one read back of the batch
         if self.device.type == "cuda":
             torch.cuda.synchronize()
-        elapsed = time.perf_counter() - t0
-        new = out[:, inputs["input_ids"].shape[1]:]
-        return [self.decode(row) for row in new.tolist()], elapsed
+        return rows, time.perf_counter() - t0
+
+    def _hf_generate(self, inputs: dict, budget: int):
+        """The reference path: transformers' ``generate()`` with ``StopOnLoop``."""
+        torch = self._torch
+        from transformers import StoppingCriteriaList
+
+        inputs = {k: (v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device))
+                  for k, v in inputs.items()}
+        prompt_len = inputs["input_ids"].shape[1]
+        criteria = StoppingCriteriaList([StopOnLoop(prompt_len)] if self.stop_on_loop else [])
+        with torch.inference_mode():
+            out = self.model.generate(**inputs, max_new_tokens=budget, do_sample=False, num_beams=1,
+                                      eos_token_id=self.eos_ids, pad_token_id=self.pad_id,
+                                      stopping_criteria=criteria)
+        return out[:, prompt_len:]
+
+    def _generate(self, clips: list[np.ndarray], forced: str | None) -> tuple[list[str], float]:
+        rows, elapsed = self.generate_ids(clips, forced)
+        return [self.decode(row) for row in rows], elapsed
 
     def decode(self, ids: list[int]) -> str:
         """Generated ids -> text with ``<asr_text>`` kept and every other special token removed."""
@@ -237,16 +299,5 @@ class Transcriber:
         n_chunks = [0] * len(audios)
         for i, _, _ in chunks:
             n_chunks[i] += 1
-        results = []
-        for i, a in enumerate(audios):
-            parts = [texts[(i, j)] for j in range(n_chunks[i])]
-            parsed = [parse_output(p) for p in parts]
-            langs = [lang for lang, _ in parsed if lang]
-            joiner = "" if (forced_code or (langs[0] if langs else None)) == "zh" else " "
-            text = fix_repetitions(joiner.join(t for _, t in parsed if t).strip(), self.repetition_threshold)
-            duration = len(a) / RATE
-            lang = forced_code or (max(set(langs), key=langs.count) if langs else None)
-            results.append(Transcription(text=text, language=lang, raw="\n".join(parts), duration_s=duration,
-                                         seconds=secs[i], rtf=secs[i] / duration if duration else 0.0,
-                                         chunks=len(parts)))
-        return results
+        return [join_chunks([texts[(i, j)] for j in range(n_chunks[i])], len(a) / RATE, secs[i], forced_code,
+                            self.repetition_threshold) for i, a in enumerate(audios)]

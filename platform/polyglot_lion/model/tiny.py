@@ -121,6 +121,18 @@ def build_tiny_model(texts: list[str], seed: int = 0, vocab_size: int = 1000, en
     return model, processor
 
 
+@torch.no_grad()
+def vary_decoder(model, std: float = 0.2, seed: int = 1) -> None:
+    """Redraw the decoder's matrices (embeddings included) with a wider normal: a random decoder with the stock
+    initialisation greedily repeats one token whatever it is given; with ``std`` around 0.2 its output changes
+    token by token with the context, and around 0.05 it falls into loops of one or a few tokens. Decoding
+    tests need both to compare engines token for token."""
+    gen = torch.Generator().manual_seed(seed)
+    for param in model.model.language_model.parameters():
+        if param.dim() == 2:
+            param.copy_(torch.randn(param.shape, generator=gen) * std)
+
+
 def save_tiny_checkpoint(out_dir: str, texts: list[str], seed: int = 0, **kwargs) -> str:
     """Build the tiny model and save it in transformers format (model + processor files)."""
     model, processor = build_tiny_model(texts, seed, **kwargs)
