@@ -161,6 +161,9 @@ def test_bad_engine_settings_are_named():
     model.generation_config.repetition_penalty = 1.1  # generate() would apply it: refused, not ignored
     with pytest.raises(ValueError, match="generation_config sets repetition_penalty=1.1, .* \\(use engine='hf'\\)"):
         DecodeEngine(model, 0, [2])
+    # the Transcriber keeps such a checkpoint's behaviour: it decodes with generate() and says so
+    tr = Transcriber(model, processor)
+    assert tr.engine is None and tr.describe()["engine"] == "hf"
     model.generation_config.repetition_penalty = 1.0
     engine = DecodeEngine(model, 0, [2])
     inputs = {"attention_mask": torch.tensor([[1, 1, 0]])}

@@ -15,6 +15,7 @@ or transformers' ``generate()`` (``engine="hf"``, the reference); both give the 
 from __future__ import annotations
 
 import re
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
@@ -186,8 +187,14 @@ class Transcriber:
         self._torch = torch
         self.engine_name, self.engine, self.warm_up_s = engine, None, 0.0
         if engine == "static":
-            from .engine import DecodeEngine
+            from .engine import DecodeEngine, changed_greedy_settings
 
+            changed = changed_greedy_settings(model.generation_config)
+            if changed:  # what generate() would do differently: keep the checkpoint's behaviour, say so once
+                print(f"Transcriber: the checkpoint's generation_config sets {changed}, which only generate() "
+                      f"applies; decoding with engine='hf'", file=sys.stderr)
+                self.engine_name = "hf"
+                return
             self.engine = DecodeEngine(model, self.pad_id, self.eos_ids, compile=compile, loop_guard=stop_on_loop)
             if self.engine.compile_mode:  # the first request must not pay for compiling
                 self.warm_up_s = self.engine.warm_up(tuple(range(1, batch_size + 1)))
