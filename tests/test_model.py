@@ -157,7 +157,7 @@ def _loss_and_grads(model, loss_fn):
 def test_answer_loss_equals_the_models_loss():
     """answer_loss projects only the answer positions onto the vocabulary: same loss and gradients as the
     model's own loss over all positions (labels -100 outside the answer), on a padded batch."""
-    from polyglot_lion.model.efficiency import answer_loss, answer_positions
+    from polyglot_lion.model.answer import answer_loss, answer_positions
 
     model, processor = build_tiny_model(TINY_TEXTS, seed=0)
     inputs = _mixed_batch(processor, np.random.default_rng(0))
@@ -180,7 +180,7 @@ def test_host_layout_equals_the_stock_forward_and_reads_nothing_back():
     a left-padded one, which keeps transformers' mask; eager attention; the per-window attention loop; a grid of
     padded shapes for CUDA graphs), and the step reads no value back to Python, where the stock forward does it
     2 x clips + 7 times."""
-    from polyglot_lion.model.efficiency import answer_loss
+    from polyglot_lion.model.answer import answer_loss
     from polyglot_lion.model.encoder_attention import use_batched_encoder_attention
     from polyglot_lion.model.host_layout import host_inputs, use_host_layout
     from polyglot_lion.model.prompts import PromptEncoder, collate
@@ -283,7 +283,8 @@ def test_compiled_layers_reuse_their_graphs_for_new_lengths():
     import torch._dynamo
     from torch._dynamo.utils import counters
 
-    from polyglot_lion.model.efficiency import RECOMPILE_LIMIT, answer_loss, compile_layers
+    from polyglot_lion.model.answer import answer_loss
+    from polyglot_lion.model.efficiency import RECOMPILE_LIMIT, compile_layers
     from polyglot_lion.model.encoder_attention import use_batched_encoder_attention
     from polyglot_lion.model.host_layout import host_inputs, use_host_layout
     from polyglot_lion.model.prompts import PromptEncoder, collate
@@ -358,7 +359,8 @@ def test_channels_last_conv_trains_and_saves_the_same(tmp_path):
     gradients (to fp32 rounding), and the checkpoint saves and loads with the same weights."""
     from transformers import Qwen3ASRForConditionalGeneration
 
-    from polyglot_lion.model.efficiency import answer_loss, use_channels_last_conv
+    from polyglot_lion.model.answer import answer_loss
+    from polyglot_lion.model.efficiency import use_channels_last_conv
 
     model, processor = build_tiny_model(TINY_TEXTS, seed=0)
     inputs = _mixed_batch(processor, np.random.default_rng(1))

@@ -61,7 +61,7 @@ def test_dev_eval_options_are_checked(tmp_path):
 
 
 def test_checkpoint_selection_and_what_is_kept():
-    from polyglot_lion.train.loop import best_checkpoint, stale_checkpoints
+    from polyglot_lion.train.checkpoints import best_checkpoint, stale_checkpoints
 
     c = [("s1", {"dev_loss": 3.0}), ("s2", {"dev_loss": 1.0}), ("s3", {"dev_loss": 2.0}), ("s4", {"dev_loss": 1.0}),
          ("s5", {"dev_loss": float("nan")}), ("s6", {})]
@@ -80,7 +80,7 @@ def test_checkpoint_selection_and_what_is_kept():
 
 
 def test_early_stopping_counts_checkpoints_without_improvement():
-    from polyglot_lion.train.loop import checkpoints_since_best
+    from polyglot_lion.train.checkpoints import checkpoints_since_best
 
     nan = float("nan")
     assert checkpoints_since_best([]) == 0
@@ -639,7 +639,7 @@ def test_train_epochs_sets_max_steps_from_the_plan(tmp_path, corpus_store, capsy
 
 
 def test_progress_line_says_step_loss_throughput_and_time_left():
-    from polyglot_lion.train.loop import progress_line
+    from polyglot_lion.train.metrics import progress_line
 
     m = {"step": 150, "loss": 2.31415, "lr": 9.8e-5, "grad_norm": 1.2345, "samples_per_s": 32.14,
          "audio_s_per_s": 158.2}
@@ -681,14 +681,14 @@ def test_driver_progress_bar_follows_the_runs_mlflow_history(tmp_path):
 
 
 def test_local_checkpoints_ignore_a_copy_in_progress(tmp_path):
-    from polyglot_lion.train.loop import _latest_local_checkpoint, _local_checkpoints
+    from polyglot_lion.train.checkpoints import latest_local_checkpoint, local_checkpoints
 
-    assert _latest_local_checkpoint(str(tmp_path)) is None
+    assert latest_local_checkpoint(str(tmp_path)) is None
     for name in ("checkpoint_step_00000003", "checkpoint_step_00000006", "checkpoint_step_00000009.partial"):
         (tmp_path / name).mkdir()
-    assert [p.rsplit("/", 1)[1] for p in _local_checkpoints(str(tmp_path))] == [
+    assert [p.rsplit("/", 1)[1] for p in local_checkpoints(str(tmp_path))] == [
         "checkpoint_step_00000003", "checkpoint_step_00000006"]
-    assert _latest_local_checkpoint(str(tmp_path)).path.endswith("checkpoint_step_00000006")
+    assert latest_local_checkpoint(str(tmp_path)).path.endswith("checkpoint_step_00000006")
 
 
 @pytest.mark.ray

@@ -19,6 +19,8 @@ import threading
 
 import numpy as np
 import pyarrow as pa
+import torch
+import torch.distributed as dist
 
 from ..data.audio import decode_flac
 from ..model.prompts import Example, PromptEncoder, bucket_batches, collate
@@ -250,6 +252,25 @@ def iter_micro_batches(rows, pad_id: int, seed: int, window: int, max_frames: in
             buf = []
     if buf:
         yield from flush(buf)
+
+
+def synced(batches, world: int, group=None):
+    """Yield micro-batches while every rank still has one; then drain the rest (dropped for this read): each
+    backward pass is a collective when there are several ranks, so all run the same number. The flag is a CPU
+    tensor reduced over ``group``, a gloo group (no GPU sync per micro-batch)."""
+    it = iter(batches)
+    while True:
+        item = next(it, None)
+        if world > 1:
+            more = torch.tensor([0 if item is None else 1])
+            dist.all_reduce(more, op=dist.ReduceOp.MIN, group=group)
+            if more.item() == 0:
+                for _ in it:  # finish this rank's shard so the streaming split can start the next read
+                    pass
+                return
+        elif item is None:
+            return
+        yield item
 
 
 def steps_for_epochs(durations_s: list[float], epochs: float, grad_accum: int, workers: int, window: int,

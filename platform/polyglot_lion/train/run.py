@@ -18,8 +18,14 @@ from pathlib import Path
 from ..config import Config
 from ..data.balance import read_balanced, read_plan
 from ..data.store import list_partitions, read_metadata
-from ..runtime import ray_job_submission_id
+from ..model.loading import _refuse_original, checkpoint_format
+from ..model.tiny import PRESETS, save_tiny_checkpoint
+from ..runtime import init_ray, ray_job_submission_id
+from ..tracking import log_training_result
+from .checkpoints import checkpoint_folders, selected_checkpoint
+from .data import Featurize, featurize_batch, steps_for_epochs
 from .loop import train_loop_per_worker
+from .zero import check_deepspeed_config, deepspeed_config
 
 MLFLOW_RUN_NAME_TAG = "polyglot_lion.run_name"
 
@@ -27,21 +33,13 @@ MLFLOW_RUN_NAME_TAG = "polyglot_lion.run_name"
 def prepare_base_model(cfg: Config, run_dir: Path) -> str:
     """The checkpoint training starts from: the configured folder, or the tiny model built once per run."""
     if cfg.model.source != "tiny":
-        from ..model.loading import checkpoint_format
-
         if os.path.isdir(cfg.model.source) and checkpoint_format(cfg.model.source) == "original":
-            from ..model.loading import _refuse_original
-
             _refuse_original(cfg.model.source)
         # a local folder as an absolute path: Ray workers (the featurisers) do not share the driver's cwd
         return os.path.abspath(cfg.model.source) if os.path.isdir(cfg.model.source) else cfg.model.source
     base = run_dir / "base_model"
     if not (base / "config.json").exists():
-        from ..model.tiny import save_tiny_checkpoint
-
         texts = read_metadata(cfg.data.store, "train", columns=["text"])["text"].to_pylist()
-        from ..model.tiny import PRESETS
-
         encoder, decoder = PRESETS[cfg.model.tiny_preset]
         save_tiny_checkpoint(str(base), texts, seed=cfg.run.seed, vocab_size=cfg.model.tiny_vocab_size,
                              encoder=encoder, decoder=decoder)
@@ -54,8 +52,6 @@ def resolve_epochs(cfg: Config) -> Config:
     resolves the same count."""
     if cfg.train.epochs <= 0:
         return cfg
-    from .data import steps_for_epochs
-
     d, t = cfg.data, cfg.train
     durations = read_plan(d.plan).column("duration_s").to_pylist()
     steps = steps_for_epochs(durations, t.epochs, t.grad_accum, max(1, cfg.scaling.num_workers), d.bucket_window,
@@ -106,9 +102,7 @@ def dev_sets(cfg: Config) -> tuple[list, int]:
 
 
 def build_datasets(cfg: Config, base_model_dir: str) -> dict:
-    import ray
-
-    from .data import Featurize, featurize_batch
+    import ray  # heavy (Ray): the driver's functions import it when they run
 
     # Deterministic row order (resume replays it), and no per-operator CPU reservation on small nodes.
     ctx = ray.data.DataContext.get_current()
@@ -195,15 +189,10 @@ def train(cfg: Config, inject_crash_at_step: int | None = None, progress: bool =
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    from ..runtime import init_ray
-    from ..tracking import log_training_result
-
     if inject_crash_at_step is not None and not cfg.scaling.num_workers:
         raise ValueError("inject_crash_at_step needs scaling.num_workers >= 1 (local mode would kill this process)")
     ds_config = None
     if cfg.scaling.deepspeed_stage:
-        from .zero import check_deepspeed_config, deepspeed_config
-
         if cfg.scaling.num_workers < 1:
             raise ValueError("scaling.deepspeed_stage needs scaling.num_workers >= 1 (DeepSpeed runs in Ray workers)")
         ds_config = deepspeed_config(cfg)
@@ -214,7 +203,7 @@ def train(cfg: Config, inject_crash_at_step: int | None = None, progress: bool =
     (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     base = prepare_base_model(cfg, run_dir)
     run_id = _mlflow_run(cfg, run_dir)
-    before = set(_checkpoint_folders(cfg, run_dir))  # a rerun with nothing left to train adds none
+    before = set(checkpoint_folders(cfg, run_dir))  # a rerun with nothing left to train adds none
     started = init_ray()
     t0 = time.time()
     try:
@@ -254,37 +243,9 @@ def train(cfg: Config, inject_crash_at_step: int | None = None, progress: bool =
     wall_h = (time.time() - t0) / 3600
     gpus = cfg.scaling.num_workers if cfg.scaling.use_gpu else 0
     mlflow.set_tracking_uri(cfg.tracking.uri)
-    folders = _checkpoint_folders(cfg, run_dir)
+    folders = checkpoint_folders(cfg, run_dir)
     # local mode reports nothing when a rerun finds the run finished; Ray Train returns the run's latest then
     latest = result.checkpoint.path if result.checkpoint else (folders[-1] if folders else None)
     return log_training_result(cfg, run_id, result, wall_h, gpus, latest_checkpoint=latest,
                                model_checkpoint=selected_checkpoint(cfg, result, run_dir, latest),
                                trained=latest is not None and os.path.realpath(latest) not in before)
-
-
-def _checkpoint_folders(cfg: Config, run_dir: Path) -> list[str]:
-    """The run's checkpoint folders on disk (real paths, oldest first): Ray Train's in its storage path, or local
-    mode's in the run folder."""
-    from .loop import _local_checkpoints
-
-    if cfg.scaling.num_workers:  # Ray Train names them by time: checkpoint_YYYY-MM-DD_HH-MM-SS.ffffff
-        found = sorted(str(p) for p in (run_dir.parent / "_ray" / cfg.run.name).glob("checkpoint_*") if p.is_dir())
-    else:
-        found = _local_checkpoints(str(run_dir / "checkpoints"))
-    return [os.path.realpath(f) for f in found]
-
-
-def selected_checkpoint(cfg: Config, result, run_dir: Path, latest: str | None) -> str | None:
-    """The run's model: its ``latest`` checkpoint, or with ``train.select_by`` the kept one with the lowest metric
-    (Ray Train's kept checkpoints and their metrics; in local mode the run folder's, with their metrics.json)."""
-    from .loop import best_checkpoint, checkpoint_metrics
-
-    if latest is None:
-        return None
-    if cfg.scaling.num_workers:
-        kept = sorted(((c.path, m) for c, m in (result.best_checkpoints or [])), key=lambda cm: cm[1].get("step", 0))
-    else:
-        from .loop import _local_checkpoints
-
-        kept = [(c, checkpoint_metrics(c)) for c in _local_checkpoints(str(run_dir / "checkpoints"))]
-    return best_checkpoint(kept, cfg.train.select_by) if kept else latest
