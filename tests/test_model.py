@@ -174,6 +174,7 @@ def test_answer_loss_equals_the_models_loss():
         answer_loss(model, no_answer)
 
 
+@pytest.mark.slow  # forward and backward of several batch layouts, with a dispatch counter: tens of seconds
 def test_host_layout_equals_the_stock_forward_and_reads_nothing_back():
     """model.host_layout: the sizes computed from the CPU batch give the same loss and gradients as transformers'
     forward (a right-padded batch with a clip under one chunk and one of exactly two; a batch with nothing padded;
@@ -274,6 +275,7 @@ def test_host_layout_equals_the_stock_forward_and_reads_nothing_back():
         assert model.generate(**prompt, max_new_tokens=4, do_sample=False).shape[1] > prompt["input_ids"].shape[1]
 
 
+@pytest.mark.slow  # torch.compile (inductor) of the tiny model's layers: tens of seconds
 def test_compiled_layers_reuse_their_graphs_for_new_lengths():
     """compile_layers: a second batch of other lengths (same kind: 3 clips, right-padded) runs the compiled
     graphs without compiling anything again, and dynamo's variant limit is raised (an H200 run exceeded the
@@ -354,6 +356,7 @@ def test_kept_grad_buffers_take_every_micro_batch_in_place():
     assert COMPILE_MODES[0] == "default"
 
 
+@pytest.mark.slow  # trains two copies of the tiny model and round-trips a checkpoint: tens of seconds
 def test_channels_last_conv_trains_and_saves_the_same(tmp_path):
     """model.channels_last_conv: the front-end's convolutions in channels-last layout give the same loss and
     gradients (to fp32 rounding), and the checkpoint saves and loads with the same weights."""
