@@ -20,9 +20,10 @@ optimizer step, then 2 steps under ``torch.profiler`` (CPU + CUDA); both op tabl
 self CPU time), the GPU-busy time per step and the counts of kernels and host-device syncs go to the output.
 
 The model is the published 0.6B (or 1.7B) architecture (``polyglot_lion.model.sizes``) randomly initialised in
-process, fp32 master weights under bf16 autocast, AdamW, gradient clipping at 1.0 -- the step of
-``polyglot_lion.train.loop``. Data is synthetic and built before timing: 5-15 s tones with harmonics and noise
-through the real feature extractor (``PromptEncoder.features``), prompts in the checkpoint's chat format, and
+process, fp32 master weights under bf16 autocast, AdamW, gradient clipping at 1.0 -- the loop's optimizer step
+(``polyglot_lion.train.step.optimizer_step``, called here). Data is synthetic and built before timing: 5-15 s
+tones with harmonics and noise (``polyglot_lion.testing.tone``) through the real feature extractor
+(``PromptEncoder.features``), prompts in the checkpoint's chat format, and
 answers ``language None<asr_text>`` + random token ids at ``--text-tokens-per-s`` (4/s: ~2.5 words/s of speech
 at ~1.5 tokens per word) + ``<|im_end|>``. Micro-batches of 8 are bucketed by length as the platform's loader
 does (``bucket_batches``); an optimizer step accumulates 4 of them (the paper's 8 x 4).
