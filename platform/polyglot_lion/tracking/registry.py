@@ -19,7 +19,7 @@ RUN_METRICS = ("loss", "dev_loss", "audio_s_per_s", "padding_efficiency", "gpu_h
 
 
 def _client(tracking_uri: str | None):
-    from mlflow.tracking import MlflowClient  # heavy (MLflow): `polyglot-lion --help` does not pay for it
+    from mlflow.tracking import MlflowClient  # heavy (MLflow): imported when a command talks to a store
 
     return MlflowClient(tracking_uri=resolve_tracking_uri(tracking_uri))
 
@@ -60,7 +60,7 @@ def _not_found(client, name: str) -> ValueError:
 
 def show_model(name: str, tracking_uri: str | None = None) -> dict:
     """Versions of ``name`` with their aliases, source run, training loss and evaluation scores."""
-    from mlflow.exceptions import MlflowException
+    from mlflow.exceptions import MlflowException  # heavy (MLflow), as in _client
 
     client = _client(tracking_uri)
     try:
@@ -98,7 +98,7 @@ def format_model(info: dict) -> str:
 
 def promote(name: str, version: str, alias: str, tracking_uri: str | None = None) -> dict:
     """Point ``alias`` at ``version`` (a Serve app on models:/NAME@ALIAS picks it up on redeploy)."""
-    from mlflow.exceptions import MlflowException
+    from mlflow.exceptions import MlflowException  # heavy (MLflow), as in _client
 
     if not alias or not alias.replace("-", "").replace("_", "").isalnum():
         raise ValueError(f"alias {alias!r}: use letters, digits, - and _ (e.g. champion, staging)")

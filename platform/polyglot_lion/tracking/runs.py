@@ -21,7 +21,7 @@ def log_training_result(cfg, run_id: str, result, wall_hours: float, gpus: int, 
     Wall and GPU hours (and the cost) add up over the calls that trained the run (a resume adds its own time).
     ``trained`` False (a rerun that found the run finished): cost, model and version are the run's as they were;
     nothing is logged or registered again (``already_finished`` in the result)."""
-    from mlflow.tracking import MlflowClient  # heavy (MLflow): importing this package stays cheap
+    from mlflow.tracking import MlflowClient  # heavy (MLflow): imported when a run is logged
 
     client = MlflowClient(tracking_uri=cfg.tracking.uri)
     so_far = client.get_run(run_id).data.metrics  # the calls before this one
@@ -67,7 +67,7 @@ def log_training_result(cfg, run_id: str, result, wall_hours: float, gpus: int, 
         client.log_metric(run_id, "model_step", out["model_step"], step=out["model_step"])
     client.log_artifacts(run_id, model, "model")
     if cfg.tracking.registered_model:
-        from mlflow.exceptions import MlflowException
+        from mlflow.exceptions import MlflowException  # heavy (MLflow), as above
 
         try:
             client.create_registered_model(cfg.tracking.registered_model)
@@ -91,7 +91,7 @@ def plot_training_curves(client, run_id: str, out_png: str) -> str | None:
                for keys in CURVES for k in keys}
     if not history["loss"]:
         return None
-    import matplotlib
+    import matplotlib  # heavy: only a run with a history plots
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

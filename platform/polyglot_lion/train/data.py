@@ -13,8 +13,10 @@ micro-batches.
 
 from __future__ import annotations
 
+import collections
 import math
 import queue
+import sys
 import threading
 
 import numpy as np
@@ -57,7 +59,7 @@ _ENCODERS: dict[tuple[str, str], PromptEncoder] = {}
 def _encoder(processor_dir: str, mode: str) -> PromptEncoder:
     key = (processor_dir, mode)
     if key not in _ENCODERS:
-        from transformers import AutoProcessor
+        from transformers import AutoProcessor  # heavy: only a featurising process loads a processor
 
         if len(_ENCODERS) >= 4:  # a long-lived task process serves many jobs: keep the latest few
             _ENCODERS.pop(next(iter(_ENCODERS)))
@@ -101,8 +103,6 @@ class SkippedRows:
     counts the same."""
 
     def __init__(self, what: str = "training", name_first: int = 5):
-        import collections
-
         self.what, self.name_first = what, name_first
         self.by_reason: collections.Counter = collections.Counter()
 
@@ -111,8 +111,6 @@ class SkippedRows:
         return sum(self.by_reason.values())
 
     def filter(self, rows):
-        import sys
-
         for row in rows:
             error = row.get("error")
             if not error:

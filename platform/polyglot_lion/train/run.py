@@ -12,8 +12,11 @@ import dataclasses
 import json
 import os
 import subprocess
+import threading
 import time
 from pathlib import Path
+
+from tqdm.auto import tqdm
 
 from ..config import Config
 from ..data.balance import read_balanced, read_plan
@@ -70,6 +73,7 @@ def _git_commit() -> str:
 
 
 def _mlflow_run(cfg: Config, run_dir: Path) -> str:
+    # heavy (MLflow, Ray): imported when a run starts, not when the CLI or a job script loads this module
     import mlflow
     from mlflow.tracking import MlflowClient
 
@@ -102,7 +106,7 @@ def dev_sets(cfg: Config) -> tuple[list, int]:
 
 
 def build_datasets(cfg: Config, base_model_dir: str) -> dict:
-    import ray  # heavy (Ray): the driver's functions import it when they run
+    import ray  # heavy (Ray), as in _mlflow_run
 
     # Deterministic row order (resume replays it), and no per-operator CPU reservation on small nodes.
     ctx = ray.data.DataContext.get_current()
@@ -140,10 +144,7 @@ class _ProgressBar:
     workers' own progress lines out of their console (``init_ray(quiet=True)``, as the demo)."""
 
     def __init__(self, tracking_uri: str, run_id: str, max_steps: int, every_s: float = 2.0):
-        import threading
-
-        from mlflow.tracking import MlflowClient
-        from tqdm.auto import tqdm
+        from mlflow.tracking import MlflowClient  # heavy (MLflow), as in _mlflow_run
 
         self.client, self.run_id, self.every_s = MlflowClient(tracking_uri=tracking_uri), run_id, every_s
         self.bar = tqdm(total=max_steps, desc="train", unit="step", dynamic_ncols=True)
@@ -185,7 +186,7 @@ def train(cfg: Config, inject_crash_at_step: int | None = None, progress: bool =
     ``progress``: a bar in this process from the run's MLflow history (``_ProgressBar``), for a driver whose
     console does not show the workers' own progress lines.
     """
-    import mlflow
+    import mlflow  # heavy (MLflow, Ray), as in _mlflow_run
     import ray.train
     from ray.train.torch import TorchTrainer
 
