@@ -7,13 +7,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo_out
 
-.PHONY: setup demo test reproduce-mini bench-ingest bench-recipes bench-train bench-serve bench-bulk clean help
+.PHONY: setup demo test check reproduce-mini bench-ingest bench-recipes bench-train bench-serve bench-bulk clean help
 .PHONY: cluster-up cluster-down submit-prepare submit-balance submit-train submit-evaluate submit-transcribe serve-deploy mlflow-ui
 
 help:
 	@echo "make demo   - the whole story: corpus -> store -> balance -> train -> evaluate -> registry -> bulk -> serve"
 	@echo "make reproduce-mini - the paper's two claims in miniature (BUDGET=70m, ABLATION_OUT=runs/ablation)"
-	@echo "make test   - run the test suite"
+	@echo "make test   - run the test suite (everything: Ray, Serve, the browser, benchmark smokes)"
+	@echo "make check  - the fast tier: tests that start no Ray, Serve or subprocess benchmark (under 2 min)"
 	@echo "make setup  - install into .venv (and espeak-ng if missing)"
 	@echo "make bench-ingest - corpus import throughput vs a plain loop (see BENCHMARKS.md)"
 	@echo "make bench-recipes - corpus recipes: archives read in place vs unpacked, clips/s per recipe (see BENCHMARKS.md)"
@@ -41,6 +42,10 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q --durations=15 tests
+
+# the inner loop: pure logic, config, normaliser, balancing, scoring, prompts (markers: pyproject.toml)
+check: setup
+	$(BIN)/python -m pytest -q -m "not ray and not slow and not gpu" tests
 
 BUDGET ?= 70m
 ABLATION_OUT ?= runs/ablation

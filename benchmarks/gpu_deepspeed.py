@@ -113,7 +113,7 @@ def run_stage(args) -> dict:
     result["zero_stage"] = engine.zero_optimization_stage()
     result["optimizer_class"] = type(optimizer).__name__
 
-    from polyglot_lion.model.efficiency import answer_loss
+    from polyglot_lion.model.answer import answer_loss
 
     def sync() -> None:
         if cuda:

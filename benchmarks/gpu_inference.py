@@ -31,20 +31,17 @@ import time
 import numpy as np
 import torch
 
+from polyglot_lion import testing
+from polyglot_lion.testing import TOKENIZER_TEXTS
+
 GOAL_AUDIO_S_PER_S = 2000.0  # at batch 128
 GOAL_LATENCY_10S = 0.10  # seconds for one 10-s clip at batch 1
 PAPER_S_PER_SAMPLE = 0.10  # Polyglot-Lion-0.6B, RTX PRO 4500, as reported
 
-# Only the special tokens and the chat template of the in-process tokenizer matter here; a few texts train it.
-TOKENIZER_TEXTS = ["hello world the cat sat on the mat", "saya suka makan nasi di pasar", "我们今天去公园",
-                   "வணக்கம் உலகம்"] * 8
-
 
 def tone(seconds: float, freq: float, rng: np.random.Generator) -> np.ndarray:
-    """16 kHz mono: a tone with one harmonic and a little noise (no audio I/O libraries needed on the GPU box)."""
-    t = np.arange(int(seconds * 16_000)) / 16_000
-    x = 0.3 * np.sin(2 * np.pi * freq * t) + 0.1 * np.sin(4 * np.pi * freq * t) + 0.01 * rng.standard_normal(len(t))
-    return x.astype(np.float32)
+    """16 kHz mono: ``polyglot_lion.testing.tone`` (a tone with one harmonic and a little noise) from ``rng``."""
+    return testing.tone(seconds, freq=freq, rng=rng)[:, 0]
 
 
 def build_model(smoke: bool, seed: int, device: torch.device):

@@ -20,9 +20,10 @@ optimizer step, then 2 steps under ``torch.profiler`` (CPU + CUDA); both op tabl
 self CPU time), the GPU-busy time per step and the counts of kernels and host-device syncs go to the output.
 
 The model is the published 0.6B (or 1.7B) architecture (``polyglot_lion.model.sizes``) randomly initialised in
-process, fp32 master weights under bf16 autocast, AdamW, gradient clipping at 1.0 -- the step of
-``polyglot_lion.train.loop``. Data is synthetic and built before timing: 5-15 s tones with harmonics and noise
-through the real feature extractor (``PromptEncoder.features``), prompts in the checkpoint's chat format, and
+process, fp32 master weights under bf16 autocast, AdamW, gradient clipping at 1.0 -- the loop's optimizer step
+(``polyglot_lion.train.step.optimizer_step``, called here). Data is synthetic and built before timing: 5-15 s
+tones with harmonics and noise (``polyglot_lion.testing.tone``) through the real feature extractor
+(``PromptEncoder.features``), prompts in the checkpoint's chat format, and
 answers ``language None<asr_text>`` + random token ids at ``--text-tokens-per-s`` (4/s: ~2.5 words/s of speech
 at ~1.5 tokens per word) + ``<|im_end|>``. Micro-batches of 8 are bucketed by length as the platform's loader
 does (``bucket_batches``); an optimizer step accumulates 4 of them (the paper's 8 x 4).
@@ -49,21 +50,17 @@ import time
 import numpy as np
 import torch
 
+from polyglot_lion import testing
+from polyglot_lion.testing import TOKENIZER_TEXTS
+
 # Dense (no sparsity) bf16 tensor-core peaks from NVIDIA's datasheets, TFLOP/s; first match wins.
 PEAK_BF16_TFLOPS = [("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.4), ("H200", 989.4),
                     ("A100", 312.0), ("RTX PRO 6000", 503.8)]
 
 
-# Only the special tokens and the chat template of the in-process tokenizer matter here; a few texts train it.
-TOKENIZER_TEXTS = ["hello world the cat sat on the mat", "saya suka makan nasi di pasar", "我们今天去公园",
-                   "வணக்கம் உலகம்"] * 8
-
-
 def tone(seconds: float, freq: float, rng: np.random.Generator) -> np.ndarray:
-    """16 kHz mono: a tone with one harmonic and a little noise (no audio I/O libraries needed on the GPU box)."""
-    t = np.arange(int(seconds * 16_000)) / 16_000
-    x = 0.3 * np.sin(2 * np.pi * freq * t) + 0.1 * np.sin(4 * np.pi * freq * t) + 0.01 * rng.standard_normal(len(t))
-    return x.astype(np.float32)
+    """16 kHz mono: ``polyglot_lion.testing.tone`` (a tone with one harmonic and a little noise) from ``rng``."""
+    return testing.tone(seconds, freq=freq, rng=rng)[:, 0]
 
 
 def peak_tflops(device_name: str) -> float | None:
@@ -114,7 +111,7 @@ def synthetic_examples(encoder, n: int, min_s: float, max_s: float, text_tokens_
 
 def step_loss(model, inputs: dict, loss: str) -> torch.Tensor:
     """The platform's loss (``answer``: lm_head on the answer positions only) or the model's own (``full``)."""
-    from polyglot_lion.model.efficiency import answer_loss
+    from polyglot_lion.model.answer import answer_loss
 
     return answer_loss(model, inputs) if loss == "answer" else model(**inputs, use_cache=False).loss
 
@@ -126,7 +123,7 @@ def training_flops(config, batch: dict, answer_only: bool = True) -> float:
         _get_feat_extract_output_lengths,
     )
 
-    from polyglot_lion.model.efficiency import answer_positions
+    from polyglot_lion.model.answer import answer_positions
 
     a, t = config.audio_config, config.text_config
     # decoder
@@ -161,6 +158,7 @@ def main() -> None:
     from polyglot_lion.config import DataSection
     from polyglot_lion.model.efficiency import COMPILE_MODES
     from polyglot_lion.model.prompts import PromptEncoder, bucket_batches, collate
+    from polyglot_lion.train.step import optimizer_step
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -323,8 +321,9 @@ def main() -> None:
     def zero_grad() -> None:
         optimizer.zero_grad(set_to_none=not graphs)
 
-    def optimizer_step(i: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-        """(loss, gradient norm before clipping) of step ``i``, as device tensors: no host read in the step."""
+    def train_step(i: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss, gradient norm before clipping) of step ``i``, as device tensors: no host read in the step. The
+        optimizer step is the loop's (``polyglot_lion.train.step.optimizer_step``)."""
         total = 0.0
         micro_batches = steps[i % len(steps)]
         for batch in micro_batches:
@@ -335,14 +334,11 @@ def main() -> None:
                 loss = step_loss(model, inputs, args.loss) / len(micro_batches)
             loss.backward()
             total += loss.detach()
-        norm = torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        zero_grad()
-        return total, norm
+        return total, optimizer_step(params, optimizer, clip_norm=1.0, keep_grad_buffers=graphs)
 
     # --- steps ------------------------------------------------------------------------------------------------
     for i in range(args.warmup_steps):
-        optimizer_step(i)
+        train_step(i)
     sync()
     from torch._dynamo.utils import counters
 
@@ -363,7 +359,7 @@ def main() -> None:
     mark()
     timed_results = []
     for i in range(args.warmup_steps, args.warmup_steps + args.steps):
-        timed_results.append(optimizer_step(i))
+        timed_results.append(train_step(i))
         mark()
     sync()
     elapsed = time.perf_counter() - t0
@@ -377,7 +373,7 @@ def main() -> None:
     if args.profile:
         try:
             profile = profile_steps(model, audio_tower, micro_batches, optimizer, params, to_device, autocast,
-                                    device, sync, args.loss, optimizer_step, zero_grad, graphs)
+                                    device, sync, args.loss, train_step, zero_grad, graphs)
         except Exception as exc:  # keep the timed result even if the profiler fails on this torch
             import traceback
 
@@ -439,7 +435,7 @@ def main() -> None:
 
 
 def profile_steps(model, audio_tower, micro_batches, optimizer, params, to_device, autocast, device, sync,
-                  loss_kind, optimizer_step, zero_grad, graphs: bool = False, n_profiled: int = 2) -> dict:
+                  loss_kind, train_step, zero_grad, graphs: bool = False, n_profiled: int = 2) -> dict:
     """One step with synchronize timers around each phase, then ``n_profiled`` steps under torch.profiler."""
     from torch.profiler import ProfilerActivity, profile
 
@@ -494,7 +490,7 @@ def profile_steps(model, audio_tower, micro_batches, optimizer, params, to_devic
     t0 = time.perf_counter()
     with profile(activities=activities) as prof:
         for _ in range(n_profiled):
-            optimizer_step()
+            train_step()
         sync()
     wall = (time.perf_counter() - t0) / n_profiled
     averages = prof.key_averages()

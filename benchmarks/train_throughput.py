@@ -184,7 +184,8 @@ def step_ablation(store: str, base: str, batches: list[list[str]], n_batches: in
 
     from polyglot_lion.data.audio import decode_flac
     from polyglot_lion.data.store import read_metadata
-    from polyglot_lion.model.efficiency import answer_loss, use_channels_last_conv
+    from polyglot_lion.model.answer import answer_loss
+    from polyglot_lion.model.efficiency import use_channels_last_conv
     from polyglot_lion.model.encoder_attention import use_batched_encoder_attention
     from polyglot_lion.model.host_layout import host_inputs, use_host_layout
     from polyglot_lion.model.prompts import PromptEncoder, collate

@@ -1,6 +1,26 @@
+"""Shared fixtures, and the test tiers: ``make check`` runs ``-m "not ray and not slow and not gpu"`` (pure logic,
+config, normaliser, balancing, scoring, prompts; under 2 minutes on 2 cores), ``make test`` runs everything."""
+
 import os
 
 import pytest
+
+
+def pytest_collection_modifyitems(config, items):
+    """Keep the tiers honest: a test that uses the Ray session (directly or through a fixture such as
+    ``corpus_store``) must carry the ``ray`` marker; a ``gpu`` test is skipped on a machine without CUDA."""
+    unmarked = [it.nodeid for it in items
+                if "ray_session" in getattr(it, "fixturenames", ()) and it.get_closest_marker("ray") is None]
+    if unmarked:
+        raise pytest.UsageError("tests that start Ray need @pytest.mark.ray: " + ", ".join(unmarked))
+    if any(it.get_closest_marker("gpu") for it in items):
+        import torch  # only when a gpu test was collected: torch is slow to import
+
+        if not torch.cuda.is_available():
+            skip = pytest.mark.skip(reason="needs a CUDA GPU")
+            for it in items:
+                if it.get_closest_marker("gpu"):
+                    it.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,8 @@ import torch
 
 from polyglot_lion.model.sizes import qwen3_asr_config
 
+pytestmark = pytest.mark.slow  # benchmark scripts in subprocesses, on CPU
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -158,6 +158,7 @@ def test_bulk_batch_without_errors_is_transcribed(tmp_path, tiny_checkpoint):
     assert [r["id"] for r in rows] == ["a", "b"] and all(isinstance(r["text"], str) for r in rows)
 
 
+@pytest.mark.ray
 def test_evaluate_tiny_checkpoint_writes_results_and_mlflow(tmp_path, tiny_checkpoint, corpus_store, capsys):
     from mlflow.tracking import MlflowClient
 
@@ -224,6 +225,7 @@ def test_decode_keeps_the_asr_text_separator(tiny_checkpoint):
     assert parse_output(tr.decode(ids)) == (None, "hello world")
 
 
+@pytest.mark.ray
 def test_datasets_outside_the_twelve_are_scored_too(tmp_path, tiny_checkpoint, corpus_store):
     import shutil
 
@@ -241,6 +243,7 @@ def test_datasets_outside_the_twelve_are_scored_too(tmp_path, tiny_checkpoint, c
     assert "| Fms | callcentre | Avg |" in md and "| callcentre | en | WER |" in md
 
 
+@pytest.mark.ray
 def test_evaluation_skips_and_reports_an_unreadable_test_utterance(tmp_path, tiny_checkpoint, corpus_store):
     """A damaged test utterance is left out of the score and said (results, markdown, MLflow), not fatal; a set
     with nothing readable is listed as skipped; a store with nothing readable at all is an error."""

@@ -157,7 +157,7 @@ def _loss_and_grads(model, loss_fn):
 def test_answer_loss_equals_the_models_loss():
     """answer_loss projects only the answer positions onto the vocabulary: same loss and gradients as the
     model's own loss over all positions (labels -100 outside the answer), on a padded batch."""
-    from polyglot_lion.model.efficiency import answer_loss, answer_positions
+    from polyglot_lion.model.answer import answer_loss, answer_positions
 
     model, processor = build_tiny_model(TINY_TEXTS, seed=0)
     inputs = _mixed_batch(processor, np.random.default_rng(0))
@@ -174,13 +174,14 @@ def test_answer_loss_equals_the_models_loss():
         answer_loss(model, no_answer)
 
 
+@pytest.mark.slow  # forward and backward of several batch layouts, with a dispatch counter: tens of seconds
 def test_host_layout_equals_the_stock_forward_and_reads_nothing_back():
     """model.host_layout: the sizes computed from the CPU batch give the same loss and gradients as transformers'
     forward (a right-padded batch with a clip under one chunk and one of exactly two; a batch with nothing padded;
     a left-padded one, which keeps transformers' mask; eager attention; the per-window attention loop; a grid of
     padded shapes for CUDA graphs), and the step reads no value back to Python, where the stock forward does it
     2 x clips + 7 times."""
-    from polyglot_lion.model.efficiency import answer_loss
+    from polyglot_lion.model.answer import answer_loss
     from polyglot_lion.model.encoder_attention import use_batched_encoder_attention
     from polyglot_lion.model.host_layout import host_inputs, use_host_layout
     from polyglot_lion.model.prompts import PromptEncoder, collate
@@ -274,6 +275,7 @@ def test_host_layout_equals_the_stock_forward_and_reads_nothing_back():
         assert model.generate(**prompt, max_new_tokens=4, do_sample=False).shape[1] > prompt["input_ids"].shape[1]
 
 
+@pytest.mark.slow  # torch.compile (inductor) of the tiny model's layers: tens of seconds
 def test_compiled_layers_reuse_their_graphs_for_new_lengths():
     """compile_layers: a second batch of other lengths (same kind: 3 clips, right-padded) runs the compiled
     graphs without compiling anything again, and dynamo's variant limit is raised (an H200 run exceeded the
@@ -283,7 +285,8 @@ def test_compiled_layers_reuse_their_graphs_for_new_lengths():
     import torch._dynamo
     from torch._dynamo.utils import counters
 
-    from polyglot_lion.model.efficiency import RECOMPILE_LIMIT, answer_loss, compile_layers
+    from polyglot_lion.model.answer import answer_loss
+    from polyglot_lion.model.efficiency import RECOMPILE_LIMIT, compile_layers
     from polyglot_lion.model.encoder_attention import use_batched_encoder_attention
     from polyglot_lion.model.host_layout import host_inputs, use_host_layout
     from polyglot_lion.model.prompts import PromptEncoder, collate
@@ -353,12 +356,14 @@ def test_kept_grad_buffers_take_every_micro_batch_in_place():
     assert COMPILE_MODES[0] == "default"
 
 
+@pytest.mark.slow  # trains two copies of the tiny model and round-trips a checkpoint: tens of seconds
 def test_channels_last_conv_trains_and_saves_the_same(tmp_path):
     """model.channels_last_conv: the front-end's convolutions in channels-last layout give the same loss and
     gradients (to fp32 rounding), and the checkpoint saves and loads with the same weights."""
     from transformers import Qwen3ASRForConditionalGeneration
 
-    from polyglot_lion.model.efficiency import answer_loss, use_channels_last_conv
+    from polyglot_lion.model.answer import answer_loss
+    from polyglot_lion.model.efficiency import use_channels_last_conv
 
     model, processor = build_tiny_model(TINY_TEXTS, seed=0)
     inputs = _mixed_batch(processor, np.random.default_rng(1))

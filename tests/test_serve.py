@@ -14,6 +14,8 @@ import pytest
 
 from polyglot_lion.testing import audio_bytes
 
+pytestmark = [pytest.mark.ray, pytest.mark.serve]
+
 KEY = "s3cret-key"
 
 

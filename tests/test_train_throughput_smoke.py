@@ -6,9 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.ray
 def test_train_throughput_smallest_run(tmp_path):
     out = tmp_path / "result.json"
     proc = subprocess.run(

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import yaml
 
+from .data.store import list_partitions
+
 
 def _f(default, help: str, **kw):
     if isinstance(default, (list, dict)):
@@ -76,18 +78,17 @@ class ModelSection:
                                            "in one call) or loop (transformers' call per window; same result)",
                                 choices=("batched", "loop"))
     channels_last_conv: bool = _f(True, "the audio front-end's convolutions in channels-last memory layout (same "
-                                        "result; 2-7% faster training steps on 2 CPU cores, measured; not used "
-                                        "under DeepSpeed)")
+                                        "result, faster steps: BENCHMARKS.md; not used under DeepSpeed)")
     host_layout: bool = _f(True, "compute the forward's data-dependent sizes (encoder windows, audio and answer "
                                  "positions, masks) from the CPU batch, so a GPU step never waits for a read-back "
                                  "(same result; model/host_layout.py)")
     compile: bool = _f(False, "torch.compile each decoder and encoder layer (regional: one compile serves every "
-                              "layer of a kind); fused kernels for a GPU (not yet measured there); the first steps "
-                              "compile (~1 min for the tiny model on CPU); not with DeepSpeed")
+                              "layer of a kind): fused kernels and fewer launches on a GPU (BENCHMARKS.md); the first "
+                              "steps compile; not with DeepSpeed")
     compile_mode: str = _f("default", "torch.compile mode of model.compile: default, reduce-overhead (each layer "
                                       "replayed as a CUDA graph, recorded once per shape: pair it with "
                                       "data.token_multiple / data.frame_multiple; gradients then accumulate into "
-                                      "kept buffers; not yet measured on a GPU) or max-autotune-no-cudagraphs",
+                                      "kept buffers) or max-autotune-no-cudagraphs",
                            choices=("default", "reduce-overhead", "max-autotune-no-cudagraphs"))
 
 
@@ -105,8 +106,8 @@ class TrainSection:
     clip_norm: float = _f(1.0, "gradient clipping max norm (0 = off)")
     bf16: bool = _f(True, "bf16 autocast on GPU (CPU always trains in fp32)")
     bf16_weights: bool = _f(False, "keep the weights in bf16 and fp32 master copies in the optimizer, no autocast "
-                                   "(no cast of every weight in every micro-batch; not yet measured on a GPU); on "
-                                   "any device, CPU included; checkpoints hold bf16 weights; not with DeepSpeed "
+                                   "(no cast of every weight in every micro-batch; BENCHMARKS.md); on any device, "
+                                   "CPU included; checkpoints hold bf16 weights; not with DeepSpeed "
                                    "(its bf16 mode does this)")
     log_every: int = _f(10, "log metrics every N steps: to MLflow (rank 0) and one progress line in the job's log; "
                             "Ray Train gets them with each checkpoint")
@@ -309,8 +310,6 @@ def _semantic_problems(cfg: Config, check_paths: bool) -> list[str]:
         needs_dev = [k for k, on in (("train.dev_eval_every", t.dev_eval_every),
                                      (f"train.select_by={t.select_by}", t.select_by != "last")) if on]
         if needs_dev and cfg.data.dev_split and os.path.isdir(os.path.join(cfg.data.store, "data")):
-            from .data.store import list_partitions
-
             if not list_partitions(cfg.data.store, cfg.data.dev_split):
                 splits = sorted({p.split for p in list_partitions(cfg.data.store)})
                 out.append(f"{' and '.join(needs_dev)}: store {cfg.data.store!r} has no {cfg.data.dev_split!r} "

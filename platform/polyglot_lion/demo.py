@@ -20,6 +20,21 @@ import shutil
 import time
 from pathlib import Path
 
+import ray
+
+from .config import load_config
+from .data.balance import corpus_from_table, make_plan, plot_balance, write_plan
+from .data.prepare import ImportSpec, PrepareOptions, format_summary, prepare
+from .data.stats import format_stats, store_stats
+from .data.store import read_metadata
+from .data.synth import corpus_hours, synthesize_corpus
+from .evaluation.evaluate import evaluate
+from .inference.bulk import BulkOptions, transcribe_bulk
+from .runtime import init_ray
+from .serving.app import build_app
+from .tracking.registry import promote
+from .train.run import prepare_base_model, train
+
 
 def _step(n: int, title: str) -> float:
     print(f"\n=== {n}. {title} ===", flush=True)
@@ -59,20 +74,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=8000, help="port for the Serve step (default 8000)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-
-    import ray
-
-    from .config import load_config
-    from .data.balance import corpus_from_table, make_plan, plot_balance, write_plan
-    from .data.prepare import ImportSpec, PrepareOptions, format_summary, prepare
-    from .data.stats import format_stats, store_stats
-    from .data.store import read_metadata
-    from .data.synth import corpus_hours, synthesize_corpus
-    from .evaluation.evaluate import evaluate
-    from .inference.bulk import BulkOptions, transcribe_bulk
-    from .registry import promote
-    from .runtime import init_ray
-    from .train.run import prepare_base_model, train
 
     out = Path(args.out).resolve()
     if out.exists():
@@ -186,8 +187,6 @@ language model can guess the next word): read it beside the exact-match column.
 def _serve_once(uri: str, db: str, port: int, corpus_dir: Path) -> None:
     import httpx
     from ray import serve
-
-    from .serving.app import build_app
 
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     try:

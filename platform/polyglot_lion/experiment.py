@@ -21,6 +21,17 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import ray
+
+from .config import load_config
+from .data.balance import corpus_from_table, make_plan, write_plan
+from .data.prepare import ImportSpec, PrepareOptions, prepare
+from .data.store import read_metadata
+from .data.synth import synthesize_corpus
+from .evaluation.evaluate import evaluate
+from .runtime import init_ray
+from .train.run import train
+
 EXPERIMENT = "balance-ablation"
 CONFIG = "jobs/configs/qwen3_asr/tiny_cpu.yaml"
 
@@ -81,9 +92,6 @@ def _calibrate(opts: AblationOptions, store: str, plan: str, db: str) -> tuple[f
 
     from mlflow.tracking import MlflowClient
 
-    from .config import load_config
-    from .train.run import train
-
     steps = 200
     t = time.time()
     out = train(load_config(CONFIG, _overrides(opts, store, plan, "calibration", 0, steps, db) + ["train.log_every=20"]))
@@ -95,17 +103,6 @@ def _calibrate(opts: AblationOptions, store: str, plan: str, db: str) -> tuple[f
 
 
 def run_ablation(opts: AblationOptions) -> dict:
-    import ray
-
-    from .config import load_config
-    from .data.balance import corpus_from_table, make_plan, write_plan
-    from .data.prepare import ImportSpec, PrepareOptions, prepare
-    from .data.store import read_metadata
-    from .data.synth import synthesize_corpus
-    from .evaluation.evaluate import evaluate
-    from .runtime import init_ray
-    from .train.run import train
-
     out = Path(opts.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     db = opts.tracking_uri or f"sqlite:///{out}/mlflow.db"

@@ -34,8 +34,7 @@ def init_ray(num_cpus: int | None = None, object_store_mb: int | None = None, qu
 #: Ray kills an idle worker process after 1 s once there are more than one per CPU, and the input pipeline's
 #: fractional-CPU tasks run more than that at once: the next dataset of the session (a training job's, an
 #: evaluation's, the next fine-tune of an experiment) then starts new processes that import transformers and load
-#: the processor again, ~3 s each on 2 cores. Kept idle for a minute, they are reused: a second 8-step local
-#: training job in one session went from 6.2 to 2.1 s, its dataset's execution from 4-7 s to 0.4 s (2026-12-02).
+#: the processor again, seconds each on a small machine. Kept idle for a minute, they are reused (BENCHMARKS.md).
 #: An idle worker holds ~0.6 GB; past a minute idle, Ray's own rule applies again.
 LOCAL_SYSTEM_CONFIG = {"idle_worker_killing_time_threshold_ms": 60_000}
 

@@ -1,72 +1,25 @@
-"""Ways a training step does less work: the loss only where there is an answer and the audio encoder's
-convolutions in channels-last layout (same result, on by default), and for GPUs bf16 weights with fp32 master
-copies and compiled layers (``compile_layers``; options, each 1.4x on the 0.6B step at 8 x 4 on an H200).
-
-**Answer-only loss** (``answer_loss``). transformers' causal-LM loss projects every position of the sequence
-onto the vocabulary and then ignores all but the answer's (labels -100). A Qwen3-ASR example is mostly audio
-placeholders (13 per second of speech), so for a 10-s clip about three quarters or more of those logits are
-thrown away; with the real
-vocabulary (151,936) they are also the largest activation of the step (batch x tokens x vocab, in fp32 for the
-loss). Here only the hidden states that predict an answer token go through ``lm_head`` (the model's own
-``logits_to_keep`` with a boolean mask), and the cross-entropy is the same mean over those tokens. Same loss
-and gradients (a test checks both against the model's ``.loss``).
+"""Ways a training step does less work: the audio encoder's convolutions in channels-last layout (same result,
+on by default) and, as options, bf16 weights with fp32 master copies and compiled layers (``compile_layers``).
+The answer-only loss is in ``model/answer.py``. Measured speed-ups are in BENCHMARKS.md.
 
 **Channels-last convolutions** (``use_channels_last_conv``). The encoder's front-end is three 3x3 stride-2
 ``Conv2d`` layers over 1-s chunks of the mel spectrogram. oneDNN (CPU) runs them faster with channels-last
-weights, which makes the activations channels-last too: 0-15% less time per training step of the tiny model on
-2 CPU cores depending on the clips (2-7% on the benchmark's mix; both changes together 6-12%, BENCHMARKS.md).
-On GPUs cuDNN's tensor-core kernels prefer that layout as well; not measured there yet. The weights keep their
-values; ``save_pretrained`` writes them as usual. Not used under DeepSpeed, whose ZeRO flattens parameters as
-plain contiguous views.
+weights, which makes the activations channels-last too; cuDNN's tensor-core kernels prefer that layout as well.
+The weights keep their values; ``save_pretrained`` writes them as usual. Not used under DeepSpeed, whose ZeRO
+flattens parameters as plain contiguous views.
 
 **bf16 weights with fp32 master copies** (``MasterWeightAdamW``). Under autocast a model with fp32 weights
-casts every weight to bf16 again in every micro-batch: on a GPU that was ~7,500 copy kernels and 18% of the
-kernel time of a 0.6B step (BENCHMARKS.md, "Where the time goes"). Keeping the weights themselves in bf16 removes
-those casts; the optimizer then keeps an fp32 copy of each weight and updates that, so small updates are not
-rounded away. Gradients accumulate over micro-batches in bf16 (in ``.grad``), as DeepSpeed's bf16 mode does by
-default. Memory: 20 bytes per trained parameter (bf16 weight and gradient, fp32 master, its gradient and
-AdamW's two moments) against 16 with fp32 weights. The loop's ``train.bf16_weights``, and
-``benchmarks/gpu_train.py --weights bf16``: 0.675 -> 0.485 s per 0.6B step at 8 x 4 on an H200 (2026-11-27).
+casts every weight to bf16 again in every micro-batch: on a GPU thousands of copy kernels per step. Keeping the
+weights themselves in bf16 removes those casts; the optimizer then keeps an fp32 copy of each weight and updates
+that, so small updates are not rounded away. Gradients accumulate over micro-batches in bf16 (in ``.grad``), as
+DeepSpeed's bf16 mode does by default. Memory: 20 bytes per trained parameter (bf16 weight and gradient, fp32
+master, its gradient and AdamW's two moments) against 16 with fp32 weights. The loop's ``train.bf16_weights``,
+and ``benchmarks/gpu_train.py --weights bf16``.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
-
-from .prompts import IGNORE_INDEX
-
-
-def answer_positions(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mask of the positions whose next token is an answer token, those target tokens, row-major)."""
-    nxt = labels[:, 1:]
-    wanted = nxt != IGNORE_INDEX
-    keep = torch.zeros_like(labels, dtype=torch.bool)
-    keep[:, :-1] = wanted
-    return keep, nxt[wanted]
-
-
-def answer_loss(model, batch: dict) -> torch.Tensor:
-    """Mean cross-entropy over the answer tokens of ``batch`` (the model's inputs plus ``labels``): the value
-    of ``model(**batch).loss``, with ``lm_head`` applied to the answer positions only. ``batch`` may also be
-    ``host_layout.host_inputs(...)`` (answer positions and targets instead of ``labels``): then nothing in the
-    step reads the device back but the encoder's one ``nonzero``."""
-    if "answer_index" in batch:  # host_layout.host_inputs: positions and targets gathered by index, no host read
-        from .host_layout import uses_host_layout
-
-        if not uses_host_layout(model):
-            raise ValueError("answer_loss: the batch comes from host_layout.host_inputs, but the model does not take "
-                             "it; call host_layout.use_host_layout(model) first")
-        inputs = {k: v for k, v in batch.items() if k not in ("answer_index", "answer_targets")}
-        logits = model(**inputs, logits_to_keep=batch["answer_index"], use_cache=False).logits  # (batch, K, vocab)
-        return F.cross_entropy(logits.flatten(0, 1).float(), batch["answer_targets"].flatten(),
-                               ignore_index=IGNORE_INDEX)
-    inputs = {k: v for k, v in batch.items() if k != "labels"}
-    keep, targets = answer_positions(batch["labels"])
-    if targets.numel() == 0:
-        raise ValueError("answer_loss: the batch has no answer tokens (every label is -100)")
-    logits = model(**inputs, logits_to_keep=keep, use_cache=False).logits  # (answer tokens, vocab)
-    return F.cross_entropy(logits.float(), targets)
 
 
 def use_channels_last_conv(model: torch.nn.Module) -> int:
@@ -97,9 +50,9 @@ def compile_layers(model: torch.nn.Module, recompile_limit: int = RECOMPILE_LIMI
     graphs; only a new *kind* of batch compiles again (a batch of one clip, a decoder with or without a padding
     mask). Without it dynamo specialises on the first batch's shapes and recompiles at the second. The encoder
     and decoder layers run through one transformers wrapper (``forward_with_checkpointing``), so all their
-    variants share one dynamo cache, whose default limit of 8 variants an H200 run of bucketed batches exceeded
-    (2026-11-27: "hit config.recompile_limit (8)"; dynamo then runs the extra variants eagerly, without saying
-    so again). ``recompile_limit`` raises that process-wide limit (never lowers it).
+    variants share one dynamo cache, whose default limit of 8 variants a run of bucketed batches exceeds (dynamo
+    then runs the extra variants eagerly, without saying so again). ``recompile_limit`` raises that process-wide
+    limit (never lowers it).
 
     ``mode="reduce-overhead"`` (CUDA graphs; one recording per layer and shape, so it pays off only where shapes
     repeat): call ``torch.compiler.cudagraph_mark_step_begin()`` before each micro-batch, and keep the gradient

@@ -18,7 +18,7 @@ device: the counts were checked on the host). For a batch padded at the rows' en
 the host, it builds the decoder's causal + padding mask for SDPA itself, without transformers' two checks; a batch
 padded otherwise keeps transformers' mask and checks. (A mask is needed even so: without one, transformers
 reads the position ids back to look for packed sequences.)
-``efficiency.answer_loss`` then gathers the answer positions by index. Same loss and gradients as the stock
+``answer.answer_loss`` then gathers the answer positions by index. Same loss and gradients as the stock
 forward (a test checks both).
 
 The encoder's own forward finds its valid frames after the convolutions with a ``nonzero`` on the device; here
@@ -34,23 +34,8 @@ import functools
 import torch
 import torch.nn.functional as F
 
-from .prompts import IGNORE_INDEX
-
-
-def answer_targets(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """((batch, K) positions whose next token is an answer token, (batch, K) those tokens), K the most answer
-    tokens of any row; shorter rows are padded with position 0 and target -100 (ignored by the loss). The
-    positions are ``efficiency.answer_positions``', per row."""
-    from .efficiency import answer_positions
-
-    keep, _ = answer_positions(labels)
-    k = int(keep.sum(1).max()) if labels.shape[0] else 0
-    index = torch.zeros(labels.shape[0], k, dtype=torch.long)
-    targets = torch.full((labels.shape[0], k), IGNORE_INDEX, dtype=torch.long)
-    for i in range(labels.shape[0]):
-        pos = keep[i].nonzero().squeeze(1)
-        index[i, : len(pos)], targets[i, : len(pos)] = pos, labels[i, pos + 1]
-    return index, targets
+from .answer import HOST_LAYOUT_FLAG, answer_targets, unwrap
+from .encoder_attention import window_layout
 
 
 def to_device(inputs: dict, device, float_dtype: torch.dtype = torch.float32) -> dict:
@@ -65,7 +50,7 @@ def host_inputs(batch: dict, model, token_multiple: int = 1, frame_multiple: int
     otherwise read back from the device: ``audio_cu_seqlens`` and ``audio_max_seqlen`` (the encoder's attention
     windows), ``audio_frame_index`` (flat positions of the valid frames after the encoder's convolutions),
     ``audio_positions`` (flat positions of the audio placeholders), ``answer_index`` and ``answer_targets`` (see
-    ``answer_targets``). ``attention_mask`` becomes ``right_padded_mask`` when the padding is at the rows' ends
+    ``answer.answer_targets``). ``attention_mask`` becomes ``right_padded_mask`` when the padding is at the rows' ends
     only. ``model`` gives the configuration (a wrapped model is fine).
 
     A grid of shapes, for CUDA graphs (one recording per shape): ``token_multiple`` pads a right-padded batch's
@@ -83,7 +68,7 @@ def host_inputs(batch: dict, model, token_multiple: int = 1, frame_multiple: int
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"host_inputs: {name} must be an int >= 1 (is {value!r})")
 
-    config = _core(model).config
+    config = unwrap(model).config
     a = config.audio_config
     fmask, ids = batch["input_features_mask"], batch["input_ids"]
     if fmask.device.type != "cpu" or ids.device.type != "cpu":
@@ -120,9 +105,7 @@ def host_inputs(batch: dict, model, token_multiple: int = 1, frame_multiple: int
         cu = torch.cat([cu, cu[-1] + sizes.cumsum(0).to(cu.dtype)])
     out.update(audio_cu_seqlens=cu, audio_max_seqlen=width, audio_positions=positions, audio_frame_index=frame_index,
                audio_pad_frames=pad)
-    if _takes_window_layout(_core(model)):  # the batched encoder attention's layout too: no graph break in a layer
-        from .encoder_attention import window_layout
-
+    if _takes_window_layout(unwrap(model)):  # the batched encoder attention's layout too: no graph break in a layer
         out["audio_window_index"], out["audio_window_pos"], out["audio_window_mask"] = window_layout(cu, width)
     extra = -ids.shape[1] % token_multiple
     if extra and "right_padded_mask" in out:  # masked positions at the rows' ends: never attended to, no target
@@ -138,23 +121,12 @@ def _right_padded(attention_mask: torch.Tensor) -> bool:
     return bool((m[:, :-1] | ~m[:, 1:]).all())  # never a 0 followed by a 1
 
 
-def _core(model):
-    while hasattr(model, "module"):  # DDP, DeepSpeed
-        model = model.module
-    return model
-
-
-def uses_host_layout(model) -> bool:
-    """Whether ``use_host_layout`` was applied to ``model`` (or the model a DDP/DeepSpeed wrapper holds)."""
-    return getattr(_core(model).model, "_host_layout", False)
-
-
 def use_host_layout(model: torch.nn.Module) -> None:
     """Let this Qwen3-ASR ``model`` take ``host_inputs`` (its inner ``Qwen3ASRModel`` instance gets the forward)."""
     inner = model.model
-    if not getattr(inner, "_host_layout", False):
+    if not getattr(inner, HOST_LAYOUT_FLAG, False):
         inner.forward = functools.partial(_forward, inner, inner.forward)
-        inner._host_layout = True
+        setattr(inner, HOST_LAYOUT_FLAG, True)
 
 
 def _causal_mask(right_padded_mask: torch.Tensor) -> torch.Tensor:

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
-import soundfile as sf
+
+# soundfile and pyarrow are imported where a dummy is written: the GPU benchmarks import ``tone`` and
+# ``TOKENIZER_TEXTS`` on a bare CUDA box that has numpy and torch only (benchmarks/gpu_check.sh)
 
 
 @dataclass
@@ -26,10 +26,11 @@ class Expected:
 
 
 def tone(seconds: float = 1.0, rate: int = 16_000, channels: int = 1, freq: float = 220.0,
-         seed: int = 0) -> np.ndarray:
-    """A voiced-sounding test signal: a tone with harmonics and a little noise, (frames, channels)."""
+         seed: int = 0, rng: np.random.Generator | None = None) -> np.ndarray:
+    """A voiced-sounding test signal: a tone with harmonics and a little noise, (frames, channels). The noise comes
+    from ``rng`` when given (a caller's stream, as the benchmarks draw many clips), else from ``seed``."""
     t = np.arange(int(seconds * rate)) / rate
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed) if rng is None else rng
     x = 0.3 * np.sin(2 * np.pi * freq * t) + 0.1 * np.sin(2 * np.pi * 2 * freq * t)
     x = x + 0.01 * rng.standard_normal(len(t))
     return np.repeat(x[:, None], channels, axis=1).astype(np.float32)
@@ -38,12 +39,16 @@ def tone(seconds: float = 1.0, rate: int = 16_000, channels: int = 1, freq: floa
 def write_audio(path: str | os.PathLike, seconds: float = 1.0, rate: int = 16_000, channels: int = 1,
                 fmt: str | None = None, seed: int = 0) -> str:
     path = str(path)
+    import soundfile as sf  # see the note on imports above
+
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     sf.write(path, tone(seconds, rate, channels, seed=seed), rate, format=fmt)
     return path
 
 
 def audio_bytes(seconds: float = 1.0, rate: int = 16_000, fmt: str = "WAV", seed: int = 0) -> bytes:
+    import soundfile as sf  # see the note on imports above
+
     buf = io.BytesIO()
     sf.write(buf, tone(seconds, rate, seed=seed), rate, format=fmt)
     return buf.getvalue()
@@ -56,6 +61,8 @@ def write_truncated_wav(path: str | os.PathLike, seconds: float = 1.0) -> str:
 
 
 def write_silent_wav(path: str | os.PathLike, seconds: float = 0.5) -> str:
+    import soundfile as sf  # see the note on imports above
+
     sf.write(str(path), np.zeros(int(seconds * 16_000), np.float32), 16_000)
     return str(path)
 
@@ -159,6 +166,9 @@ def make_librispeech_tree(root: str | os.PathLike) -> tuple[str, Expected]:
 
 def make_hf_parquet(root: str | os.PathLike) -> tuple[str, Expected]:
     """A Hugging Face datasets Parquet file: ``audio`` struct {bytes, path} and ``text``."""
+    import pyarrow as pa  # see the note on imports above
+    import pyarrow.parquet as pq
+
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     write_audio(root / "side.wav", 0.9, 24_000)
@@ -207,6 +217,10 @@ def write_original_format_checkpoint(model, processor, out_dir: str | os.PathLik
     processor.save_pretrained(str(out))
     return str(out)
 
+
+# The GPU benchmarks' in-process tokenizer: only its special tokens and chat template matter there.
+TOKENIZER_TEXTS = ["hello world the cat sat on the mat", "saya suka makan nasi di pasar", "我们今天去公园",
+                   "வணக்கம் உலகம்"] * 8
 
 TINY_TEXTS = [
     "hello world the cat sat on the mat", "saya suka makan nasi di pasar", "我们今天去公园", "வணக்கம் உலகம்",

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import soundfile as sf
 
+from ..data.recipes import get_recipe
 from . import tone
 
 
@@ -37,8 +38,6 @@ class Miniature:
 
     @property
     def dataset(self) -> str:
-        from ..data.recipes import get_recipe
-
         return get_recipe(self.recipe).dataset_for(self.language)
 
 

@@ -13,12 +13,16 @@ micro-batches.
 
 from __future__ import annotations
 
+import collections
 import math
 import queue
+import sys
 import threading
 
 import numpy as np
 import pyarrow as pa
+import torch
+import torch.distributed as dist
 
 from ..data.audio import decode_flac
 from ..model.prompts import Example, PromptEncoder, bucket_batches, collate
@@ -55,7 +59,7 @@ _ENCODERS: dict[tuple[str, str], PromptEncoder] = {}
 def _encoder(processor_dir: str, mode: str) -> PromptEncoder:
     key = (processor_dir, mode)
     if key not in _ENCODERS:
-        from transformers import AutoProcessor
+        from transformers import AutoProcessor  # heavy: only a featurising process loads a processor
 
         if len(_ENCODERS) >= 4:  # a long-lived task process serves many jobs: keep the latest few
             _ENCODERS.pop(next(iter(_ENCODERS)))
@@ -99,8 +103,6 @@ class SkippedRows:
     counts the same."""
 
     def __init__(self, what: str = "training", name_first: int = 5):
-        import collections
-
         self.what, self.name_first = what, name_first
         self.by_reason: collections.Counter = collections.Counter()
 
@@ -109,8 +111,6 @@ class SkippedRows:
         return sum(self.by_reason.values())
 
     def filter(self, rows):
-        import sys
-
         for row in rows:
             error = row.get("error")
             if not error:
@@ -250,6 +250,25 @@ def iter_micro_batches(rows, pad_id: int, seed: int, window: int, max_frames: in
             buf = []
     if buf:
         yield from flush(buf)
+
+
+def synced(batches, world: int, group=None):
+    """Yield micro-batches while every rank still has one; then drain the rest (dropped for this read): each
+    backward pass is a collective when there are several ranks, so all run the same number. The flag is a CPU
+    tensor reduced over ``group``, a gloo group (no GPU sync per micro-batch)."""
+    it = iter(batches)
+    while True:
+        item = next(it, None)
+        if world > 1:
+            more = torch.tensor([0 if item is None else 1])
+            dist.all_reduce(more, op=dist.ReduceOp.MIN, group=group)
+            if more.item() == 0:
+                for _ in it:  # finish this rank's shard so the streaming split can start the next read
+                    pass
+                return
+        elif item is None:
+            return
+        yield item
 
 
 def steps_for_epochs(durations_s: list[float], epochs: float, grad_accum: int, workers: int, window: int,

@@ -12,14 +12,23 @@ import dataclasses
 import json
 import os
 import subprocess
+import threading
 import time
 from pathlib import Path
+
+from tqdm.auto import tqdm
 
 from ..config import Config
 from ..data.balance import check_plan_against_store, read_balanced, read_plan
 from ..data.store import list_partitions, read_metadata
-from ..runtime import ray_job_submission_id
+from ..model.loading import _refuse_original, checkpoint_format
+from ..model.tiny import PRESETS, save_tiny_checkpoint
+from ..runtime import init_ray, ray_job_submission_id
+from ..tracking import check_tracking, log_training_result, run_status
+from .checkpoints import checkpoint_folders, selected_checkpoint
+from .data import Featurize, featurize_batch, steps_for_epochs
 from .loop import train_loop_per_worker
+from .zero import check_deepspeed_config, deepspeed_config
 
 MLFLOW_RUN_NAME_TAG = "polyglot_lion.run_name"
 
@@ -27,21 +36,13 @@ MLFLOW_RUN_NAME_TAG = "polyglot_lion.run_name"
 def prepare_base_model(cfg: Config, run_dir: Path) -> str:
     """The checkpoint training starts from: the configured folder, or the tiny model built once per run."""
     if cfg.model.source != "tiny":
-        from ..model.loading import checkpoint_format
-
         if os.path.isdir(cfg.model.source) and checkpoint_format(cfg.model.source) == "original":
-            from ..model.loading import _refuse_original
-
             _refuse_original(cfg.model.source)
         # a local folder as an absolute path: Ray workers (the featurisers) do not share the driver's cwd
         return os.path.abspath(cfg.model.source) if os.path.isdir(cfg.model.source) else cfg.model.source
     base = run_dir / "base_model"
     if not (base / "config.json").exists():
-        from ..model.tiny import save_tiny_checkpoint
-
         texts = read_metadata(cfg.data.store, "train", columns=["text"])["text"].to_pylist()
-        from ..model.tiny import PRESETS
-
         encoder, decoder = PRESETS[cfg.model.tiny_preset]
         save_tiny_checkpoint(str(base), texts, seed=cfg.run.seed, vocab_size=cfg.model.tiny_vocab_size,
                              encoder=encoder, decoder=decoder)
@@ -54,8 +55,6 @@ def resolve_epochs(cfg: Config) -> Config:
     resolves the same count."""
     if cfg.train.epochs <= 0:
         return cfg
-    from .data import steps_for_epochs
-
     d, t = cfg.data, cfg.train
     durations = read_plan(d.plan).column("duration_s").to_pylist()
     steps = steps_for_epochs(durations, t.epochs, t.grad_accum, max(1, cfg.scaling.num_workers), d.bucket_window,
@@ -74,6 +73,7 @@ def _git_commit() -> str:
 
 
 def _mlflow_run(cfg: Config, run_dir: Path) -> str:
+    # heavy (MLflow, Ray): imported when a run starts, not when the CLI or a job script loads this module
     import mlflow
     from mlflow.tracking import MlflowClient
 
@@ -106,9 +106,7 @@ def dev_sets(cfg: Config) -> tuple[list, int]:
 
 
 def build_datasets(cfg: Config, base_model_dir: str) -> dict:
-    import ray
-
-    from .data import Featurize, featurize_batch
+    import ray  # heavy (Ray), as in _mlflow_run
 
     # Deterministic row order (resume replays it), and no per-operator CPU reservation on small nodes.
     ctx = ray.data.DataContext.get_current()
@@ -146,10 +144,7 @@ class _ProgressBar:
     workers' own progress lines out of their console (``init_ray(quiet=True)``, as the demo)."""
 
     def __init__(self, tracking_uri: str, run_id: str, max_steps: int, every_s: float = 2.0):
-        import threading
-
-        from mlflow.tracking import MlflowClient
-        from tqdm.auto import tqdm
+        from mlflow.tracking import MlflowClient  # heavy (MLflow), as in _mlflow_run
 
         self.client, self.run_id, self.every_s = MlflowClient(tracking_uri=tracking_uri), run_id, every_s
         self.bar = tqdm(total=max_steps, desc="train", unit="step", dynamic_ncols=True)
@@ -191,10 +186,7 @@ def train(cfg: Config, inject_crash_at_step: int | None = None, progress: bool =
     ``progress``: a bar in this process from the run's MLflow history (``_ProgressBar``), for a driver whose
     console does not show the workers' own progress lines.
     """
-    import ray
-
-    from ..runtime import init_ray
-    from ..tracking import check_tracking, run_status
+    import ray  # heavy: only a training run needs it
 
     # checked before anything is written or Ray starts: the tracking store answers, the plan fits the store
     check_tracking(cfg.tracking.uri)
@@ -205,8 +197,6 @@ def train(cfg: Config, inject_crash_at_step: int | None = None, progress: bool =
         raise ValueError("inject_crash_at_step needs scaling.num_workers >= 1 (local mode would kill this process)")
     ds_config = None
     if cfg.scaling.deepspeed_stage:
-        from .zero import check_deepspeed_config, deepspeed_config
-
         if cfg.scaling.num_workers < 1:
             raise ValueError("scaling.deepspeed_stage needs scaling.num_workers >= 1 (DeepSpeed runs in Ray workers)")
         ds_config = deepspeed_config(cfg)
@@ -217,7 +207,8 @@ def train(cfg: Config, inject_crash_at_step: int | None = None, progress: bool =
     (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     base = prepare_base_model(cfg, run_dir)
     run_id = _mlflow_run(cfg, run_dir)
-    # Ray first: its core installs a SIGTERM handler of its own at init, which would replace the run's
+    # Ray first: its core installs a SIGTERM handler of its own at init, which would replace the run's handler
+    # (the one that ends the MLflow run KILLED) had run_status installed it before
     started = init_ray()
     try:
         with run_status(cfg.tracking.uri, run_id):  # the run ends FINISHED, FAILED (with the error) or KILLED
@@ -229,13 +220,11 @@ def train(cfg: Config, inject_crash_at_step: int | None = None, progress: bool =
 
 def _train(cfg: Config, run_dir: Path, base: str, run_id: str, ds_config: dict | None,
            inject_crash_at_step: int | None, progress: bool, started: bool) -> dict:
-    import mlflow
+    import mlflow  # heavy (MLflow, Ray), as in _mlflow_run
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    from ..tracking import log_training_result
-
-    before = set(_checkpoint_folders(cfg, run_dir))  # a rerun with nothing left to train adds none
+    before = set(checkpoint_folders(cfg, run_dir))  # a rerun with nothing left to train adds none
     t0 = time.time()
     try:
         datasets = build_datasets(cfg, base)
@@ -274,37 +263,9 @@ def _train(cfg: Config, run_dir: Path, base: str, run_id: str, ds_config: dict |
     wall_h = (time.time() - t0) / 3600
     gpus = cfg.scaling.num_workers if cfg.scaling.use_gpu else 0
     mlflow.set_tracking_uri(cfg.tracking.uri)
-    folders = _checkpoint_folders(cfg, run_dir)
+    folders = checkpoint_folders(cfg, run_dir)
     # local mode reports nothing when a rerun finds the run finished; Ray Train returns the run's latest then
     latest = result.checkpoint.path if result.checkpoint else (folders[-1] if folders else None)
     return log_training_result(cfg, run_id, result, wall_h, gpus, latest_checkpoint=latest,
                                model_checkpoint=selected_checkpoint(cfg, result, run_dir, latest),
                                trained=latest is not None and os.path.realpath(latest) not in before)
-
-
-def _checkpoint_folders(cfg: Config, run_dir: Path) -> list[str]:
-    """The run's checkpoint folders on disk (real paths, oldest first): Ray Train's in its storage path, or local
-    mode's in the run folder."""
-    from .loop import _local_checkpoints
-
-    if cfg.scaling.num_workers:  # Ray Train names them by time: checkpoint_YYYY-MM-DD_HH-MM-SS.ffffff
-        found = sorted(str(p) for p in (run_dir.parent / "_ray" / cfg.run.name).glob("checkpoint_*") if p.is_dir())
-    else:
-        found = _local_checkpoints(str(run_dir / "checkpoints"))
-    return [os.path.realpath(f) for f in found]
-
-
-def selected_checkpoint(cfg: Config, result, run_dir: Path, latest: str | None) -> str | None:
-    """The run's model: its ``latest`` checkpoint, or with ``train.select_by`` the kept one with the lowest metric
-    (Ray Train's kept checkpoints and their metrics; in local mode the run folder's, with their metrics.json)."""
-    from .loop import best_checkpoint, checkpoint_metrics
-
-    if latest is None:
-        return None
-    if cfg.scaling.num_workers:
-        kept = sorted(((c.path, m) for c, m in (result.best_checkpoints or [])), key=lambda cm: cm[1].get("step", 0))
-    else:
-        from .loop import _local_checkpoints
-
-        kept = [(c, checkpoint_metrics(c)) for c in _local_checkpoints(str(run_dir / "checkpoints"))]
-    return best_checkpoint(kept, cfg.train.select_by) if kept else latest

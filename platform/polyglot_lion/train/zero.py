@@ -48,7 +48,7 @@ def deepspeed_config(cfg: Config) -> dict:
 def check_deepspeed_config(ds: dict) -> dict:
     """Parse ``ds`` with DeepSpeed's own config class; ValueError naming what is wrong. Returns what it read."""
     try:
-        from deepspeed.runtime.config import DeepSpeedConfig
+        from deepspeed.runtime.config import DeepSpeedConfig  # optional dependency (polyglot-lion[deepspeed])
     except ImportError as e:
         raise ValueError("scaling.deepspeed_stage needs DeepSpeed: pip install 'polyglot-lion[deepspeed]' "
                          f"({e})") from None

@@ -1,5 +1,5 @@
 """MLflow: the tracking server checked before a job starts, runs that always end with a status, and what a
-finished training run leaves behind (cost, artifacts, a registered model version)."""
+finished training run leaves behind (cost, artifacts, training curves, a registered model version)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ import threading
 import traceback
 from contextlib import contextmanager
 from pathlib import Path
+
+from ..data.balance import plot_balance
+from ..train.checkpoints import checkpoint_metrics, training_state
 
 # MLflow's own HTTP retries, bounded for a job (its defaults: 7 retries with backoff, 120 s timeout each: minutes
 # before a vanished server is reported)
@@ -114,9 +117,7 @@ def log_training_result(cfg, run_id: str, result, wall_hours: float, gpus: int, 
     Wall and GPU hours (and the cost) add up over the calls that trained the run (a resume adds its own time).
     ``trained`` False (a rerun that found the run finished): cost, model and version are the run's as they were;
     nothing is logged or registered again (``already_finished`` in the result)."""
-    from mlflow.tracking import MlflowClient
-
-    from .data.balance import plot_balance
+    from mlflow.tracking import MlflowClient  # heavy (MLflow): imported when a run is logged
 
     client = MlflowClient(tracking_uri=cfg.tracking.uri)
     so_far = client.get_run(run_id).data.metrics  # the calls before this one
@@ -127,13 +128,11 @@ def log_training_result(cfg, run_id: str, result, wall_hours: float, gpus: int, 
            "wall_hours": so_far.get("wall_hours", 0.0) + (wall_hours if trained else 0.0),
            "wall_hours_this_call": wall_hours,
            "gpu_hours": so_far.get("gpu_hours", 0.0) + (wall_hours * gpus if trained else 0.0),
-           "model_version": None, "model_step": _training_state(model).get("step") if model else None}
-    latest_state = _training_state(latest_checkpoint) if latest_checkpoint else {}
+           "model_version": None, "model_step": training_state(model).get("step") if model else None}
+    latest_state = training_state(latest_checkpoint) if latest_checkpoint else {}
     if latest_state.get("stopped_early"):  # train.early_stop_patience ended the run
         out["stopped_early_at_step"] = latest_state["step"]
     if not trained:  # the run's model and version as they were
-        from .train.loop import checkpoint_metrics
-
         out["already_finished"] = True
         out["metrics"] = out["metrics"] or (checkpoint_metrics(latest_checkpoint) if latest_checkpoint else {})
         mine = [v for v in client.search_model_versions(f"run_id='{run_id}'")
@@ -164,7 +163,7 @@ def log_training_result(cfg, run_id: str, result, wall_hours: float, gpus: int, 
         client.log_metric(run_id, "model_step", out["model_step"], step=out["model_step"])
     client.log_artifacts(run_id, model, "model")
     if cfg.tracking.registered_model:
-        from mlflow.exceptions import MlflowException
+        from mlflow.exceptions import MlflowException  # heavy (MLflow), as above
 
         try:
             client.create_registered_model(cfg.tracking.registered_model)
@@ -174,14 +173,6 @@ def log_training_result(cfg, run_id: str, result, wall_hours: float, gpus: int, 
         mv = client.create_model_version(cfg.tracking.registered_model, source, run_id)
         out["model_version"] = {"name": cfg.tracking.registered_model, "version": mv.version, "source": source}
     return out
-
-
-def _training_state(checkpoint: str) -> dict:
-    """A checkpoint's training state (step, data position, ...; {} when it has none)."""
-    from .train.loop import STATE_FILE
-
-    state = Path(checkpoint, STATE_FILE)
-    return json.loads(state.read_text()) if state.exists() else {}
 
 
 CURVES = (("loss", "dev_loss"), ("lr",), ("grad_norm",), ("audio_s_per_s",),
@@ -196,7 +187,7 @@ def plot_training_curves(client, run_id: str, out_png: str) -> str | None:
                for keys in CURVES for k in keys}
     if not history["loss"]:
         return None
-    import matplotlib
+    import matplotlib  # heavy: only a run with a history plots
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
