@@ -26,6 +26,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .store import list_partitions, read_metadata, store_fingerprint
+
 STRATEGIES = ("two-stage", "temperature", "natural")
 PLAN_FILE = "plan.parquet"
 SUMMARY_FILE = "summary.json"
@@ -222,7 +224,6 @@ def check_plan_against_store(store: str, plan_dir: str, split: str = "train") ->
     """Refuse (ValueError) a plan whose utterances are not all in ``store``'s ``split``, naming how many are missing
     and from which datasets, and the store the plan was made from. Reads ids only. Returns {"note": ...} when
     every row is there but the store's fingerprint differs from the plan's (the store changed since)."""
-    from .store import read_metadata, store_fingerprint
 
     plan = read_plan(plan_dir).select(["id", "dataset"])
     meta = read_metadata(store, split, columns=["id", "dataset"])
@@ -290,7 +291,6 @@ def read_balanced(store: str, plan_dir: str, split: str = "train", columns: list
     """
     import ray
 
-    from .store import list_partitions
 
     plan = read_plan(plan_dir)
     counts = Counter(plan["id"].to_pylist())

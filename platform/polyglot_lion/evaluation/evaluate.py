@@ -16,6 +16,10 @@ import sys
 import time
 from pathlib import Path
 
+from ..data.audio import decode_flac
+from ..data.store import list_partitions
+from ..inference.source import tracking_uri as default_tracking
+from ..inference.transcriber import Transcriber
 from .benchmarks import BENCHMARKS, COLUMNS, PUBLISHED, SOURCE, benchmark_for_dataset
 from .scoring import average_excluding, capped_error_rate, exact_match_rate, language_id_accuracy, score
 
@@ -57,10 +61,6 @@ def evaluate(model_uri: str, store: str, split: str = "test", benchmarks: list[s
              out_dir: str | None = None, tracking_uri: str | None = None, max_utterances: int | None = None,
              batch_size: int = 16, label: str | None = None, log_to_mlflow: bool = True, transcriber=None,
              progress: bool = True, experiment: str = EVAL_EXPERIMENT) -> dict:
-    from ..data.audio import decode_flac
-    from ..data.store import list_partitions
-    from ..inference.source import tracking_uri as default_tracking
-    from ..inference.transcriber import Transcriber
 
     parts = _select(list_partitions(store, split), benchmarks)
     if not parts:
@@ -240,7 +240,7 @@ def log_evaluation(res: dict, tracking: str, out_dir: str | None, experiment: st
     """An MLflow run in the eval experiment; scores also tagged onto the registered model version."""
     from mlflow.tracking import MlflowClient
 
-    from ..tracking import run_status
+    from ..tracking import run_status  # MLflow and the training side: only a logged evaluation needs them
 
     client = MlflowClient(tracking_uri=tracking)
     exp = client.get_experiment_by_name(experiment)

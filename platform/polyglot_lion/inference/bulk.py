@@ -34,6 +34,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..data.archives import MemberError, archive_kind, iter_members, list_members
+from ..data.audio import AudioRejected, DecodeLimits, decode_audio, without_object_reprs
+from ..data.store import list_partitions
+from ..runtime import init_ray
+from .source import resolve_model
+from .transcriber import Transcriber, language_name
 
 OUTPUT_SCHEMA = pa.schema([("id", pa.string()), ("source", pa.string()), ("text", pa.string()),
                            ("language", pa.string()), ("duration_s", pa.float64()), ("error", pa.string()),
@@ -126,7 +131,6 @@ def _manifest_rows(path: str, prefix: str) -> list[dict]:
 
 
 def _store_rows(store: str, split: str) -> list[dict]:
-    from ..data.store import list_partitions
 
     parts = list_partitions(store, split)
     if not parts:
@@ -273,7 +277,6 @@ def read_and_decode(batch: dict, max_duration_s: float | None = None, max_input_
                     max_decoded_mb: float = 512.0, max_batch_mb: float = 1024.0) -> Iterator[dict]:
     """Work items -> {id, source, samples (float32 bytes), duration_s, error}, yielded in pieces of at most
     ``max_batch_mb`` of samples (Ray Data takes a generator). Never raises for one item; one row per item."""
-    from ..data.audio import AudioRejected, DecodeLimits, decode_audio, without_object_reprs
 
     limits = DecodeLimits(max_decoded_mb=max_decoded_mb)
     items = [dict(zip(batch, vals)) for vals in zip(*batch.values())]
@@ -316,7 +319,6 @@ class TranscribeAndWrite:
     def __init__(self, model_uri: str, out_dir: str, language: str | None, batch_size: int,
                  tracking_uri: str | None, max_new_tokens: int | None = None, max_duration_s: float | None = None,
                  decode_kwargs: dict | None = None):
-        from .transcriber import Transcriber
 
         self.tr = Transcriber.load(model_uri, tracking_uri=tracking_uri, batch_size=batch_size,
                                    max_new_tokens=max_new_tokens)
@@ -407,14 +409,11 @@ def transcribe_bulk(model_uri: str, inputs: list[str], out_dir: str, opts: BulkO
     """Run (or finish) a bulk transcription; returns the summary (also OUT/summary.json)."""
     import ray
 
-    from ..runtime import init_ray
 
     opts.check()
     if opts.language:
-        from .transcriber import language_name
 
         language_name(opts.language)  # a bad language fails here, before Ray starts
-    from .source import resolve_model
 
     resolve_model(model_uri, opts.tracking_uri)  # a bad model URI fails here too
     items = list_inputs(inputs, opts.split)

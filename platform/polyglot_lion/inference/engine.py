@@ -34,6 +34,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..model.encoder_attention import use_batched_encoder_attention, window_layout
+from ..model.host_layout import _encode_audio
+
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 MIN_CACHE_LEN = 64
 
@@ -138,7 +141,6 @@ class DecodeEngine:
                  loop_guard: bool = True, check_every: int = 8):
         from transformers.models.qwen3_asr.modeling_qwen3_asr import Qwen3ASRForConditionalGeneration
 
-        from ..model.encoder_attention import use_batched_encoder_attention
 
         if not isinstance(model, Qwen3ASRForConditionalGeneration):
             raise ValueError(f"DecodeEngine needs a Qwen3ASRForConditionalGeneration (is {type(model).__name__})")
@@ -332,8 +334,6 @@ class DecodeEngine:
             get_audio_cu_seqlens,
         )
 
-        from ..model.encoder_attention import window_layout
-        from ..model.host_layout import _encode_audio
 
         core = self.model.model
         a = core.audio_tower.config

@@ -23,6 +23,7 @@ from typing import Sequence
 import numpy as np
 
 from ..data.schema import LANGUAGES
+from .source import resolve_model
 
 RATE = 16_000
 ENGINES = ("static", "hf")
@@ -187,7 +188,7 @@ class Transcriber:
         self._torch = torch
         self.engine_name, self.engine, self.warm_up_s = engine, None, 0.0
         if engine == "static":
-            from .engine import DecodeEngine, changed_greedy_settings
+            from .engine import DecodeEngine, changed_greedy_settings  # torch: only when a model is loaded
 
             changed = changed_greedy_settings(model.generation_config)
             if changed:  # what generate() would do differently: keep the checkpoint's behaviour, say so once
@@ -207,8 +208,7 @@ class Transcriber:
         constructor."""
         import torch
 
-        from ..model.loading import load_model
-        from .source import resolve_model
+        from ..model.loading import load_model  # transformers and torch: only when a model is loaded
 
         source = resolve_model(uri, tracking_uri)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")

@@ -38,6 +38,9 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from ray import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from polyglot_lion.data.audio import REJECT_REASONS, AudioRejected, DecodeLimits, decode_audio, without_object_reprs
+from polyglot_lion.inference.transcriber import Transcriber, language_name
+
 RESPONSE_FORMATS = ("json", "text", "verbose_json")
 PAGE = Path(__file__).with_name("page.html")
 
@@ -85,7 +88,6 @@ class ServeSettings:
         return s
 
     def decode_limits(self):
-        from polyglot_lion.data.audio import DecodeLimits
 
         return DecodeLimits(self.max_channels, self.max_rate_hz, self.max_decoded_mb)
 
@@ -179,7 +181,6 @@ class TranscriptionService:
 
     # --- model lifecycle ----------------------------------------------------------------------------------
     def _load(self, uri: str) -> None:
-        from polyglot_lion.inference.transcriber import Transcriber
 
         self.tr = Transcriber.load(uri, tracking_uri=self.settings.tracking_uri, chunk_s=self.settings.chunk_s,
                                    batch_size=self.settings.max_batch_size,
@@ -199,7 +200,6 @@ class TranscriptionService:
         uri = cfg.get("model", self.settings.model)
         revision = cfg.get("revision")
         if self.tr is None or uri != self.settings.model or revision != self.revision:
-            from polyglot_lion.inference.transcriber import Transcriber
 
             new = await asyncio.to_thread(
                 Transcriber.load, uri, tracking_uri=self.settings.tracking_uri, chunk_s=self.settings.chunk_s,
@@ -311,7 +311,6 @@ class TranscriptionService:
 
     def _decode(self, data: bytes) -> np.ndarray:
         """Runs in a worker thread (see transcriptions): libsndfile and soxr release the GIL while they work."""
-        from polyglot_lion.data.audio import REJECT_REASONS, AudioRejected, decode_audio, without_object_reprs
 
         try:
             return decode_audio(data, max_duration_s=self.settings.max_audio_s,
@@ -367,7 +366,6 @@ class TranscriptionService:
                               "invalid_value", "response_format")
             language = fields.get("language") or None
             if language:
-                from polyglot_lion.inference.transcriber import language_name
 
                 try:
                     language_name(language)

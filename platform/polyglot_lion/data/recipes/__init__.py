@@ -61,6 +61,7 @@ class Recipe:
 
 
 def _registry() -> dict[str, Recipe]:
+    # the recipe modules import Recipe and Listing from this package: imported here, when first asked for
     from . import aishell, commonvoice, fleurs, librispeech, mesolitica, nsc, openslr
 
     recipes = [librispeech.RECIPE, nsc.RECIPE, commonvoice.RECIPE, aishell.AISHELL1, aishell.AISHELL3,
