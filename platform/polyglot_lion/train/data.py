@@ -21,8 +21,6 @@ import threading
 
 import numpy as np
 import pyarrow as pa
-import torch
-import torch.distributed as dist
 
 from ..data.audio import decode_flac
 from ..model.prompts import Example, PromptEncoder, bucket_batches, collate
@@ -256,6 +254,11 @@ def synced(batches, world: int, group=None):
     """Yield micro-batches while every rank still has one; then drain the rest (dropped for this read): each
     backward pass is a collective when there are several ranks, so all run the same number. The flag is a CPU
     tensor reduced over ``group``, a gloo group (no GPU sync per micro-batch)."""
+    # torch only here: this module is imported by every Ray Data task that reads or featurises rows, and a fresh
+    # task process would pay seconds for importing torch it never uses
+    import torch
+    import torch.distributed as dist
+
     it = iter(batches)
     while True:
         item = next(it, None)
