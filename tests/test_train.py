@@ -304,3 +304,31 @@ def test_local_checkpoints_ignore_a_copy_in_progress(tmp_path):
     assert [p.rsplit("/", 1)[1] for p in local_checkpoints(str(tmp_path))] == [
         "checkpoint_step_00000003", "checkpoint_step_00000006"]
     assert latest_local_checkpoint(str(tmp_path)).path.endswith("checkpoint_step_00000006")
+
+
+def test_a_time_budget_drives_the_schedule_and_ends_the_run():
+    from polyglot_lion.train.budget import TimeBudget
+    from polyglot_lion.train.step import warmup_cosine
+
+    clock = {"f": 0.0}
+    f = warmup_cosine(1000, 100, time_progress=lambda: clock["f"])
+    plain = warmup_cosine(1000, 100)
+    assert f(50) == plain(50) and f(600) == plain(600)  # the steps are further along: the step schedule
+    clock["f"] = 0.5  # half the time spent at step 50: the schedule is at step 500's value
+    assert f(50) == pytest.approx(plain(500)) and f(600) == plain(600)
+    clock["f"] = 1.0
+    assert f(10) == pytest.approx(0.0)  # the budget spent: decayed to 0 whatever the step
+
+    b = TimeBudget(max_minutes=1.0, spent_s=30.0)  # a resumed run that had spent half its budget
+    assert b.progress() == pytest.approx(0.5) and not b.done
+    assert not b.out_of_time(3, every=2) and b.progress() == pytest.approx(0.5)  # not a log step: no reading
+    b.spent_before = 61.0  # as if a minute had passed
+    assert b.out_of_time(4, every=2) and b.done and b.progress() > 1.0
+    assert TimeBudget(max_minutes=1.0, spent_s=60.0).done  # resumed with its budget spent: nothing to train
+    none = TimeBudget(max_minutes=0.0)
+    assert not none.out_of_time(10, every=10) and none.progress() == 0.0 and not none.done
+
+
+def test_max_minutes_must_not_be_negative():
+    with pytest.raises(ConfigError, match=r"train.max_minutes must be >= 0 \(is -1.0"):
+        load_config(None, ["train.max_minutes=-1"])

@@ -550,3 +550,22 @@ def test_sigterm_during_training_ends_the_mlflow_run_killed(tmp_path, corpus_sto
     (run,) = client.search_runs([client.get_experiment_by_name("polyglot-lion").experiment_id])
     assert run.info.status == "KILLED" and run.info.end_time, run.info
     assert "RunKilled" in run.data.tags["error"]
+
+
+@pytest.mark.ray
+def test_a_time_budget_ends_training_early_with_a_checkpoint_and_resumes_spent(tmp_path, corpus_store):
+    from polyglot_lion.train.run import train
+
+    store, plan = corpus_store
+    cfg = load_config(CONFIG, _overrides(tmp_path, store, plan, "budget", **{
+        "train.max_steps": 100000, "train.max_minutes": 0.05, "train.log_every": 2,
+        "train.checkpoint_every": 100000, "train.warmup_ratio": 0.0}))
+    out = train(cfg)
+    step = out["metrics"]["step"]
+    assert 2 <= step < 100000 and step % 2 == 0  # ended at a log step once 3 s were spent, not at max_steps
+    assert out["out_of_time_at_step"] == step == out["model_step"] and out["model_version"]  # checkpointed, registered
+    spent = dict(_history(tmp_path, out["mlflow_run_id"], "train_s"))
+    assert spent[step] >= 3.0 and all(v < 3.0 for s, v in spent.items() if s < step)
+    # (the schedule on the clock: test_train.py; here the first read's start-up alone may spend the 3 s)
+    again = train(cfg)  # the same run again: its budget is spent, nothing is trained or registered
+    assert again["already_finished"] and again["metrics"]["step"] == step

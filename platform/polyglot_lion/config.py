@@ -95,6 +95,11 @@ class ModelSection:
 @dataclass
 class TrainSection:
     max_steps: int = _f(200, "optimizer steps in total (resume continues to this count)")
+    max_minutes: float = _f(0.0, "if > 0: a wall-time budget for the training steps, in minutes (start-up not "
+                                 "counted; dev evaluations and checkpoints during training are): the schedule runs "
+                                 "on whichever is further along, steps of max_steps or time of max_minutes, and the "
+                                 "step at which the time is spent is the last (checkpointed, evaluated), so a "
+                                 "slower machine trains fewer steps, not longer; read at log steps")
     epochs: float = _f(0.0, "if > 0: train about this many epochs of the balance plan instead; max_steps is then "
                             "set from the plan before training starts (its clips bucketed as the worker buckets "
                             "them, per grad_accum and worker; printed, and logged as train.max_steps)")
@@ -251,6 +256,8 @@ def _semantic_problems(cfg: Config, check_paths: bool) -> list[str]:
                    ("data.frame_multiple", cfg.data.frame_multiple)):
         if v < 1:
             out.append(f"{key} must be >= 1 (is {v})")
+    if t.max_minutes < 0 or t.max_minutes != t.max_minutes:
+        out.append(f"train.max_minutes must be >= 0 (is {t.max_minutes}; 0: no time budget, max_steps alone)")
     if t.dev_eval_every < 0:
         out.append(f"train.dev_eval_every must be >= 0 (is {t.dev_eval_every}; 0: off)")
     elif t.dev_eval_every and not cfg.data.dev_split:

@@ -50,3 +50,11 @@ def ray_job_submission_id() -> str:
         except (ValueError, AttributeError):
             return ""
     return os.environ.get("RAY_JOB_SUBMISSION_ID", "")
+
+
+def progress_bar(progress, **kwargs):
+    """A tqdm bar as ``progress`` asks: False (none), True (on stderr) or a text stream to draw it on (the demo's
+    terminal, when its stderr goes to a log file)."""
+    from tqdm import tqdm  # light, but only the callers that draw a bar need it
+
+    return tqdm(disable=not progress, file=progress if hasattr(progress, "write") else None, **kwargs)

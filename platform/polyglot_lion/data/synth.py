@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..runtime import progress_bar
 from . import wordlists
 from .schema import LANGUAGES, SPLITS
 
@@ -140,13 +141,13 @@ def synthesize_corpus(
     return specs
 
 
-def _run_jobs(espeak: str, jobs: list[tuple], workers: int, progress: bool) -> None:
-    from tqdm import tqdm
-
+def _run_jobs(espeak: str, jobs: list[tuple], workers: int, progress) -> None:
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = [pool.submit(_speak, espeak, *j) for j in jobs]
-        for fut in tqdm(futures, desc="espeak-ng", unit="clip", disable=not progress):
-            fut.result()
+        with progress_bar(progress, total=len(futures), desc="espeak-ng", unit="clip") as bar:
+            for fut in futures:
+                fut.result()
+                bar.update()
 
 
 def corpus_hours(specs: list[dict]) -> float:

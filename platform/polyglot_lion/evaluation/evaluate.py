@@ -20,6 +20,7 @@ from ..data.audio import decode_flac
 from ..data.store import list_partitions
 from ..inference.source import tracking_uri as default_tracking
 from ..inference.transcriber import Transcriber
+from ..runtime import progress_bar
 from .benchmarks import BENCHMARKS, COLUMNS, PUBLISHED, SOURCE, benchmark_for_dataset
 from .scoring import average_excluding, capped_error_rate, exact_match_rate, language_id_accuracy, score
 
@@ -69,11 +70,7 @@ def evaluate(model_uri: str, store: str, split: str = "test", benchmarks: list[s
     info = tr.describe()
     label = label or (f"{info['name']} v{info['version']}" if info.get("name") else model_uri)
     results, hyp_lines = {}, []
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(parts), desc="evaluate", unit="set")
+    bar = progress_bar(progress, total=len(parts), desc="evaluate", unit="set") if progress else None
     skipped: dict[str, list[dict]] = {}  # test set -> utterances whose audio does not decode (not scored)
     for p in parts:
         rows, audios = [], []

@@ -132,6 +132,8 @@ def log_training_result(cfg, run_id: str, result, wall_hours: float, gpus: int, 
     latest_state = training_state(latest_checkpoint) if latest_checkpoint else {}
     if latest_state.get("stopped_early"):  # train.early_stop_patience ended the run
         out["stopped_early_at_step"] = latest_state["step"]
+    if cfg.train.max_minutes and latest_state.get("train_s", 0.0) >= cfg.train.max_minutes * 60:
+        out["out_of_time_at_step"] = latest_state["step"]  # train.max_minutes ended the run
     if not trained:  # the run's model and version as they were
         out["already_finished"] = True
         out["metrics"] = out["metrics"] or (checkpoint_metrics(latest_checkpoint) if latest_checkpoint else {})
@@ -156,8 +158,9 @@ def log_training_result(cfg, run_id: str, result, wall_hours: float, gpus: int, 
             client.log_artifact(run_id, curves, "plots")
     if model is None:
         return out
-    if "stopped_early_at_step" in out:
-        client.set_tag(run_id, "stopped_early_at_step", str(out["stopped_early_at_step"]))
+    for key in ("stopped_early_at_step", "out_of_time_at_step"):
+        if key in out:
+            client.set_tag(run_id, key, str(out[key]))
     if out["model_step"] is not None:
         # the step of the logged, registered model (train.select_by chose it)
         client.log_metric(run_id, "model_step", out["model_step"], step=out["model_step"])

@@ -29,6 +29,7 @@ import torch
 from ..config import build_config
 from ..model.efficiency import keep_grad_buffers
 from ..testing.faults import maybe_crash
+from .budget import TimeBudget
 from .checkpoints import (
     DS_TAG,
     OPTIM_FILE,
@@ -79,13 +80,14 @@ def train_loop_per_worker(config: dict) -> None:
     local_dir = config.get("local_checkpoint_dir")  # Train's local mode (num_workers 0): no Ray storage
     resume = ray.train.get_checkpoint() or (local_dir and latest_local_checkpoint(local_dir))
     processor, model, state, optim_state = _setup_model(config["base_model_dir"], cfg, resume, rank, device, ds_config)
-    graphs = uses_cuda_graphs(cfg.model, deepspeed=bool(ds_config))  # gradient buffers kept, a mark per micro-batch
-    engine, model, optimizer, scheduler, params = _setup_optimizer(model, tr, device, bf16_weights, graphs, ds_config,
-                                                                   resume, optim_state, world)
-    core = model.module if hasattr(model, "module") else model
     # host-side reductions go over a gloo group of CPU tensors (NCCL cannot reduce them; a GPU tensor would make
     # every micro-batch wait for a read-back); made on CPU runs too, so the 2-worker test runs this very path
     cpu_group = torch.distributed.new_group(backend="gloo") if world > 1 else None
+    budget = TimeBudget(tr.max_minutes, state.get("train_s", 0.0), world, cpu_group)  # train.max_minutes
+    graphs = uses_cuda_graphs(cfg.model, deepspeed=bool(ds_config))  # gradient buffers kept, a mark per micro-batch
+    engine, model, optimizer, scheduler, params = _setup_optimizer(model, tr, device, bf16_weights, graphs, ds_config,
+                                                                   resume, optim_state, world, budget)
+    core = model.module if hasattr(model, "module") else model
     forward = functools.partial(micro_batch_loss, model, device=device, float_dtype=float_dtype, autocast=autocast,
                                 host_layout=cfg.model.host_layout, token_multiple=data.token_multiple,
                                 frame_multiple=data.frame_multiple, graphs=graphs)
@@ -115,7 +117,7 @@ def train_loop_per_worker(config: dict) -> None:
     accum = 0  # micro-batches in the optimizer step being accumulated (a step may span two reads, as DeepSpeed's)
     reads = ShardReads(train_shard, read, data.read_ahead_rows)  # the next read starts while this one trains
     try:
-        while step < tr.max_steps and not stopped:
+        while step < tr.max_steps and not stopped and not budget.done:
             skipped = SkippedRows()
             batches = _micro_batches(reads, read, skipped, data, cfg.run.seed, rank, processor.tokenizer.pad_token_id)
             done_in_read = rows_in_read = 0
@@ -143,15 +145,16 @@ def train_loop_per_worker(config: dict) -> None:
                     accum = 0
                     grad_norm = optimizer_step(params, optimizer, scheduler, tr.clip_norm, keep_grad_buffers=graphs)
                 step += 1
+                last = step == tr.max_steps or budget.out_of_time(step, tr.log_every)
                 state = {"step": step, "read": read, "batches_done": done_in_read, "max_steps": tr.max_steps,
-                         "skipped_before_read": skipped_before, "select_scores": scores}
-                last = step == tr.max_steps
+                         "skipped_before_read": skipped_before, "select_scores": scores, "train_s": budget.spent_s()}
                 checkpoint_due = step % tr.checkpoint_every == 0 or last
                 if step % tr.log_every == 0 or checkpoint_due or dev.due(step, last):
                     epoch = read * data.plan_passes + (rows_in_read * world / plan_rows if plan_rows else 0.0)
                     metrics = window.metrics(step, epoch, scheduler.get_last_lr()[0], grad_norm, world,
                                              tr.grad_accum, device)
-                    metrics.update(skipped_metrics(skipped_counts(skipped, skipped_before, world, cpu_group)))
+                    metrics.update(skipped_metrics(skipped_counts(skipped, skipped_before, world, cpu_group)),
+                                   train_s=state["train_s"])  # time into training (train.max_minutes counts it)
                     metrics.update(dev.measure(step, last))
                     if checkpoint_due and tr.select_by != "last":
                         scores.append(float(metrics.get(tr.select_by, math.nan)))  # NaN on ranks without it
@@ -172,7 +175,7 @@ def train_loop_per_worker(config: dict) -> None:
                 maybe_crash(step, config.get("inject_crash_at_step"), config.get("crash_marker_dir"))
                 if last or stopped:
                     break
-            if step >= tr.max_steps or stopped:
+            if step >= tr.max_steps or stopped or budget.done:
                 break
             _check_read_trained(done_in_read, skip, skipped)
             skipped_before = skipped_counts(skipped, skipped_before, world, cpu_group)
@@ -211,12 +214,13 @@ def _setup_model(base_model_dir: str, cfg, resume, rank: int, device: torch.devi
 
 
 def _setup_optimizer(model, tr, device: torch.device, bf16_weights: bool, graphs: bool, ds_config: dict | None,
-                     resume, optim_state: dict | None, world: int):
+                     resume, optim_state: dict | None, world: int, budget: TimeBudget):
     """(DeepSpeed's engine or None, the model to call, optimizer, schedule, trained parameters): AdamW and its
     schedule, wrapped with the model by DeepSpeed (its states loaded from ``resume``) or, on ``world`` > 1 ranks,
     the model wrapped by DDP (the optimizer and schedule states loaded from ``optim_state``)."""
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer, scheduler = build_optimizer(params, tr, device, bf16_weights, deepspeed=bool(ds_config))
+    optimizer, scheduler = build_optimizer(params, tr, device, bf16_weights, deepspeed=bool(ds_config),
+                                           time_progress=budget.progress if tr.max_minutes else None)
     if bf16_weights:  # after the masters were copied from the fp32 weights
         model.to(torch.bfloat16)
     if graphs:  # gradients accumulate in place into buffers kept across steps, never in a graph's own memory

@@ -16,14 +16,12 @@ import threading
 import time
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from ..config import Config
 from ..data.balance import check_plan_against_store, read_balanced, read_plan
 from ..data.store import list_partitions, read_metadata
 from ..model.loading import _refuse_original, checkpoint_format
 from ..model.tiny import PRESETS, save_tiny_checkpoint
-from ..runtime import init_ray, ray_job_submission_id
+from ..runtime import init_ray, progress_bar, ray_job_submission_id
 from ..tracking import check_tracking, log_training_result, run_status
 from .checkpoints import checkpoint_folders, selected_checkpoint
 from .data import Featurize, featurize_batch, steps_for_epochs
@@ -143,11 +141,14 @@ class _ProgressBar:
     logged step and loss, read from its MLflow history every ``every_s`` seconds. For drivers that keep the
     workers' own progress lines out of their console (``init_ray(quiet=True)``, as the demo)."""
 
-    def __init__(self, tracking_uri: str, run_id: str, max_steps: int, every_s: float = 2.0):
+    def __init__(self, tracking_uri: str, run_id: str, max_steps: int, max_minutes: float = 0.0, every_s: float = 2.0,
+                 progress=True):
         from mlflow.tracking import MlflowClient  # heavy (MLflow), as in _mlflow_run
 
         self.client, self.run_id, self.every_s = MlflowClient(tracking_uri=tracking_uri), run_id, every_s
-        self.bar = tqdm(total=max_steps, desc="train", unit="step", dynamic_ncols=True)
+        self.minutes = max_minutes  # a time budget: the bar counts its seconds, the step goes beside the loss
+        total, unit = (round(max_minutes * 60), "s") if max_minutes else (max_steps, "step")
+        self.bar = progress_bar(progress, total=total, desc="train", unit=unit, dynamic_ncols=True)
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._watch, name="train-progress", daemon=True)
 
@@ -155,8 +156,13 @@ class _ProgressBar:
         history = self.client.get_metric_history(self.run_id, "loss")
         if history:
             last = max(history, key=lambda m: m.step)
-            self.bar.update(max(0, last.step - self.bar.n))
-            self.bar.set_postfix(loss=f"{last.value:.4f}", refresh=True)
+            if self.minutes:
+                spent = max(self.client.get_metric_history(self.run_id, "train_s"), key=lambda m: m.step).value
+                self.bar.update(max(0, min(self.bar.total, round(spent)) - self.bar.n))
+                self.bar.set_postfix(step=last.step, loss=f"{last.value:.4f}", refresh=True)
+            else:
+                self.bar.update(max(0, last.step - self.bar.n))
+                self.bar.set_postfix(loss=f"{last.value:.4f}", refresh=True)
 
     def _watch(self) -> None:
         while not self.stop.wait(self.every_s):
@@ -253,7 +259,8 @@ def _train(cfg: Config, run_dir: Path, base: str, run_id: str, ds_config: dict |
             dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
         )
         if progress:
-            with _ProgressBar(cfg.tracking.uri, run_id, cfg.train.max_steps):
+            with _ProgressBar(cfg.tracking.uri, run_id, cfg.train.max_steps, cfg.train.max_minutes,
+                              progress=progress):
                 result = trainer.fit()
         else:
             result = trainer.fit()

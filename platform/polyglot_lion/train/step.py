@@ -14,9 +14,13 @@ from ..model.encoder_attention import use_batched_encoder_attention
 from ..model.host_layout import host_inputs, to_device, use_host_layout
 
 
-def warmup_cosine(max_steps: int, warmup_steps: int):
-    """The learning-rate factor by step: linear warm-up, then cosine decay to 0 at ``max_steps``."""
+def warmup_cosine(max_steps: int, warmup_steps: int, time_progress=None):
+    """The learning-rate factor by step: linear warm-up, then cosine decay to 0 at ``max_steps``. With
+    ``time_progress`` (a callable: the fraction of ``train.max_minutes`` spent, ``TimeBudget.progress``) the
+    schedule is at whichever is further along, the steps or the clock."""
     def f(step: int) -> float:
+        if time_progress is not None:
+            step = max(step, time_progress() * max_steps)
         if step < warmup_steps:
             return (step + 1) / max(1, warmup_steps)
         progress = (step - warmup_steps) / max(1, max_steps - warmup_steps)
@@ -58,14 +62,14 @@ def uses_cuda_graphs(m: ModelSection, deepspeed: bool = False) -> bool:
 
 
 def build_optimizer(params: list, t: TrainSection, device: torch.device, bf16_weights: bool = False,
-                    deepspeed: bool = False):
+                    deepspeed: bool = False, time_progress=None):
     """(AdamW, its warm-up/cosine LambdaLR) for ``params``: fused on a GPU (one kernel per step; not under
     DeepSpeed, which wraps both), ``MasterWeightAdamW`` for bf16 weights (the schedule then drives its inner
-    AdamW, which steps the fp32 master copies)."""
+    AdamW, which steps the fp32 master copies). ``time_progress``: see ``warmup_cosine``."""
     fused = {"fused": True} if device.type == "cuda" and not deepspeed else {}
     adamw = dict(lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay, **fused)
     optimizer = MasterWeightAdamW(params, **adamw) if bf16_weights else torch.optim.AdamW(params, **adamw)
-    lr_factor = warmup_cosine(t.max_steps, int(t.warmup_ratio * t.max_steps))  # of train.lr, by step
+    lr_factor = warmup_cosine(t.max_steps, int(t.warmup_ratio * t.max_steps), time_progress)  # of train.lr
     scheduler = torch.optim.lr_scheduler.LambdaLR(getattr(optimizer, "optimizer", optimizer), lr_factor)
     return optimizer, scheduler
 
