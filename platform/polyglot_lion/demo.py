@@ -1,23 +1,33 @@
 """The main job on embedded defaults, end to end: ``make demo``.
 
-    python -m polyglot_lion.demo --out demo_out [--train-steps 3600]
+    python -m polyglot_lion.demo --out demo_out [--train-minutes 4] [--verbose]
 
 Synthetic four-language corpus (espeak-ng; no download) -> import into the store with Ray Data -> two-stage
-balancing -> evaluate the untrained tiny Qwen3-ASR -> train it with Ray Train (MLflow run + registered
-version) -> promote it -> evaluate again, before/after table -> bulk-transcribe a folder -> start the Serve
-app, send one request over HTTP, shut it down -> where everything is.
+balancing -> evaluate the base model -> fine-tune it with Ray Train for a fixed wall-time budget (MLflow run +
+registered version) -> promote it -> evaluate again, before/after table -> bulk-transcribe a folder with Ray Data
+-> start the Serve app, send one request over HTTP, shut it down -> where everything is, and the time per stage.
 
-What the model is: a ~2.6M-parameter Qwen3-ASR built from scratch and trained for ~14 minutes on synthetic
-speech (random sentences of ~75 words per language read by espeak-ng). It shows the platform working end to
-end and learning to listen; it is not a speech recogniser for real audio.
+The base model is the tiny Qwen3-ASR shipped in the package (``polyglot_lion/assets/demo-base``): trained by
+``jobs/experiments/build_demo_base.py`` on the English and Mandarin of this very synthetic corpus, never on Tamil
+or Malay, as Qwen3-ASR is strong in English and Mandarin and weak in the other two. The demo fine-tunes it on all
+four with the paper's balancing. Training runs for ``--train-minutes`` of wall time (``train.max_minutes``), so a
+slower machine trains fewer steps rather than taking longer. ``--from-scratch`` trains the random tiny model
+instead (most of the learning; it needs ~15 minutes of training to show it).
+
+The screen shows the demo's own tables and, on a terminal, one progress bar per long stage; what the libraries
+write besides (Ray's and Ray Data's logs, warnings) goes to OUT/demo-details.log unless ``--verbose``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
+import sys
 import time
+import traceback
+from contextlib import contextmanager
 from pathlib import Path
 
 import ray
@@ -28,6 +38,7 @@ from .data.prepare import ImportSpec, PrepareOptions, format_summary, prepare
 from .data.stats import format_stats, store_stats
 from .data.store import read_metadata
 from .data.synth import corpus_hours, synthesize_corpus
+from .demo_base import SHIPPED, shipped_base
 from .evaluation.evaluate import evaluate
 from .inference.bulk import BulkOptions, transcribe_bulk
 from .runtime import init_ray
@@ -35,14 +46,95 @@ from .serving.app import build_app
 from .tracking.registry import promote
 from .train.run import prepare_base_model, train
 
+CONFIG = "jobs/configs/qwen3_asr/tiny_cpu.yaml"
 
-def _step(n: int, title: str) -> float:
-    print(f"\n=== {n}. {title} ===", flush=True)
-    return time.time()
+
+class Screen:
+    """The demo's screen. Its own lines go to stdout. Unless ``verbose``, everything the libraries write to
+    stderr (Ray's and Ray Data's logs and progress lines, Ray's C++ logs, warnings, transformers' bars) goes to
+    ``log_path`` instead (file descriptor 2 is redirected, so C++ and child-process output follows), and
+    ``bars`` is the terminal to draw the demo's own progress bars on (False when stderr is not a terminal: a log
+    file gets the tables, not the bars)."""
+
+    def __init__(self, log_path: Path, verbose: bool):
+        self.log_path, self.verbose = log_path, verbose
+        self.bars = True  # verbose: tqdm's default, stderr
+        self._saved = self._log = self._term = None
+
+    def __enter__(self) -> "Screen":
+        if self.verbose:
+            return self
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self._saved = os.dup(2)
+        self._log = open(self.log_path, "ab", buffering=0)
+        os.dup2(self._log.fileno(), 2)
+        self._term = os.fdopen(os.dup(self._saved), "w", buffering=1)
+        self.bars = self._term if self._term.isatty() else False
+        return self
+
+    def error(self, text: str) -> None:
+        """On the terminal's stderr (and in the log), whatever the redirection."""
+        for f in filter(None, (self._term, sys.stderr)):
+            print(text, file=f, flush=True)
+
+    def __exit__(self, *exc) -> None:
+        if self._saved is None:
+            return
+        sys.stderr.flush()
+        os.dup2(self._saved, 2)
+        os.close(self._saved)
+        self._term.close()
+        self._log.close()
+
+
+class Stages:
+    """The numbered stage headers and the wall time of each (``timings``: title -> seconds)."""
+
+    def __init__(self):
+        self.timings: dict[str, float] = {}
+        self.n = 0
+
+    @contextmanager
+    def __call__(self, title: str, key: str):
+        self.n += 1
+        print(f"\n=== {self.n}. {title} ===", flush=True)
+        t = time.time()
+        try:
+            yield
+        finally:
+            self.timings[key] = time.time() - t
+
+
+def summary_text(out: Path, db: str, uri: str, timings: dict, wall_s: float, bulk: dict | None,
+                 model_step: int | None, from_scratch: bool = False) -> str:
+    """The closing summary: which component did what, where everything is, and the time per stage."""
+    corpus_dir, store, plan_dir = out / "corpus", out / "store", out / "plans" / "two-stage"
+    per_stage = ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
+    transcribed = f"{bulk['transcribed']} transcribed, {bulk['errors']} errors counted" if bulk else "not run"
+    return f"""What ran:
+  Ray Data       imported the corpus into the store (decode, resample, FLAC, normalise) and fed training
+  Ray Train      {"trained the random tiny model" if from_scratch else "fine-tuned the base model"} (one worker), checkpoints in {out}/runs/demo/
+  MLflow         the training run, its curves and the registered model {uri} (step {model_step})
+  Ray Data bulk  bulk-transcribed a folder ({transcribed}) -> {out}/transcripts/
+  Ray Serve      answered one OpenAI-style request over HTTP, then shut down
+Where things are:
+  corpus, store, plan     {corpus_dir}, {store}, {plan_dir}
+  balance chart           {out}/balance.png
+  evaluations             {out}/eval_before/, {out}/eval_after/ (results.md, results.png, results.json)
+  library logs            {out}/demo-details.log
+  MLflow UI               mlflow ui --backend-store-uri {db} --host 127.0.0.1   (or: make mlflow-ui)
+  registry                polyglot-lion models --tracking-uri {db} show polyglot-lion-tiny
+  serve it yourself       MLFLOW_TRACKING_URI={db} polyglot-lion serve --model {uri}
+Time per stage: {per_stage}; {wall_s:.0f} s in all ({out}/timings.json).
+What the model is: a 2.6M-parameter Qwen3-ASR {"trained from scratch" if from_scratch else "fine-tuned"} for minutes on synthetic espeak-ng speech (random
+sentences from ~75 words per language){"" if from_scratch else " from a base that knew only English and Mandarin"}: it shows
+the platform working end to end and the model learning, not a recogniser for real audio. WER on random word
+sequences is harsh (no language model can guess the next word): read it beside the exact-match column."""
 
 
 def _dev_rates(db: str, run_id: str) -> str:
-    from mlflow.tracking import MlflowClient
+    from mlflow.tracking import MlflowClient  # heavy (MLflow): only once a run is there to read
 
     history = MlflowClient(tracking_uri=db).get_metric_history(run_id, "dev_capped_error_rate")
     return ", ".join(f"step {m.step} {m.value:.1f}%" for m in sorted(history, key=lambda m: m.step))
@@ -64,124 +156,153 @@ def _before_after(before: dict, after: dict) -> str:
     return "\n".join(lines)
 
 
+def _train_overrides(args, store: Path, plan_dir: Path, out: Path, db: str, base: str) -> list[str]:
+    """The demo's training settings on top of the tiny CPU config: a wall-time budget (train.max_minutes) with the
+    schedule on the clock, a checkpoint and a dev transcription every 250 steps and at the end, the checkpoint with
+    the lowest dev error rate registered."""
+    scratch = args.from_scratch
+    steps = args.train_steps or (3600 if scratch else 20000)  # an upper bound when the time budget ends the run
+    every = max(50, steps // 4) if scratch and args.train_steps else 250
+    return [f"data.store={store}", f"data.plan={plan_dir}", f"run.output_dir={out}/runs", "run.name=demo",
+            f"run.seed={args.seed}", f"tracking.uri={db}", "tracking.registered_model=polyglot-lion-tiny",
+            f"model.source={'tiny' if scratch else base}", f"train.max_steps={steps}",
+            f"train.max_minutes={0 if args.train_steps else args.train_minutes}",
+            f"train.checkpoint_every={every}", f"train.dev_eval_every={every}", "train.select_by=dev_capped_error_rate",
+            "train.log_every=25", "train.dev_every=0", "train.warmup_ratio=0.05", "train.lr=0.001",
+            "train.betas=[0.9, 0.98]", "data.max_frames_per_batch=8000", "data.max_batch_size=16",
+            "scaling.num_workers=1", "scaling.cpus_per_worker=1"]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m polyglot_lion.demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="demo_out", help="output folder (default demo_out; replaced)")
     p.add_argument("--train-utterances", type=int, default=4800, help="synthetic train utterances (default 4800)")
     p.add_argument("--eval-utterances", type=int, default=8, help="dev/test utterances per dataset (default 8)")
-    p.add_argument("--train-steps", type=int, default=3600, help="optimizer steps of the tiny model (default 3600, "
-                                                                 "~14 min on 2 cores)")
+    p.add_argument("--train-minutes", type=float, default=4.0,
+                   help="wall-time budget of the fine-tune (train.max_minutes; default 4)")
+    p.add_argument("--train-steps", type=int, default=0, help="train this many steps instead of --train-minutes")
+    p.add_argument("--from-scratch", action="store_true", help="train the random tiny model instead of "
+                                                               "fine-tuning the shipped base")
+    p.add_argument("--base", default=SHIPPED, help="the base model folder (default: the shipped one)")
     p.add_argument("--port", type=int, default=8000, help="port for the Serve step (default 8000)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--verbose", action="store_true", help="show Ray's and the libraries' logs and progress too")
     args = p.parse_args(argv)
+    base = None if args.from_scratch else shipped_base(args.base)  # checked before anything is written
 
     out = Path(args.out).resolve()
     if out.exists():
         shutil.rmtree(out)
+    out.mkdir(parents=True)
+    with Screen(out / "demo-details.log", args.verbose) as screen:
+        try:
+            return _run(args, out, base, screen)
+        except BaseException as e:
+            screen.error(f"\nthe demo stopped: {type(e).__name__}: {e}\n(traceback and library logs: "
+                         f"{out}/demo-details.log)")
+            traceback.print_exc()  # into the log (stderr)
+            return 130 if isinstance(e, KeyboardInterrupt) else 1
+
+
+def _run(args, out: Path, base: str | None, screen: Screen) -> int:
     corpus_dir, store, plan_dir = out / "corpus", out / "store", out / "plans" / "two-stage"
     db = f"sqlite:///{out}/mlflow.db"
-    t0 = time.time()
+    t0, stage, bars = time.time(), Stages(), screen.bars
     started = init_ray(quiet=True)
-    ray.data.DataContext.get_current().enable_progress_bars = True
+    ray.data.DataContext.get_current().enable_progress_bars = args.verbose  # its bars and per-operator log lines
+    bulk, model_step, uri = None, None, ""
     try:
-        t = _step(1, "synthesise a skewed four-language corpus (espeak-ng)")
-        specs = synthesize_corpus(str(corpus_dir), args.train_utterances, args.eval_utterances, args.seed)
-        print(f"{len(specs)} manifests (12 datasets x train/dev/test), {corpus_hours(specs):.2f} h of 22.05 kHz "
-              f"WAV in {corpus_dir} ({time.time() - t:.0f} s). Sizes follow the paper's Table 1: English and "
-              f"Mandarin plentiful, Malay scarce.")
+        with stage("synthesise a skewed four-language corpus (espeak-ng)", "corpus"):
+            specs = synthesize_corpus(str(corpus_dir), args.train_utterances, args.eval_utterances, args.seed,
+                                      progress=bars)
+            print(f"{len(specs)} manifests (12 datasets x train/dev/test), {corpus_hours(specs):.2f} h of 22.05 kHz "
+                  f"WAV in {corpus_dir}. Sizes follow the paper's Table 1: English and Mandarin plentiful, Malay "
+                  "scarce.")
 
-        t = _step(2, "import into the store with Ray Data (decode, resample to 16 kHz, FLAC, normalise text)")
-        metas = prepare([ImportSpec.from_dict(s) for s in specs], str(store), PrepareOptions())
-        print(format_summary(metas))
-        print(f"-> Parquet shards in {store}/data/<split>/<language>/<dataset>/ ({time.time() - t:.0f} s)")
+        with stage("import into the store with Ray Data (decode, resample to 16 kHz, FLAC, normalise text)",
+                   "import"):
+            metas = prepare([ImportSpec.from_dict(s) for s in specs], str(store), PrepareOptions())
+            print(format_summary(metas))
+            print(f"-> Parquet shards in {store}/data/<split>/<language>/<dataset>/")
 
-        _step(3, "what the store holds (polyglot-lion stats)")
-        print(format_stats(store_stats(str(store), "train")))
+        with stage("what the store holds (polyglot-lion stats)", "stats"):
+            print(format_stats(store_stats(str(store), "train")))
 
-        _step(4, "balance the training split: the paper's two-stage upsampling")
-        meta = read_metadata(str(store), "train", columns=["id", "language", "dataset", "duration_s"])
-        corpus, durations = corpus_from_table(meta)
-        natural = sum(len(v) for v in corpus.values())
-        plan = make_plan(corpus, "two-stage", args.seed)
-        summary = write_plan(plan, durations, meta, str(plan_dir), extra={"store": str(store), "split": "train"})
-        png = plot_balance(str(plan_dir / "summary.json"), str(out / "balance.png"))
-        print(f"{'language':<9}{'natural':>9}{'after stage 1':>15}{'after stage 2':>15}{'share':>8}")
-        for lang, v in summary["languages"].items():
-            nat = sum(len(ids) for (lang2, _), ids in corpus.items() if lang2 == lang)
-            print(f"{lang:<9}{nat:>9}{v['stage1']:>15}{v['utterances']:>15}"
-                  f"{100 * v['utterances'] / summary['total']:>7.1f}%")
-        print(f"{natural} utterances -> {summary['total']} references (no audio copied); chart: {png}")
+        with stage("balance the training split: the paper's two-stage upsampling", "balance"):
+            _balance(store, plan_dir, out, args.seed)
 
-        cfg = load_config("jobs/configs/qwen3_asr/tiny_cpu.yaml" if Path("jobs/configs/qwen3_asr/tiny_cpu.yaml")
-                          .exists() else None, [
-            f"data.store={store}", f"data.plan={plan_dir}", f"run.output_dir={out}/runs", "run.name=demo",
-            f"run.seed={args.seed}", f"tracking.uri={db}", "tracking.registered_model=polyglot-lion-tiny",
-            f"train.max_steps={args.train_steps}", f"train.checkpoint_every={max(50, args.train_steps // 4)}",
-            # at each checkpoint the dev split is transcribed and scored; the best checkpoint is the run's model
-            f"train.dev_eval_every={max(50, args.train_steps // 4)}", "train.select_by=dev_capped_error_rate",
-            "train.log_every=25", "train.dev_every=250", "train.warmup_ratio=0.05", "train.lr=0.001",
-            "train.betas=[0.9, 0.98]", "data.max_frames_per_batch=8000", "data.max_batch_size=16",
-            "scaling.num_workers=1", "scaling.cpus_per_worker=1"])
+        cfg = load_config(CONFIG if Path(CONFIG).exists() else None,
+                          _train_overrides(args, store, plan_dir, out, db, base))
+        what = "the random tiny model" if args.from_scratch else "the base model (English + Mandarin only)"
+        with stage(f"evaluate {what} on the 12 synthetic test sets (before)", "evaluate before"):
+            start = prepare_base_model(cfg, out / "runs" / "demo")  # the weights training starts from
+            before = evaluate(start, str(store), out_dir=str(out / "eval_before"), tracking_uri=db,
+                              label="before", log_to_mlflow=False, progress=bars)
+            print(f"average error rate {before['average']:.1f}%")
 
-        t = _step(5, "evaluate the untrained tiny Qwen3-ASR on the 12 synthetic test sets (before)")
-        base = prepare_base_model(cfg, out / "runs" / "demo")  # the same weights training starts from
-        before = evaluate(base, str(store), out_dir=str(out / "eval_before"), tracking_uri=db,
-                          label="tiny, untrained", log_to_mlflow=False)
-        print(f"average error rate {before['average']:.1f}% ({time.time() - t:.0f} s)")
+        budget = (f"{cfg.train.max_steps} steps" if not cfg.train.max_minutes
+                  else f"{cfg.train.max_minutes:g} minutes of steps")
+        with stage(f"fine-tune it with Ray Train: {budget}, two-stage plan, language-agnostic targets", "train"):
+            result = train(cfg, progress=bars)  # a bar from MLflow: this quiet driver hides the worker's lines
+            mv, model_step = result["model_version"], result["model_step"]
+            print(f"{result['metrics'].get('step')} steps; final loss {result['metrics'].get('loss', float('nan')):.3f}"
+                  f"; MLflow run {result['mlflow_run_id']}; registered {mv['name']} version {mv['version']}")
+            print(f"the registered model is the checkpoint of step {model_step}, the lowest dev error rate of those "
+                  f"kept (dev error rate per checkpoint, capped at 100%: {_dev_rates(db, result['mlflow_run_id'])})")
 
-        t = _step(6, f"train the tiny model with Ray Train: {args.train_steps} steps, two-stage plan, "
-                     f"language-agnostic targets")
-        result = train(cfg, progress=True)  # a bar from MLflow: this quiet driver hides the worker's lines
-        mv = result["model_version"]
-        print(f"trained in {time.time() - t:.0f} s; final loss {result['metrics'].get('loss', float('nan')):.3f}; "
-              f"MLflow run {result['mlflow_run_id']}; registered {mv['name']} version {mv['version']}")
-        print(f"the registered model is the checkpoint of step {result['model_step']}, the lowest dev error rate of "
-              f"those kept (dev error rate per checkpoint, capped at 100%: "
-              f"{_dev_rates(db, result['mlflow_run_id'])})")
+        with stage("promote the new version in the registry", "promote"):
+            prom = promote(mv["name"], str(mv["version"]), "champion", db)
+            uri = f"models:/{prom['name']}@champion"
+            print(f"{uri} -> version {prom['version']}")
 
-        _step(7, "promote the new version in the registry")
-        prom = promote(mv["name"], str(mv["version"]), "champion", db)
-        uri = f"models:/{prom['name']}@champion"
-        print(f"{uri} -> version {prom['version']}")
+        with stage(f"evaluate {uri} (after) and compare", "evaluate after"):
+            after = evaluate(uri, str(store), out_dir=str(out / "eval_after"), tracking_uri=db, progress=bars)
+            print(_before_after(before, after))
+            print(f"\nfull table beside the paper's published rows: {out}/eval_after/results.md (chart results.png); "
+                  "scores are tagged on the model version")
 
-        t = _step(8, f"evaluate {uri} (after) and compare")
-        after = evaluate(uri, str(store), out_dir=str(out / "eval_after"), tracking_uri=db)
-        print(_before_after(before, after))
-        print(f"\nfull table beside the paper's published rows: {out}/eval_after/results.md "
-              f"(chart results.png); scores are tagged on the model version ({time.time() - t:.0f} s)")
+        with stage("bulk-transcribe a folder with Ray Data (one row per file, errors counted)", "bulk"):
+            bulk = _bulk(uri, db, corpus_dir, out)
 
-        t = _step(9, "bulk-transcribe a folder with Ray Data (one row per file, errors counted)")
-        inbox = out / "inbox"
-        for wav in sorted((corpus_dir).rglob("*.wav"))[:40]:
-            dest = inbox / wav.parent.name / wav.name
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(wav, dest)
-        (inbox / "broken.wav").write_bytes(b"RIFF not really a wav")
-        (inbox / "notes.txt").write_text("not audio")
-        bulk = transcribe_bulk(uri, [str(inbox)], str(out / "transcripts"), BulkOptions(tracking_uri=db))
-        print(json.dumps({k: bulk[k] for k in ("inputs", "outputs", "transcribed", "errors")}))
-        first = (out / "transcripts" / "transcripts.jsonl").read_text().splitlines()[0]
-        print(f"e.g. {first}\n-> {out}/transcripts/transcripts.parquet and .jsonl ({time.time() - t:.0f} s)")
-
-        t = _step(10, "serve it over HTTP (Ray Serve, OpenAI-compatible) and send one request")
-        _serve_once(uri, db, args.port, corpus_dir)
+        with stage("serve it over HTTP (Ray Serve, OpenAI-compatible) and send one request", "serve"):
+            _serve_once(uri, db, args.port, corpus_dir)
     finally:
         if started:
             ray.shutdown()
-    print(f"\n=== done in {time.time() - t0:.0f} s ===")
-    print(f"""What the model is: a 2.6M-parameter Qwen3-ASR trained from scratch for minutes on synthetic espeak-ng
-speech (random sentences from ~75 words per language): it shows the platform working end to end and the
-model learning to listen, not a recogniser for real audio. WER on random word sequences is harsh (no
-language model can guess the next word): read it beside the exact-match column.
-  corpus, store, plan     {corpus_dir}, {store}, {plan_dir}
-  balance chart           {out}/balance.png
-  evaluations             {out}/eval_before/, {out}/eval_after/ (results.md, results.png, results.json)
-  checkpoints             {out}/runs/demo/
-  bulk transcripts        {out}/transcripts/
-  MLflow                  mlflow ui --backend-store-uri {db} --host 127.0.0.1   (or: make mlflow-ui)
-  registry                polyglot-lion models --tracking-uri {db} show polyglot-lion-tiny
-  serve it yourself       MLFLOW_TRACKING_URI={db} polyglot-lion serve --model {uri}""")
+    wall = time.time() - t0
+    (out / "timings.json").write_text(json.dumps({"stages_s": stage.timings, "wall_s": wall}, indent=1))
+    print(f"\n=== done in {wall:.0f} s ===")
+    print(summary_text(out, db, uri, stage.timings, wall, bulk, model_step, args.from_scratch))
     return 0
+
+
+def _balance(store: Path, plan_dir: Path, out: Path, seed: int) -> None:
+    meta = read_metadata(str(store), "train", columns=["id", "language", "dataset", "duration_s"])
+    corpus, durations = corpus_from_table(meta)
+    natural = sum(len(v) for v in corpus.values())
+    plan = make_plan(corpus, "two-stage", seed)
+    summary = write_plan(plan, durations, meta, str(plan_dir), extra={"store": str(store), "split": "train"})
+    png = plot_balance(str(plan_dir / "summary.json"), str(out / "balance.png"))
+    print(f"{'language':<9}{'natural':>9}{'after stage 1':>15}{'after stage 2':>15}{'share':>8}")
+    for lang, v in summary["languages"].items():
+        nat = sum(len(ids) for (lang2, _), ids in corpus.items() if lang2 == lang)
+        print(f"{lang:<9}{nat:>9}{v['stage1']:>15}{v['utterances']:>15}{100 * v['utterances'] / summary['total']:>7.1f}%")
+    print(f"{natural} utterances -> {summary['total']} references (no audio copied); chart: {png}")
+
+
+def _bulk(uri: str, db: str, corpus_dir: Path, out: Path) -> dict:
+    inbox = out / "inbox"
+    for wav in sorted(corpus_dir.rglob("*.wav"))[:40]:
+        dest = inbox / wav.parent.name / wav.name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(wav, dest)
+    (inbox / "broken.wav").write_bytes(b"RIFF not really a wav")
+    (inbox / "notes.txt").write_text("not audio")
+    bulk = transcribe_bulk(uri, [str(inbox)], str(out / "transcripts"), BulkOptions(tracking_uri=db))
+    print(json.dumps({k: bulk[k] for k in ("inputs", "outputs", "transcribed", "errors")}))
+    first = (out / "transcripts" / "transcripts.jsonl").read_text().splitlines()[0]
+    print(f"e.g. {first}\n-> {out}/transcripts/transcripts.parquet and .jsonl")
+    return bulk
 
 
 def _serve_once(uri: str, db: str, port: int, corpus_dir: Path) -> None:

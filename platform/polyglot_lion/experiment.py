@@ -52,9 +52,12 @@ class AblationOptions:
     smoke: bool = False
     tracking_uri: str | None = None
     torch_threads: int = 2
+    base_only: bool = False  # train and evaluate the base model only (the demo's shipped base: demo_base.py)
     runs: list = field(default_factory=list)
 
     def planned_runs(self) -> list[dict]:
+        if self.base_only:
+            return []
         runs = []
         for seed in self.seeds:
             for strategy in ("natural", "temperature", "two-stage"):
@@ -136,6 +139,8 @@ def run_ablation(opts: AblationOptions) -> dict:
 
         # 3. budget -> steps
         if opts.base_steps is None or opts.ft_steps is None:
+            if opts.base_only:
+                raise ValueError("base_only needs base_steps (the calibration times the fine-tunes' plan)")
             t = time.time()
             rate, overhead = _calibrate(opts, store, plans["two-stage-s0"], db)
             timings["calibration_s"] = time.time() - t
