@@ -78,7 +78,7 @@ def test_a_full_queue_says_busy_and_stop_fails_what_waits(transcriber):
     batcher = ContinuousBatcher(transcriber, slots=1, max_queue=1)  # not started: nothing leaves the queue
     clip = tone(0.5)[:, 0]
     first, second = batcher.submit(clip), batcher.submit(clip)  # one for the free slot, one waiting
-    with pytest.raises(Busy, match="0 of 1 slots busy and 2 sequences queued \\(at most 1 wait\\)"):
+    with pytest.raises(Busy, match="1 of 1 slots taken and 1 sequences waiting \\(at most 1 wait\\)"):
         batcher.submit(clip)
     assert batcher.stats()["queued"] == 2
     batcher.stop()
@@ -91,7 +91,7 @@ def test_busy_counts_the_slots_and_a_request_too_big_for_any_queue_waits_alone(t
     batcher = ContinuousBatcher(transcriber, slots=1, max_queue=0)  # not started
     clip = tone(0.5)[:, 0]
     batcher.submit(clip)  # takes the free slot at the next admission
-    with pytest.raises(Busy, match="0 of 1 slots busy and 1 sequences queued \\(at most 0 wait\\)"):
+    with pytest.raises(Busy, match="1 of 1 slots taken and 0 sequences waiting \\(at most 0 wait\\)"):
         batcher.submit(clip)
     batcher.stop()
     batcher = ContinuousBatcher(transcriber, slots=1, max_queue=1)
@@ -105,16 +105,22 @@ def test_busy_counts_the_slots_and_a_request_too_big_for_any_queue_waits_alone(t
 
 
 def test_close_answers_what_was_submitted_then_ends(transcriber):
-    batcher = ContinuousBatcher(transcriber, slots=2, max_queue=8)
-    assert batcher.warm_up() >= 0 and not batcher.alive
-    batcher.start()
-    futures = [batcher.submit(a) for a in clips(MIXED[:3])]
-    batcher.close()
-    assert all(f.result(timeout=300).text is not None for f in futures)
-    batcher._thread.join(30)
-    assert not batcher.alive
-    with pytest.raises(RuntimeError, match="stopped"):
-        batcher.submit(tone(0.5)[:, 0])
+    """close() drains; a batcher started ``after`` it (the same engine, new slots) takes submissions at once and
+    decodes them once the first has ended."""
+    first = ContinuousBatcher(transcriber, slots=2, max_queue=8).start()
+    futures = [first.submit(a) for a in clips(MIXED[:3])]
+    first.close()
+    second = ContinuousBatcher(transcriber, slots=3, max_queue=8).start(after=first)
+    later = second.submit(tone(0.4)[:, 0])
+    try:
+        assert all(f.result(timeout=300).text is not None for f in futures)
+        assert later.result(timeout=300).chunks == 1
+        assert first._done.wait(30) and not first.alive and second.alive
+        assert first.warm_up_s >= 0 and second.warm_up_s >= 0
+        with pytest.raises(RuntimeError, match="stopped"):
+            first.submit(tone(0.5)[:, 0])
+    finally:
+        second.stop()
 
 
 def test_a_cancelled_request_leaves_its_slot(transcriber):

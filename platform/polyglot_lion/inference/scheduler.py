@@ -100,6 +100,8 @@ class ContinuousBatcher:
         self._stop = False
         self._closing = False  # close(): end once nothing is queued or running
         self._ended = False  # the loop ran and returned: nothing submitted now would be decoded
+        self._done = threading.Event()  # set when the loop thread returns
+        self.warm_up_s: float | None = None
 
     def _budget(self, samples: np.ndarray) -> int:
         return self.tr.max_new_tokens or max_new_tokens_for(len(samples) / RATE)
@@ -132,27 +134,22 @@ class ContinuousBatcher:
         fits = len(self._queue) + n <= self.max_queue + free
         # a request that could never fit is taken when nothing waits (it then waits alone)
         if not fits and (self._queue or n <= self.max_queue + self.slots):
-            raise Busy(f"{self.slots - free} of {self.slots} slots busy and {len(self._queue)} sequences "
-                       f"queued (at most {self.max_queue} wait)")
+            taken = self.slots - free + min(free, len(self._queue))  # queued sequences about to take free slots
+            raise Busy(f"{taken} of {self.slots} slots taken and {max(0, len(self._queue) - free)} sequences "
+                       f"waiting (at most {self.max_queue} wait)")
 
-    def start(self) -> "ContinuousBatcher":
-        """Run the decode loop in a daemon thread."""
+    def start(self, after: "ContinuousBatcher | None" = None) -> "ContinuousBatcher":
+        """Run the decode loop in a daemon thread. Its first round of steps runs on the free slots (garbage in,
+        nothing kept), so the first request does not pay for compiling (on CUDA, recording) the step of this
+        state's shape, in the thread that runs it (``warm_up_s`` says how long it took). ``after``: a batcher of
+        the same engine that was closed; this loop starts once that one has ended (one loop per engine at a
+        time), and takes submissions meanwhile."""
         if self._thread is None:
             self._stop = self._closing = self._ended = False
-            self._thread = threading.Thread(target=self._loop, name="decode-loop", daemon=True)
+            self._done.clear()
+            self._thread = threading.Thread(target=self._loop, args=(after,), name="decode-loop", daemon=True)
             self._thread.start()
         return self
-
-    def warm_up(self) -> float:
-        """A round of steps on the free slots (garbage in, nothing kept), so that the first request does not pay
-        for compiling (and on CUDA recording) the step of this state's shape; returns the seconds it took. Call it
-        before ``start``."""
-        t0 = time.perf_counter()
-        with torch.inference_mode():
-            for _ in range(self.check_every):
-                self.engine.step(self.state)  # every row is finished: pads written, nothing advances
-            self.state.finished.tolist()  # waits for the device
-        return time.perf_counter() - t0
 
     @property
     def alive(self) -> bool:
@@ -179,6 +176,7 @@ class ContinuousBatcher:
             pending = [s.request for s in list(self._queue) + [r for r in self._running if r is not None]]
             self._queue.clear()
             self._running = [None] * self.slots
+        self._done.set()
         for request in pending:
             self._fail(request, RuntimeError("the decode loop was stopped"))
 
@@ -188,9 +186,16 @@ class ContinuousBatcher:
                     "queued": len(self._queue), "max_queue": self.max_queue}
 
     # --- the loop -------------------------------------------------------------------------------------------
-    def _loop(self) -> None:
+    def _loop(self, after: "ContinuousBatcher | None") -> None:
         try:
+            if after is not None:
+                after._done.wait()
             with torch.inference_mode():  # the state is made of inference tensors
+                t0 = time.perf_counter()
+                for _ in range(self.check_every):
+                    self.engine.step(self.state)  # every row is finished: pads written, nothing advances
+                self.state.finished.tolist()  # waits for the device
+                self.warm_up_s = time.perf_counter() - t0
                 self._decode()
         except BaseException as e:  # a bug in the loop itself: fail everything it holds, then say it (alive False)
             with self._lock:
@@ -201,6 +206,8 @@ class ContinuousBatcher:
             for request in pending:
                 self._fail(request, RuntimeError(f"the decode loop failed: {type(e).__name__}: {e}"))
             raise
+        finally:
+            self._done.set()
 
     def _decode(self) -> None:
         while True:
