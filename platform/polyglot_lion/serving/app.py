@@ -26,7 +26,8 @@ seconds, each batch decoding until its longest clip ends (the baseline of benchm
 checkpoint gets whose generation_config only ``generate()`` applies). ``user_config`` (``model``, ``revision``,
 batch settings) switches the model in place: the new one loads in a thread while the old one keeps answering,
 then replaces it between batches (continuous: new requests go to the new model's loop, the old loop finishes
-what it holds, then ends).
+what it holds, then ends). ``X-Batch-Size`` (``batch_size`` in verbose_json) is the clips of the request's batch
+(request) or the most rows decoded beside it, itself included (continuous).
 """
 
 
