@@ -229,11 +229,26 @@ def test_a_short_request_sent_after_a_long_one_is_answered_first(server):
 
 def test_full_slots_and_queue_get_503_with_retry_after(server):
     """Continuous batching: 2 slots and no queue; of 8 long requests at once, those that find both slots taken are
-    refused with OpenAI's body and Retry-After, the others answered; the replica lives."""
+    refused with OpenAI's body and Retry-After, the others answered; /healthz answers while the loop decodes."""
     url = f"{server['url']}/loop"
     wav = audio_bytes(19.5, seed=3)
-    with cf.ThreadPoolExecutor(8) as ex:
-        rs = list(ex.map(lambda _: post(url, wav, key=None), range(8)))
+    health_ms: list[float] = []
+    sent = []
+
+    def poll():
+        with httpx.Client(timeout=5) as http:
+            while not sent or not all(f.done() for f in sent):
+                t0 = time.perf_counter()
+                assert http.get(f"{url}/healthz").status_code == 200
+                health_ms.append(1000 * (time.perf_counter() - t0))
+                time.sleep(0.02)
+
+    with cf.ThreadPoolExecutor(9) as ex:
+        sent.extend(ex.submit(post, url, wav, None) for _ in range(8))
+        poller = ex.submit(poll)
+        rs = [f.result() for f in sent]
+        poller.result()
+    assert len(health_ms) >= 3 and max(health_ms) < 1000, health_ms
     codes = [r.status_code for r in rs]
     assert set(codes) <= {200, 503} and codes.count(503) > 0 and codes.count(200) >= 2, codes
     rejected = next(r for r in rs if r.status_code == 503)
