@@ -19,7 +19,7 @@ help:
 	@echo "make bench-ingest - corpus import throughput vs a plain loop (see BENCHMARKS.md)"
 	@echo "make bench-recipes - corpus recipes: archives read in place vs unpacked, clips/s per recipe (see BENCHMARKS.md)"
 	@echo "make bench-train  - training throughput: our Ray Train job vs HF Trainer with a librosa collator (see BENCHMARKS.md)"
-	@echo "make bench-serve  - Serve app under 1/8/32 concurrent clients, batched vs unbatched (see BENCHMARKS.md)"
+	@echo "make bench-serve  - Serve app under 1/8/32 clients, batched vs unbatched; 1-20 s clips, continuous vs request batching"
 	@echo "make bench-bulk   - bulk transcription on Ray Data vs a per-file and a batched loop (see BENCHMARKS.md)"
 	@echo "make cluster-up / cluster-down - a local Ray head node (dashboard http://127.0.0.1:8265), token auth"
 	@echo "make submit-prepare|submit-balance|submit-train|submit-evaluate|submit-transcribe - ray job submit to it"

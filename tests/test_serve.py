@@ -58,8 +58,12 @@ def server(ray_session, registry):
             "max_upload_mb": 1, "max_audio_s": 20, "max_batch_size": 16, "batch_wait_timeout_s": 0.1}
     opts = {"ray_actor_options": {"num_cpus": 0.5}}
     serve.run(build_app(args, opts), name="main", route_prefix="/", blocking=False)
-    tight = dict(args, api_key_file=None, max_in_flight=1)  # the replica's own 503, with OpenAI's body
+    # the replica's own 503, with OpenAI's body; request batching (@serve.batch), the other apps batch continuously
+    tight = dict(args, api_key_file=None, max_in_flight=1, batching="request")
     serve.run(build_app(tight, opts), name="tight", route_prefix="/tight", blocking=False)
+    # continuous batching with 2 slots and no queue; every sequence decodes its whole budget (16 + 15/s)
+    loop = dict(args, api_key_file=None, max_batch_size=2, max_queue=0, stop_at_eos=False, stop_on_loop=False)
+    serve.run(build_app(loop, opts), name="loop", route_prefix="/loop", blocking=False)
     # the probe's setup: default limits (25 MB uploads, 600 s of audio), no key
     probe = {"model": args["model"], "tracking_uri": registry["db"], "api_key_env": "POLYGLOT_LION_TEST_NO_KEY"}
     serve.run(build_app(probe, opts), name="probe", route_prefix="/probe", blocking=False)
@@ -67,7 +71,8 @@ def server(ray_session, registry):
     deadline = time.time() + 120
     while time.time() < deadline:
         try:
-            if all(httpx.get(f"{url}{app}/healthz", timeout=2).status_code == 200 for app in ("", "/tight", "/probe")):
+            if all(httpx.get(f"{url}{app}/healthz", timeout=2).status_code == 200
+                   for app in ("", "/tight", "/probe", "/loop")):
                 break
         except httpx.HTTPError:
             pass
@@ -195,6 +200,65 @@ def test_overload_gets_503_with_retry_after(server):
     assert_openai_error(rejected)
     assert rejected.json()["error"]["code"] == "overloaded"
     assert httpx.get(f"{server['url']}/tight/healthz").status_code == 200  # the replica survived
+
+
+def test_a_short_request_sent_after_a_long_one_is_answered_first(server):
+    """Continuous batching: the long clip (19.5 s: 308 tokens) is decoding when the short one (0.5 s: 23 tokens)
+    arrives; the short one takes the free slot and is answered while the long one still decodes."""
+    url = f"{server['url']}/loop"
+    done: list[str] = []
+
+    def send(name, seconds, seed):
+        r = post(url, audio_bytes(seconds, seed=seed), key=None, fmt="verbose_json")
+        done.append(name)
+        return r
+
+    with cf.ThreadPoolExecutor(2) as ex:
+        long_future = ex.submit(send, "long", 19.5, 1)
+        deadline = time.time() + 60
+        while httpx.get(f"{url}/v1/stats", timeout=5).json()["decode_loop"]["running"] == 0:
+            assert time.time() < deadline and not long_future.done(), "the long request never started decoding"
+            time.sleep(0.01)
+        short_future = ex.submit(send, "short", 0.5, 2)
+        long_r, short_r = long_future.result(), short_future.result()
+    assert long_r.status_code == short_r.status_code == 200, (long_r.text, short_r.text)
+    assert done == ["short", "long"], done
+    assert short_r.json()["batch_size"] == 2 and short_r.json()["duration"] == pytest.approx(0.5)
+    assert short_r.json()["processing_s"] < long_r.json()["processing_s"]
+
+
+def test_full_slots_and_queue_get_503_with_retry_after(server):
+    """Continuous batching: 2 slots and no queue; of 8 long requests at once, those that find both slots taken are
+    refused with OpenAI's body and Retry-After, the others answered; /healthz answers while the loop decodes."""
+    url = f"{server['url']}/loop"
+    wav = audio_bytes(19.5, seed=3)
+    health_ms: list[float] = []
+    sent = []
+
+    def poll():
+        with httpx.Client(timeout=5) as http:
+            while not sent or not all(f.done() for f in sent):
+                t0 = time.perf_counter()
+                assert http.get(f"{url}/healthz").status_code == 200
+                health_ms.append(1000 * (time.perf_counter() - t0))
+                time.sleep(0.02)
+
+    with cf.ThreadPoolExecutor(9) as ex:
+        sent.extend(ex.submit(post, url, wav, None) for _ in range(8))
+        poller = ex.submit(poll)
+        rs = [f.result() for f in sent]
+        poller.result()
+    assert len(health_ms) >= 3 and max(health_ms) < 1000, health_ms
+    codes = [r.status_code for r in rs]
+    assert set(codes) <= {200, 503} and codes.count(503) > 0 and codes.count(200) >= 2, codes
+    rejected = next(r for r in rs if r.status_code == 503)
+    assert rejected.headers.get("retry-after") == "2"
+    assert_openai_error(rejected)
+    assert rejected.json()["error"]["code"] == "overloaded"
+    assert "2 of 2 slots taken" in rejected.json()["error"]["message"], rejected.text
+    stats = httpx.get(f"{url}/v1/stats", timeout=5).json()
+    assert stats["errors"].get("503", 0) >= codes.count(503) and stats["decode_loop"]["slots"] == 2
+    assert httpx.get(f"{url}/healthz").status_code == 200 and post(url, audio_bytes(0.5), key=None).status_code == 200
 
 
 def test_version_switch_during_load_drops_nothing(server):

@@ -219,7 +219,8 @@ def _add_serve(sub) -> None:
     p.add_argument("--api-key-file", help="require 'Authorization: Bearer <key>' with the key in this file "
                                           "(or set POLYGLOT_LION_API_KEY)")
     p.add_argument("--replicas", type=int, default=1, help="replicas (default 1)")
-    p.add_argument("--max-batch-size", type=int, default=16, help="clips per batch (default 16)")
+    p.add_argument("--max-batch-size", type=int, default=16,
+                   help="clips decoded at once: the decode loop's slots (default 16)")
     p.add_argument("--max-upload-mb", type=float, default=25.0, help="upload limit, 413 above (default 25)")
     p.add_argument("--max-audio-s", type=float, default=600.0, help="audio length limit, 413 above (default 600)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI for models:/ (default $MLFLOW_TRACKING_URI or "

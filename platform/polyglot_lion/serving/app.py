@@ -2,7 +2,7 @@
 
     POST /v1/audio/transcriptions   multipart: file, model, [language], [response_format=json|text|verbose_json]
     GET  /v1/models                 what is served (registry name, version, alias, the names ``model`` may take)
-    GET  /v1/stats                  requests, batches, the batch sizes seen, the replica's memory
+    GET  /v1/stats                  requests, batches (or decode rounds), the batch sizes seen, the replica's memory
     GET  /healthz                   200 once the model is loaded (never needs the key)
     GET  /                          a small page to upload or record audio (static; it sends the key itself)
     GET  /docs, /openapi.json       the API description
@@ -17,9 +17,17 @@ without it, on everything but /healthz and the static page. Every non-2xx answer
 proxy makes without reaching a replica (its queue full, no replica at all) stay Serve's plain text. Decoding runs
 in worker threads (at most ``decode_threads`` at once), so the event loop keeps answering health checks.
 
-The server never opens a path a client sends. Requests are batched with ``@serve.batch`` under a cap on clips and
-on total audio seconds. ``user_config`` (``model``, ``revision``, batch settings) switches the model in place:
-the new one loads in a thread while the old one keeps answering, then replaces it between batches.
+The server never opens a path a client sends. Batching (``batching``): "continuous" (the default) runs one decode
+loop per replica with ``max_batch_size`` slots (``inference/scheduler.py``, in a thread of its own, so the event
+loop keeps answering): each chunk of a request is prefilled into a free slot between decode steps and the request
+is answered as soon as its own sequences end; at most ``max_queue`` chunks wait for a slot, more -> 503 with
+Retry-After. "request" batches whole requests with ``@serve.batch`` under a cap on clips and on total audio
+seconds, each batch decoding until its longest clip ends (the baseline of benchmarks/serve_load.py; also what a
+checkpoint gets whose generation_config only ``generate()`` applies). ``user_config`` (``model``, ``revision``,
+batch settings) switches the model in place: the new one loads in a thread while the old one keeps answering,
+then replaces it between batches (continuous: new requests go to the new model's loop, the old loop finishes
+what it holds, then ends). ``X-Batch-Size`` (``batch_size`` in verbose_json) is the clips of the request's batch
+(request) or the most rows decoded beside it, itself included (continuous).
 """
 
 
@@ -27,6 +35,7 @@ import asyncio
 import hmac
 import os
 import resource
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -39,9 +48,11 @@ from ray import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from polyglot_lion.data.audio import REJECT_REASONS, AudioRejected, DecodeLimits, decode_audio, without_object_reprs
+from polyglot_lion.inference.scheduler import Busy, ContinuousBatcher
 from polyglot_lion.inference.transcriber import Transcriber, language_name
 
 RESPONSE_FORMATS = ("json", "text", "verbose_json")
+BATCHING = ("continuous", "request")
 PAGE = Path(__file__).with_name("page.html")
 
 
@@ -53,9 +64,11 @@ class ServeSettings:
     max_audio_s: float = 600.0
     api_key_env: str = "POLYGLOT_LION_API_KEY"  # key from this environment variable, if set
     api_key_file: str | None = None  # ... or from this file (server-side path from the operator, not a client)
-    max_batch_size: int = 16
-    max_batch_audio_s: float = 480.0
-    batch_wait_timeout_s: float = 0.05
+    batching: str = "continuous"  # "continuous": a decode loop with slots; "request": @serve.batch (the module doc)
+    max_batch_size: int = 16  # clips decoded at once: the decode loop's slots, or clips per request batch
+    max_queue: int = 64  # continuous: chunks waiting for a slot; more -> 503 with OpenAI's body and Retry-After
+    max_batch_audio_s: float = 480.0  # request batching: audio seconds per batch
+    batch_wait_timeout_s: float = 0.05  # request batching: how long a batch waits for more requests
     chunk_s: float = 30.0
     max_new_tokens: int | None = None  # a fixed generation budget per batch; None: by the longest clip's duration
     model_aliases: list[str] = field(default_factory=lambda: ["polyglot-lion"])  # more names ``model`` may take
@@ -64,6 +77,10 @@ class ServeSettings:
     max_decoded_mb: float = 256.0  # frames x channels x 4 bytes at the source rate
     decode_threads: int = 2  # uploads decoded at once (each up to max_decoded_mb), off the event loop
     max_in_flight: int = 32  # requests a replica holds at once; more -> 503 with OpenAI's body and Retry-After
+    # False for benchmarks only: every sequence decodes its whole budget (16 + 15 tokens per second of audio,
+    # or max_new_tokens), so a random model's cost follows its clips' durations as a trained model's does
+    stop_at_eos: bool = True
+    stop_on_loop: bool = True
 
     @classmethod
     def from_args(cls, args: dict | None) -> "ServeSettings":
@@ -79,6 +96,10 @@ class ServeSettings:
         problems += [f"{name} must be >= 1 (is {getattr(s, name)})"
                      for name in ("max_batch_size", "max_channels", "max_rate_hz", "decode_threads", "max_in_flight")
                      if getattr(s, name) < 1]
+        if s.batching not in BATCHING:
+            problems.append(f"batching must be one of {list(BATCHING)} (is {s.batching!r})")
+        if not isinstance(s.max_queue, int) or s.max_queue < 0:
+            problems.append(f"max_queue must be >= 0 (is {s.max_queue!r})")
         if s.max_new_tokens is not None and s.max_new_tokens < 1:
             problems.append(f"max_new_tokens must be >= 1 or None (is {s.max_new_tokens})")
         if not isinstance(s.model_aliases, list) or not all(isinstance(a, str) and a for a in s.model_aliases):
@@ -118,9 +139,10 @@ def _error(status: int, message: str, code: str | None = None, param: str | None
 
 
 class _Reject(Exception):
-    def __init__(self, status: int, message: str, code: str | None = None, param: str | None = None):
+    def __init__(self, status: int, message: str, code: str | None = None, param: str | None = None,
+                 headers: dict | None = None):
         super().__init__(message)
-        self.status, self.message, self.code, self.param = status, message, code, param
+        self.status, self.message, self.code, self.param, self.headers = status, message, code, param, headers
 
 
 def _batch_cost_of(items: list) -> int:
@@ -171,48 +193,81 @@ class TranscriptionService:
         self.settings = ServeSettings.from_args(settings)
         self.api_key = load_api_key(self.settings)
         self.tr = None
+        self.batcher: ContinuousBatcher | None = None  # the decode loop of self.tr (continuous batching)
         self.revision = None
         self.stats = {"requests": 0, "batches": 0, "batch_sizes": {}, "errors": {}}
         self._in_flight = 0
         self._decode_slots = asyncio.Semaphore(self.settings.decode_threads)
         self._idle = asyncio.Event()  # cleared while a batch runs; see _batch
         self._idle.set()
-        self._load(self.settings.model)
+        tr = self._load(self.settings.model)
+        self._swap(tr, self._start_batcher(tr))
 
     # --- model lifecycle ----------------------------------------------------------------------------------
-    def _load(self, uri: str) -> None:
+    def _load(self, uri: str) -> Transcriber:
+        s = self.settings
+        return Transcriber.load(uri, tracking_uri=s.tracking_uri, chunk_s=s.chunk_s, batch_size=s.max_batch_size,
+                                max_batch_audio_s=s.max_batch_audio_s, max_new_tokens=s.max_new_tokens,
+                                stop_at_eos=s.stop_at_eos, stop_on_loop=s.stop_on_loop)
 
-        self.tr = Transcriber.load(uri, tracking_uri=self.settings.tracking_uri, chunk_s=self.settings.chunk_s,
-                                   batch_size=self.settings.max_batch_size,
-                                   max_batch_audio_s=self.settings.max_batch_audio_s,
-                                   max_new_tokens=self.settings.max_new_tokens)
+    def _start_batcher(self, tr: Transcriber, after: ContinuousBatcher | None = None) -> ContinuousBatcher | None:
+        """The running decode loop of ``tr`` with max_batch_size slots; None with request batching, or for a model
+        that only ``generate()`` decodes (then its requests are batched whole, said once on stderr). ``after``: a
+        closed loop of the same model, which this one waits for (``ContinuousBatcher.start``)."""
+        if self.settings.batching != "continuous":
+            return None
+        if tr.engine is None:
+            print(f"TranscriptionService: {tr.describe().get('uri')} decodes with engine={tr.engine_name!r}, which "
+                  f"has no decode loop; its requests are batched whole (batching='request')", file=sys.stderr)
+            return None
+        batcher = ContinuousBatcher(tr, slots=self.settings.max_batch_size, max_queue=self.settings.max_queue,
+                                    on_round=self._count_round)
+        return batcher.start(after=after)
+
+    def _swap(self, tr: Transcriber, batcher: ContinuousBatcher | None) -> None:
+        """The new model and loop answer from now on (no await between the two: a request sees both or neither);
+        the old loop answers what it holds, then ends."""
+        old = self.batcher
+        self.tr, self.batcher = tr, batcher
+        if old is not None and old is not batcher:
+            old.close()
+
+    def _count_round(self, rows: int) -> None:
+        """From the decode loop's thread: one round of steps with ``rows`` rows running."""
+        self.stats["batches"] += 1
+        self.stats["batch_sizes"][str(rows)] = self.stats["batch_sizes"].get(str(rows), 0) + 1
 
     async def reconfigure(self, user_config: dict) -> None:
         """``model`` / ``revision`` change -> load the new model beside the old one, then swap; batch knobs apply
-        at once. In-flight batches finish on the model they started with."""
+        at once (a new max_batch_size under continuous batching: a new loop with that many slots, which starts
+        when the old one has finished what it holds). In-flight requests finish on the model they started with."""
         cfg = dict(user_config or {})
         for key in ("max_batch_size", "max_batch_audio_s", "batch_wait_timeout_s", "max_upload_mb", "max_audio_s",
-                    "max_channels", "max_rate_hz", "max_decoded_mb", "max_in_flight"):
+                    "max_channels", "max_rate_hz", "max_decoded_mb", "max_in_flight", "max_queue"):
             if key in cfg:
                 setattr(self.settings, key, type(getattr(self.settings, key))(cfg[key]))
         self._batch.set_max_batch_size(self.settings.max_batch_size)
         self._batch.set_batch_wait_timeout_s(self.settings.batch_wait_timeout_s)
+        if self.batcher is not None:
+            self.batcher.max_queue = self.settings.max_queue
         uri = cfg.get("model", self.settings.model)
         revision = cfg.get("revision")
         if self.tr is None or uri != self.settings.model or revision != self.revision:
-
-            new = await asyncio.to_thread(
-                Transcriber.load, uri, tracking_uri=self.settings.tracking_uri, chunk_s=self.settings.chunk_s,
-                batch_size=self.settings.max_batch_size, max_batch_audio_s=self.settings.max_batch_audio_s,
-                max_new_tokens=self.settings.max_new_tokens)
-            self.tr, self.settings.model, self.revision = new, uri, revision
+            new = await asyncio.to_thread(self._load, uri)
+            batcher = await asyncio.to_thread(self._start_batcher, new)  # allocates its cache: off the event loop
+            self._swap(new, batcher)
+            self.settings.model, self.revision = uri, revision
+        elif self.batcher is not None and self.batcher.slots != self.settings.max_batch_size:
+            self._swap(self.tr, await asyncio.to_thread(self._start_batcher, self.tr, self.batcher))
 
     def check_health(self) -> None:
         if self.tr is None:
             raise RuntimeError("no model loaded")
+        if self.batcher is not None and not self.batcher.alive:
+            raise RuntimeError("the decode loop has ended")
 
-    def _model_info(self) -> dict:
-        info = self.tr.describe()
+    def _model_info(self, tr: Transcriber | None = None) -> dict:
+        info = (tr or self.tr).describe()
         return {"id": info.get("name") or info.get("uri"), "version": info.get("version"),
                 "alias": info.get("alias"), "uri": info.get("uri"), "device": info.get("device")}
 
@@ -227,6 +282,30 @@ class TranscriptionService:
         return list(dict.fromkeys(n for n in names if n))
 
     # --- batching -----------------------------------------------------------------------------------------
+    async def _continuous(self, samples: np.ndarray, language: str | None) -> dict:
+        """One request through the decode loop: chunks queued (the processor runs in a worker thread), answered
+        when its own sequences end. Busy -> 503 with Retry-After."""
+        while True:
+            tr, batcher = self.tr, self.batcher
+            if batcher is None:  # switched to a model without a decode loop meanwhile
+                return await self._whole(samples, language)
+            try:
+                future = await asyncio.to_thread(batcher.submit, samples, language)
+                break
+            except Busy as e:
+                raise _Reject(503, f"overloaded: {e}; retry after 2 s", "overloaded", headers={"Retry-After": "2"})
+            except RuntimeError:
+                if batcher is self.batcher:
+                    raise
+                # a model switch closed this loop between the two lines above: the new one takes the request
+        r = await asyncio.wrap_future(future)  # cancelled with the request: its slot is freed at the next check
+        return {**r.to_dict(), "model": self._model_info(tr), "batch_size": r.timings["rows"]}
+
+    async def _whole(self, samples: np.ndarray, language: str | None) -> dict:
+        """One request through ``@serve.batch`` (request batching)."""
+        await self._idle.wait()  # see _batch
+        return await self._batch((samples, language, self))
+
     def _batch_cost(self, items: list) -> int:
         """The number of clips, or 'over the cap' once their audio exceeds max_batch_audio_s (a single clip
         always fits: Serve refuses an item whose own cost is above max_batch_size)."""
@@ -374,11 +453,10 @@ class TranscriptionService:
             async with self._decode_slots:  # bounded: at most decode_threads decoded buffers at once
                 samples = await asyncio.to_thread(self._decode, data)
             del data
+            r = await (self._continuous if self.batcher is not None else self._whole)(samples, language)
         except _Reject as e:
             self._count_error(e.status)
-            return _error(e.status, e.message, e.code, e.param)
-        await self._idle.wait()  # see _batch
-        r = await self._batch((samples, language, self))
+            return _error(e.status, e.message, e.code, e.param, e.headers)
         model = r["model"]
         headers = {"X-Model": str(model["id"]), "X-Model-Version": str(model["version"] or ""),
                    "X-Batch-Size": str(r["batch_size"])}
@@ -407,7 +485,9 @@ class TranscriptionService:
         if refused:
             return refused
         rss_kb = int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
-        return {**self.stats, "in_flight": self._in_flight,
+        loop = self.batcher.stats() if self.batcher is not None else None
+        return {**self.stats, "batch_sizes": dict(self.stats["batch_sizes"]),  # a copy: the loop thread adds keys
+                "in_flight": self._in_flight, "decode_loop": loop,
                 "process": {"pid": os.getpid(), "rss_mb": rss_kb / 1024,
                             "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024},
                 "settings": {k: v for k, v in asdict(self.settings).items() if "key" not in k}}
