@@ -281,17 +281,27 @@ def descendants_cpu_s(root: int) -> float:
     return total
 
 
+def reaped_children_cpu_s() -> float:
+    """CPU-seconds of this process's children that have ended and been waited for (the reference's loader workers
+    once the Trainer shuts them down)."""
+    t = os.times()
+    return t.children_user + t.children_system
+
+
 class CpuMeter:
-    """Own CPU-seconds (this process and its descendants) and everyone else's, between start() and stop()."""
+    """Own CPU-seconds (this process and its descendants, live or ended meanwhile) and everyone else's, between
+    start() and stop()."""
 
     def start(self) -> CpuMeter:
-        self.t, self.busy, self.own, self.kids = (time.perf_counter(), machine_busy_s(), time.process_time(),
-                                                   descendants_cpu_s(os.getpid()))
+        self.t, self.busy, self.own, self.kids, self.reaped = (
+            time.perf_counter(), machine_busy_s(), time.process_time(), descendants_cpu_s(os.getpid()),
+            reaped_children_cpu_s())
         return self
 
     def stop(self) -> dict:
         wall = time.perf_counter() - self.t
-        own = time.process_time() - self.own + descendants_cpu_s(os.getpid()) - self.kids
+        own = (time.process_time() - self.own + descendants_cpu_s(os.getpid()) - self.kids
+               + reaped_children_cpu_s() - self.reaped)
         others = max(0.0, machine_busy_s() - self.busy - own)
         return {"cpu_s": own, "others_cpu_s": others, "others_share": others / (wall * (os.cpu_count() or 1))}
 
