@@ -13,9 +13,19 @@ row of the two-stage balance plan (each utterance as many times as the plan uses
   under a frames budget. Its ``max_steps`` is the number of micro-batches that ``--epochs`` epochs make,
   computed beforehand by replaying its reads (``data.plan_passes`` epochs each) and bucketing over the plan
   (pure functions, same seeds; checked against the padding it logs per window).
-- reference: what Qwen3-ASR's ``finetuning/qwen3_asr_sft.py`` does: ``Trainer`` with a fixed batch size,
-  ``dataloader_num_workers=0``, a torch Dataset over the plan's rows of the store (FLAC bytes) and a collator
-  that loads each clip with ``librosa.load`` and runs the processor. The batch size is ours' mean clips per
+- reference: the peer at its own defaults, plus the one setting a careful Hugging Face user would turn on.
+  What Qwen3-ASR's ``finetuning/qwen3_asr_sft.py`` does: ``Trainer`` with a fixed batch size over the plan's
+  rows of the store (FLAC bytes), a collator that loads each clip with ``librosa.load`` and runs the processor,
+  and the script's loader defaults: ``dataloader_num_workers=4`` (so the collator runs in 4 worker processes),
+  ``dataloader_pin_memory=True`` (without an accelerator torch skips the pinning),
+  ``dataloader_persistent_workers=True`` and ``dataloader_prefetch_factor=2``. ``--ref-workers`` sets the
+  worker count; its default is the script's 4, but never more workers than this machine has cores (2 on a
+  2-core machine), since each is a process competing with the training step for a core; 0 loads in the main
+  process (without persistent workers or prefetch). On top of the script: length grouping, transformers 5's
+  ``train_sampling_strategy="group_by_length"`` (``group_by_length=True`` in 4.x), by clip duration as the plan
+  records it (``duration_s``, in 10 ms mel frames). Stock transformers reads such lengths from a
+  ``datasets.Dataset`` column (``length_column_name``), and ``datasets`` is not a dependency here, so a
+  ``Trainer`` subclass hands them to the same ``LengthGroupedSampler``. The batch size is ours' mean clips per
   step, rounded, so both take about as many optimizer steps. The collator builds prompts and labels with our
   ``PromptEncoder`` and ``collate`` (the processor's feature extractor and tokenizer once per clip), so both
   sides feed the model the same examples; the script itself runs the processor twice per batch (once more for
@@ -27,13 +37,14 @@ batch (``polyglot_lion.model.host_layout``). ``--step-ablation N`` times the ste
 (forward, backward, clip, AdamW; no Ray) on N of ours' micro-batches, five ways, each variant on its own copy of the
 weights and taking turns on every micro-batch, so the job's ratio can be split into step and input pipeline.
 
-Throughput is measured over the steady state: log windows of ``--log-every`` steps, the first (start-up,
-pipeline warm-up) left out; ours' windows come from its MLflow history (per-window rates and timestamps), the
-reference's from a step clock and its collator. Audio seconds are valid mel frames / 100. Padding is read off
-the same ``collate`` on both sides, per batch, averaged over batches: ``padding_efficiency`` (frames the clips
-need, each rounded up to the encoder's 1 s chunks / frames in the batch: what batching controls) and
-``audio_fraction`` (real audio frames / frames in the batch). The machine may be shared: each run records the
-share of the cores other processes used meanwhile. Results go to ``--out`` (JSON) and stdout (Markdown).
+Throughput is measured over the steady state: log windows of ``--log-every`` steps, the first (start-up, pipeline
+warm-up) left out; ours' windows come from its MLflow history (per-window rates and timestamps), the reference's
+from a step clock and each batch's figures, taken off the batch as it is trained. Audio seconds are valid mel
+frames / 100. Padding is read off the same ``collate`` on both sides, per batch, averaged over batches:
+``padding_efficiency`` (frames the clips need, each rounded up to the encoder's 1 s chunks / frames in the batch:
+what batching controls) and ``audio_fraction`` (real audio frames / frames in the batch). The machine may be
+shared: each run records the share of the cores other processes used meanwhile. Results go to ``--out`` (JSON) and
+stdout (Markdown).
 """
 
 from __future__ import annotations
@@ -281,17 +292,27 @@ def descendants_cpu_s(root: int) -> float:
     return total
 
 
+def reaped_children_cpu_s() -> float:
+    """CPU-seconds of this process's children that have ended and been waited for (the reference's loader workers
+    once the Trainer shuts them down)."""
+    t = os.times()
+    return t.children_user + t.children_system
+
+
 class CpuMeter:
-    """Own CPU-seconds (this process and its descendants) and everyone else's, between start() and stop()."""
+    """Own CPU-seconds (this process and its descendants, live or ended meanwhile) and everyone else's, between
+    start() and stop()."""
 
     def start(self) -> CpuMeter:
-        self.t, self.busy, self.own, self.kids = (time.perf_counter(), machine_busy_s(), time.process_time(),
-                                                   descendants_cpu_s(os.getpid()))
+        self.t, self.busy, self.own, self.kids, self.reaped = (
+            time.perf_counter(), machine_busy_s(), time.process_time(), descendants_cpu_s(os.getpid()),
+            reaped_children_cpu_s())
         return self
 
     def stop(self) -> dict:
         wall = time.perf_counter() - self.t
-        own = time.process_time() - self.own + descendants_cpu_s(os.getpid()) - self.kids
+        own = (time.process_time() - self.own + descendants_cpu_s(os.getpid()) - self.kids
+               + reaped_children_cpu_s() - self.reaped)
         others = max(0.0, machine_busy_s() - self.busy - own)
         return {"cpu_s": own, "others_cpu_s": others, "others_share": others / (wall * (os.cpu_count() or 1))}
 
@@ -371,9 +392,40 @@ def run_ours(store: str, plan: str, base: str, work: Path, steps: int, args, thr
                 mlflow_run_id=summary["mlflow_run_id"])
 
 
+# The reference's loader workers as qwen3_asr_sft.py sets them (--num_workers 4 --pin_memory 1
+# --persistent_workers 1 --prefetch_factor 2); the worker count is capped to this machine's cores (--ref-workers).
+REFERENCE_WORKERS = 4
+REFERENCE_PREFETCH_FACTOR = 2
+
+
+class LibrosaCollator:
+    """The reference's collator: each clip decoded from its FLAC bytes with ``librosa.load``, prompts and labels
+    built with our ``PromptEncoder`` and ``collate``. It runs in the loader's worker processes (defined at module
+    level so that workers started by spawn or forkserver can unpickle it); the batch keeps ``collate``'s padding
+    figures, which ``run_reference``'s trainer takes off before the forward."""
+
+    def __init__(self, processor):
+        from polyglot_lion.model.prompts import PromptEncoder
+
+        self.encoder, self.pad_id = PromptEncoder(processor), processor.tokenizer.pad_token_id
+
+    def __call__(self, items: list[dict]) -> dict:
+        import librosa
+
+        from polyglot_lion.model.prompts import collate
+
+        examples = []
+        for it in items:
+            samples, _ = librosa.load(io.BytesIO(it["audio"]), sr=16_000)
+            examples.append(self.encoder.encode(samples, it["text"], it["language"]))
+        return collate(examples, self.pad_id)
+
+
 def run_reference(store: str, plan: str, base: str, work: Path, batch_size: int, args) -> dict:
-    """The reference recipe: transformers.Trainer, fixed batches, librosa in the collator, no loader workers."""
-    import librosa
+    """The reference recipe: transformers.Trainer, fixed batches grouped by clip duration, librosa in the collator,
+    ``args.ref_workers`` loader workers with pinned memory, persistent workers and prefetch, as the script sets
+    them."""
+    import librosa  # noqa: F401  (loaded before the loader forks its workers, which then share it)
     import torch
     from transformers import (
         AutoProcessor,
@@ -383,42 +435,34 @@ def run_reference(store: str, plan: str, base: str, work: Path, batch_size: int,
         TrainerCallback,
         TrainingArguments,
     )
+    from transformers.trainer_pt_utils import LengthGroupedSampler
 
     from polyglot_lion.config import load_config
     from polyglot_lion.data.balance import read_plan
     from polyglot_lion.data.store import read_metadata
-    from polyglot_lion.model.prompts import PromptEncoder, collate
 
     tr = load_config(CONFIG, check_paths=False).train
 
-    class PlanRows(torch.utils.data.Dataset):
-        """The plan's rows from the store's train split, FLAC bytes as stored (decoded in the collator)."""
+    class ReferenceTrainer(Trainer):
+        """``Trainer`` as the script runs it, given two things stock transformers would find elsewhere: the clip
+        lengths that ``group_by_length`` sorts by (a ``datasets.Dataset`` column there) and, as each batch is
+        trained, its padding figures (taken off the batch: the model does not take them)."""
 
-        def __init__(self):
-            cols = ["id", "audio", "text", "language"]
-            by_id = {r["id"]: r for r in read_metadata(store, "train", columns=cols).to_pylist()}
-            self.rows = [by_id[uid] for uid in read_plan(plan)["id"].to_pylist()]
-
-        def __len__(self):
-            return len(self.rows)
-
-        def __getitem__(self, i):
-            return self.rows[i]
-
-    class LibrosaCollator:
-        def __init__(self, processor):
-            self.encoder, self.pad_id = PromptEncoder(processor), processor.tokenizer.pad_token_id
+        def __init__(self, *a, lengths: list[int], **k):
+            super().__init__(*a, **k)
+            self.lengths = lengths
             self.batches: list[tuple[int, int, float, float]] = []  # clips, real frames, efficiency, audio fraction
 
-        def __call__(self, items: list[dict]) -> dict:
-            examples = []
-            for it in items:
-                samples, _ = librosa.load(io.BytesIO(it["audio"]), sr=16_000)
-                examples.append(self.encoder.encode(samples, it["text"], it["language"]))
-            batch = collate(examples, self.pad_id)
-            self.batches.append((len(items), int(batch["input_features_mask"].sum()), batch.pop("padding_efficiency"),
-                                 batch.pop("audio_fraction")))
-            return batch
+        def _get_train_sampler(self, train_dataset=None):
+            # what Trainer builds for train_sampling_strategy="group_by_length", with the lengths passed in
+            return LengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                                        lengths=self.lengths)
+
+        def training_step(self, model, inputs, *a, **k):
+            mask = inputs["input_features_mask"]
+            self.batches.append((len(mask), int(mask.sum()), inputs.pop("padding_efficiency"),
+                                 inputs.pop("audio_fraction")))
+            return super().training_step(model, inputs, *a, **k)
 
     class StepClock(TrainerCallback):
         def __init__(self):
@@ -430,25 +474,34 @@ def run_reference(store: str, plan: str, base: str, work: Path, batch_size: int,
         def on_step_end(self, *a, **k):
             self.ends.append(time.perf_counter())
 
-    t0, meter = time.perf_counter(), CpuMeter().start()
+    t0, meter, workers = time.perf_counter(), CpuMeter().start(), args.ref_workers
+    # the plan's rows from the store's train split, FLAC bytes as stored (decoded in the collator), and each
+    # row's clip duration in 10 ms mel frames for the length grouping
+    by_id = {r["id"]: r for r in read_metadata(store, "train", columns=["id", "audio", "text", "language"]).to_pylist()}
+    table = read_plan(plan)
+    rows = [by_id[uid] for uid in table["id"].to_pylist()]
+    lengths = [round(d * 100) for d in table["duration_s"].to_pylist()]
     processor = AutoProcessor.from_pretrained(base)
     model = Qwen3ASRForConditionalGeneration.from_pretrained(base, dtype=torch.float32)
-    collator, clock = LibrosaCollator(processor), StepClock()
+    clock = StepClock()
     targs = TrainingArguments(
         output_dir=str(work / "reference"), per_device_train_batch_size=batch_size, num_train_epochs=args.epochs,
         learning_rate=tr.lr, adam_beta1=tr.betas[0], adam_beta2=tr.betas[1], weight_decay=tr.weight_decay,
         optim="adamw_torch", lr_scheduler_type="cosine", warmup_steps=tr.warmup_ratio, max_grad_norm=tr.clip_norm,
         logging_steps=args.log_every, save_strategy="no", report_to="none", disable_tqdm=True, use_cpu=True,
-        dataloader_num_workers=0, remove_unused_columns=False, seed=SEED)
-    trainer = Trainer(model=model, args=targs, train_dataset=PlanRows(), data_collator=collator, callbacks=[clock])
+        dataloader_num_workers=workers, dataloader_pin_memory=True, dataloader_persistent_workers=workers > 0,
+        dataloader_prefetch_factor=REFERENCE_PREFETCH_FACTOR if workers > 0 else None,
+        train_sampling_strategy="group_by_length", remove_unused_columns=False, seed=SEED)
+    trainer = ReferenceTrainer(model=model, args=targs, train_dataset=rows, data_collator=LibrosaCollator(processor),
+                               callbacks=[clock], lengths=lengths)
     trainer.remove_callback(PrinterCallback)
     out = trainer.train()
     trainer.save_model(str(work / "reference" / "final"))
     processor.save_pretrained(str(work / "reference" / "final"))
     wall, cpu = time.perf_counter() - t0, meter.stop()
 
-    # accelerate's loader collates one batch ahead, so batch i is step i+1 by position, not by call time
-    ends, stats, windows = [clock.t0] + clock.ends, collator.batches[:len(clock.ends)], []
+    # batch i is step i + 1: the trainer recorded each batch as it trained it
+    ends, stats, windows = [clock.t0] + clock.ends, trainer.batches, []
     for start in range(0, len(clock.ends), args.log_every):
         stop = min(start + args.log_every, len(clock.ends))
         part, dt = stats[start:stop], ends[stop] - ends[start]
@@ -459,7 +512,8 @@ def run_reference(store: str, plan: str, base: str, work: Path, batch_size: int,
                         "audio_fraction": sum(s[3] for s in part) / len(part)})
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     return dict(steady_state(windows), **cpu, wall_s=wall, final_loss=losses[-1] if losses else out.training_loss,
-                torch_threads=torch.get_num_threads(), batch_size=batch_size, windows=windows)
+                torch_threads=torch.get_num_threads(), batch_size=batch_size, loader_workers=workers,
+                windows=windows)
 
 
 def steady_state(windows: list[dict]) -> dict:
@@ -514,6 +568,10 @@ def main() -> int:
     ap.add_argument("--step-ablation", type=int, default=0, metavar="N",
                     help="also time the training step alone on N of ours' micro-batches, four ways (model's own "
                          "loss or answer-only, default or channels-last convs), in this process (default 0: off)")
+    ap.add_argument("--ref-workers", type=int, default=None,
+                    help=f"reference: dataloader_num_workers (default: qwen3_asr_sft.py's {REFERENCE_WORKERS}, at most "
+                         f"one per core of this machine, here {min(REFERENCE_WORKERS, os.cpu_count() or 1)}; "
+                         "0 = load in the main process)")
     ap.add_argument("--log-every", type=int, default=10, help="steps per log window on both sides (default 10)")
     ap.add_argument("--max-load", type=float, default=0, help="before each run, wait (up to 30 min) until the "
                                                               "1-minute load average is at most this (0 = no wait)")
@@ -522,6 +580,10 @@ def main() -> int:
     args = ap.parse_args()
     if args.quick:
         args.clips, args.epochs, args.repeats = 160, 1, 1
+    if args.ref_workers is None:
+        args.ref_workers = min(REFERENCE_WORKERS, os.cpu_count() or 1)
+    if args.ref_workers < 0:
+        ap.error(f"--ref-workers must be >= 0 (is {args.ref_workers})")
     threads = args.ours_threads or [load_config(CONFIG, check_paths=False).scaling.torch_threads]
     os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
     work = Path(args.work)
@@ -542,7 +604,8 @@ def main() -> int:
     audio_h = sum(frames[u][0] for b in batches for u in b) / 100 / 3600 / args.epochs
     print(f"plan: {plan_rows} rows ({audio_h * 60:.1f} audio-min) x {args.epochs} epochs; ours: {expected['steps']} "
           f"steps of {expected['mean_clips_per_step']:.2f} clips on average (replayed); reference: batch size "
-          f"{batch_size}, {args.epochs * math.ceil(plan_rows / batch_size)} steps", flush=True)
+          f"{batch_size}, {args.epochs * math.ceil(plan_rows / batch_size)} steps, grouped by length, "
+          f"{args.ref_workers} loader worker(s)", flush=True)
 
     ours_sides = {f"ours_threads_{t}_passes_{p}": (t, p) for t in threads for p in passes}
     sides = ["reference", *ours_sides]
@@ -578,7 +641,13 @@ def main() -> int:
                                  "bucket_window": args.bucket_window,
                                  "shuffle_buffer": args.shuffle_buffer, "torch_threads": threads,
                                  "plan_passes": passes},
-                  "reference_batch_size": batch_size, "log_every": args.log_every, "ours_replayed": expected,
+                  "reference_batch_size": batch_size,
+                  "reference_loader": {"num_workers": args.ref_workers, "pin_memory": True,
+                                       "persistent_workers": args.ref_workers > 0,
+                                       "prefetch_factor": REFERENCE_PREFETCH_FACTOR if args.ref_workers else None,
+                                       "train_sampling_strategy": "group_by_length",
+                                       "lengths": "plan duration_s in 10 ms frames"},
+                  "log_every": args.log_every, "ours_replayed": expected,
                   "ours_replayed_by_passes": {p: replay_stats(b, frames) for p, b in replays.items()}},
         "summary": summary, "runs": runs, "audio_s_per_s_ratio": ratio, "step_ablation": ablation,
         "targets": {"audio_s_per_s_ratio_ge_1.3": ratio >= 1.3,

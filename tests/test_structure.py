@@ -3,6 +3,9 @@ of the library says why, and no function is longer than a reader can hold (issue
 
 import ast
 import importlib
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,10 +13,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1] / "platform"
 PACKAGE = ROOT / "polyglot_lion"
 MAX_FUNCTION_LINES = 120
-# Files whose function-level imports of the library are not yet reviewed: they were being rewritten by other parts
-# of issue 28 at the same time (cli.py's parsers, the serving app, inference, data and evaluation). Remove a file
-# from here once its lazy imports are moved to the top or carry their reason.
-LAZY_IMPORTS_NOT_YET_REVIEWED = {"cli.py"}
 
 
 def _modules() -> dict[str, Path]:
@@ -109,16 +108,11 @@ def test_tracking_reads_checkpoints_not_the_loop():
     assert "polyglot_lion.train.checkpoints" in tracking and "polyglot_lion.train.loop" not in tracking
 
 
-def _reviewed(path: Path) -> bool:
-    rel = path.relative_to(PACKAGE).as_posix()
-    return not any(rel == p or rel.startswith(p + "/") for p in LAZY_IMPORTS_NOT_YET_REVIEWED)
-
-
 def test_a_function_level_import_of_the_library_says_why():
     """Imports belong at the top of a module; one inside a function (to keep a heavy dependency off an import path)
     carries a comment on its line or the line above that says so."""
     silent = []
-    for path in filter(_reviewed, MODULES.values()):
+    for path in MODULES.values():
         lines = path.read_text().splitlines()
         for fn in ast.walk(ast.parse("\n".join(lines))):
             if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -150,3 +144,14 @@ def test_the_training_loop_reads_in_150_lines():
     tree = ast.parse((PACKAGE / "train" / "loop.py").read_text())
     fn = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "train_loop_per_worker")
     assert fn.end_lineno - fn.lineno + 1 <= 150
+
+
+def test_the_command_line_loads_no_heavy_dependency_until_a_command_runs():
+    """`polyglot-lion --help` (and every command's parser) imports neither torch, transformers, Ray nor MLflow: the
+    handlers that need them import them when they run."""
+    code = ("import sys; from polyglot_lion.cli import build_parser; build_parser().format_help(); "
+            "print(' '.join(m for m in ('torch', 'transformers', 'ray', 'mlflow') if m in sys.modules))")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "", f"loaded at startup: {proc.stdout.strip()}"

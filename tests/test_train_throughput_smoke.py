@@ -2,6 +2,7 @@
 figures it reports are made from what each side really did, so the benchmark cannot rot between full runs."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -28,9 +29,13 @@ def test_train_throughput_smallest_run(tmp_path):
     # ours trained exactly the micro-batches the replay predicted, and its logged padding per window matches them
     assert ours["steps"] == replayed["steps"] > 2
     assert ours["runs_audio_s_per_s"] and r["runs"][sides[1]][0]["replay_max_window_error"] < 1e-6
-    # the reference trained every plan row once (one epoch) in fixed batches
+    # the reference trained every plan row once (one epoch) in fixed batches, grouped by length, its collator in
+    # loader workers (qwen3_asr_sft.py's 4, at most one per core)
     bs = r["setup"]["reference_batch_size"]
     assert ref["steps"] == -(-r["setup"]["plan_rows"] // bs) and ref["batch_size"] == bs
+    loader = r["setup"]["reference_loader"]
+    assert loader["train_sampling_strategy"] == "group_by_length" and loader["pin_memory"]
+    assert ref["loader_workers"] == loader["num_workers"] == min(4, os.cpu_count() or 1) >= 1
     for side in (ref, ours):
         assert side["steady_steps"] > 0 and side["samples_per_s"] > 0 and side["audio_s_per_s"] > 0
         assert 0 < side["audio_fraction"] <= side["padding_efficiency"] <= 1
