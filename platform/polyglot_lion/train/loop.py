@@ -153,9 +153,8 @@ def train_loop_per_worker(config: dict) -> None:
                     epoch = read * data.plan_passes + (rows_in_read * world / plan_rows if plan_rows else 0.0)
                     metrics = window.metrics(step, epoch, scheduler.get_last_lr()[0], grad_norm, world,
                                              tr.grad_accum, device)
-                    metrics.update(skipped_metrics(skipped_counts(skipped, skipped_before, world, cpu_group)),
-                                   train_s=state["train_s"])  # time into training (train.max_minutes counts it)
-                    metrics.update(dev.measure(step, last))
+                    metrics.update(skipped_metrics(skipped_counts(skipped, skipped_before, world, cpu_group)))
+                    metrics.update(dev.measure(step, last), train_s=state["train_s"])  # train_s: max_minutes counts it
                     if checkpoint_due and tr.select_by != "last":
                         scores.append(float(metrics.get(tr.select_by, math.nan)))  # NaN on ranks without it
                         if tr.early_stop_patience:
