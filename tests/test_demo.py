@@ -10,30 +10,33 @@ from pathlib import Path
 
 import pytest
 
-from polyglot_lion.demo import Screen, summary_text
+from polyglot_lion.demo import summary_text
 from polyglot_lion.demo_base import PROVENANCE, SHIPPED, WEIGHTS, shipped_base
 
 
 def test_the_summary_names_every_component_the_demo_ran(tmp_path):
     text = summary_text(tmp_path, "sqlite:///x.db", "models:/polyglot-lion-tiny@champion",
                         {"corpus": 30.0, "import": 12.0, "train": 250.0}, 400.0,
-                        {"transcribed": 40, "errors": 2}, 750)
+                        {"transcribed": 40, "errors": {"unreadable_audio": 2}}, 750)
     for component in ("Ray Data ", "Ray Train", "MLflow", "Ray Data bulk", "Ray Serve"):
         assert component in text
-    assert "40 transcribed, 2 errors counted" in text and "(step 750)" in text
+    assert "40 transcribed, errors counted: 2 unreadable_audio" in text and "(step 750)" in text
     assert "corpus 30 s, import 12 s, train 250 s; 400 s in all" in text
 
 
 def test_the_screen_sends_library_stderr_to_the_log_and_keeps_stdout(tmp_path):
     # in a subprocess: the screen redirects file descriptor 2, which pytest's capture also holds
     code = f"""
-import os, sys
+import os, sys, threading
 from pathlib import Path
 from polyglot_lion.demo import Screen
 with Screen(Path({str(tmp_path / 'details.log')!r}), verbose=False) as s:
     print("the demo's table")
     print("a library warning", file=sys.stderr)
     os.write(2, b"a C++ log line\\n")
+    t = threading.Thread(target=print, args=("(raylet) WARNING: from Ray's error listener",))
+    t.start()
+    t.join()
     s.error("the demo stopped: why")
     print("bars:", s.bars)
 print("after", file=sys.stderr)
@@ -45,6 +48,7 @@ print("after", file=sys.stderr)
     assert r.stderr.splitlines() == ["the demo stopped: why", "after"]  # fd 2 restored afterwards
     log = (tmp_path / "details.log").read_text()
     assert "a library warning" in log and "a C++ log line" in log and "the demo stopped: why" in log
+    assert "(raylet) WARNING: from Ray's error listener" in log  # printed by another thread: not on the screen
 
 
 def test_the_shipped_base_model_matches_its_provenance(tmp_path):

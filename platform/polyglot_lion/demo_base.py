@@ -36,8 +36,8 @@ def _git_commit() -> str:
         return "unknown"
 
 
-def export_base(checkpoint: str, dest: str, command: str, steps: int, train_utterances: int, scores: dict,
-                timings: dict) -> str:
+def export_base(checkpoint: str, dest: str, command: str, languages: tuple[str, ...], steps: int,
+                train_utterances: int, scores: dict, timings: dict) -> str:
     """Write ``checkpoint`` (a transformers-format folder) to ``dest`` with bf16 weights, its processor and
     PROVENANCE.json (what built it, the base's scores per language, the weights' checksum)."""
     import torch  # heavy: only the build script exports
@@ -48,8 +48,9 @@ def export_base(checkpoint: str, dest: str, command: str, steps: int, train_utte
     model.to(torch.bfloat16).save_pretrained(dest)
     AutoProcessor.from_pretrained(checkpoint).save_pretrained(dest)
     provenance = {
-        "what": "tiny Qwen3-ASR (built in-process, random init) trained on the English and Mandarin training sets "
-                "of the demo's synthetic espeak-ng corpus (natural sampling); Tamil and Malay unseen",
+        "what": f"tiny Qwen3-ASR (built in-process, random init) trained on the {'/'.join(languages)} training sets "
+                "of the demo's synthetic espeak-ng corpus, natural sampling (each utterance as often as the next)",
+        "languages": list(languages),
         "built_by": command, "commit": _git_commit(), "built_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "corpus": {"generator": "polyglot_lion.data.synth.synthesize_corpus", "train_utterances": train_utterances,
                    "seed": 0},

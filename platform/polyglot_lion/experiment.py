@@ -53,6 +53,7 @@ class AblationOptions:
     tracking_uri: str | None = None
     torch_threads: int = 2
     base_only: bool = False  # train and evaluate the base model only (the demo's shipped base: demo_base.py)
+    base_languages: tuple[str, ...] = ("en", "zh")  # what the base model is trained on (natural sampling)
     runs: list = field(default_factory=list)
 
     def planned_runs(self) -> list[dict]:
@@ -128,7 +129,7 @@ def run_ablation(opts: AblationOptions) -> dict:
 
         # 2. plans: the base model's (en + zh only, natural) and one per strategy and seed
         plans = {}
-        base_corpus = {k: v for k, v in corpus.items() if k[0] in ("en", "zh")}
+        base_corpus = {k: v for k, v in corpus.items() if k[0] in opts.base_languages}
         plans["base"] = str(out / "plans" / "base")
         write_plan(make_plan(base_corpus, "natural", 0), durations, meta, plans["base"])
         for r in opts.planned_runs():
@@ -159,9 +160,10 @@ def run_ablation(opts: AblationOptions) -> dict:
 
         # 4. base model: English and Mandarin only
         t = time.time()
-        base = train(load_config(CONFIG, _overrides(opts, store, plans["base"], "base-en-zh", 0, opts.base_steps, db)))
+        base_name = "base-" + "-".join(opts.base_languages)
+        base = train(load_config(CONFIG, _overrides(opts, store, plans["base"], base_name, 0, opts.base_steps, db)))
         timings["base_s"] = time.time() - t
-        runs = [{"name": "base-en-zh", "strategy": "base (en+zh)", "mode": "agnostic", "seed": 0,
+        runs = [{"name": base_name, "strategy": f"base ({'+'.join(opts.base_languages)})", "mode": "agnostic", "seed": 0,
                  "checkpoint": base["checkpoint"], "model_version": base["model_version"],
                  "mlflow_run_id": base["mlflow_run_id"]}]
 
@@ -205,7 +207,8 @@ def run_ablation(opts: AblationOptions) -> dict:
     return result
 
 
-def _capped_lang_means(run: dict) -> dict[str, float]:
+def capped_language_means(run: dict) -> dict[str, float]:
+    """A run's capped error rate per language: the mean over its test sets of that language."""
     by: dict[str, list[float]] = {}
     for e in run["eval"]["benchmarks"].values():
         by.setdefault(e["language"], []).append(e["capped_error_rate"])
@@ -219,7 +222,7 @@ def summarise(result: dict) -> dict:
         groups.setdefault(f"{r['strategy']} / {r['mode']}", []).append(r)
     table = {}
     for g, rs in groups.items():
-        langs = [_capped_lang_means(r) for r in rs]
+        langs = [capped_language_means(r) for r in rs]
         means = {k: sum(d[k] for d in langs) / len(langs) for k in langs[0]}
         table[g] = {"seeds": [r["seed"] for r in rs], "languages": means,
                     "average_capped": sum(r["eval"]["average_capped"] for r in rs) / len(rs),
@@ -235,7 +238,7 @@ def summarise(result: dict) -> dict:
     if tag and two:
         same_seed = [r for r in result["runs"] if r["strategy"] == "two-stage" and r["mode"] == "agnostic"
                      and r["seed"] == tag["seeds"][0]]
-        ref = _capped_lang_means(same_seed[0]) if same_seed else two["languages"]
+        ref = capped_language_means(same_seed[0]) if same_seed else two["languages"]
         claims["agnostic_vs_tagged"] = {
             "languages": {k: ref[k] - tag["languages"][k] for k in ref},
             "note": "agnostic minus tagged (same seed), capped error rate points; negative = agnostic helped"}
