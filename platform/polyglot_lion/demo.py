@@ -176,6 +176,11 @@ def _before_after(before: dict, after: dict) -> str:
     return "\n".join(lines)
 
 
+def _minutes(args) -> float:
+    """The training budget: --train-minutes, else 5 minutes of fine-tuning or 15 from scratch."""
+    return args.train_minutes if args.train_minutes is not None else (15.0 if args.from_scratch else 5.0)
+
+
 def _train_overrides(args, store: Path, plan_dir: Path, out: Path, db: str, base: str) -> list[str]:
     """The demo's training settings on top of the tiny CPU config: a wall-time budget (train.max_minutes) with the
     schedule on the clock, a checkpoint and a dev transcription every 250 steps and at the end, the checkpoint with
@@ -186,7 +191,7 @@ def _train_overrides(args, store: Path, plan_dir: Path, out: Path, db: str, base
     return [f"data.store={store}", f"data.plan={plan_dir}", f"run.output_dir={out}/runs", "run.name=demo",
             f"run.seed={args.seed}", f"tracking.uri={db}", "tracking.registered_model=polyglot-lion-tiny",
             f"model.source={'tiny' if scratch else base}", f"train.max_steps={steps}",
-            f"train.max_minutes={0 if args.train_steps else args.train_minutes}",
+            f"train.max_minutes={0 if args.train_steps else _minutes(args)}",
             f"train.checkpoint_every={every}", f"train.dev_eval_every={every}", "train.select_by=dev_capped_error_rate",
             "train.log_every=25", "train.dev_every=0", "train.warmup_ratio=0.05", "train.lr=0.001",
             "train.betas=[0.9, 0.98]", "data.max_frames_per_batch=8000", "data.max_batch_size=16",
@@ -198,8 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="demo_out", help="output folder (default demo_out; replaced)")
     p.add_argument("--train-utterances", type=int, default=4800, help="synthetic train utterances (default 4800)")
     p.add_argument("--eval-utterances", type=int, default=8, help="dev/test utterances per dataset (default 8)")
-    p.add_argument("--train-minutes", type=float, default=5.0,
-                   help="wall-time budget of the fine-tune (train.max_minutes; default 5)")
+    p.add_argument("--train-minutes", type=float, default=None,
+                   help="wall-time budget of the training (train.max_minutes; default 5, 15 with --from-scratch)")
     p.add_argument("--train-steps", type=int, default=0, help="train this many steps instead of --train-minutes")
     p.add_argument("--from-scratch", action="store_true", help="train the random tiny model instead of "
                                                                "fine-tuning the shipped base")
