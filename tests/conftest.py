@@ -24,8 +24,30 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(scope="session")
-def ray_session():
-    """One small local Ray instance for the whole test session (ray.init costs ~10 s here)."""
+def s3_server(tmp_path_factory):
+    """A real S3-compatible server (moto in server mode) on 127.0.0.1 for the whole session, its AWS environment
+    in ``os.environ``. Started before Ray, so Ray's workers inherit the endpoint and keys."""
+    from polyglot_lion.testing.s3 import S3Server
+
+    log = tmp_path_factory.mktemp("s3") / "moto.log"
+    with S3Server(log_path=str(log)) as server, server.activate():
+        yield server
+
+
+@pytest.fixture
+def bucket(s3_server, request):
+    """A fresh bucket for one test: ``s3://<name>``."""
+    import re
+    import uuid
+
+    name = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-")
+    return s3_server.create_bucket(f"{name}-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture(scope="session")
+def ray_session(s3_server):
+    """One small local Ray instance for the whole test session (ray.init costs ~10 s here). It starts after the
+    S3 server, so its workers can reach test buckets."""
     import ray
 
     from polyglot_lion.runtime import init_ray

@@ -1,0 +1,230 @@
+"""Locations: a local path, ``s3://bucket/prefix`` or ``gs://bucket/prefix``, resolved to a ``pyarrow.fs`` filesystem.
+
+Every place the platform reads or writes (the store, plans, run outputs, bulk inputs and outputs, evaluation
+outputs) is a location. This module is the one place that knows which kind a location is; the rest of the code
+calls ``resolve(location)`` and works with the ``Location`` it gets (a filesystem and a path inside it).
+
+S3 settings come from the standard AWS environment, read when a location is resolved:
+``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL`` (an S3-compatible store such as MinIO, Ceph or moto),
+``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` / ``AWS_SESSION_TOKEN``, ``AWS_REGION`` /
+``AWS_DEFAULT_REGION``. Explicit keys are put into the filesystem object, so a ``Location`` pickled to a Ray
+worker on another node carries them (a node without the variables can still read the bucket). Without keys in
+the environment, pyarrow's default credential chain (instance roles, ~/.aws) is used on each node.
+
+Object stores have no rename: ``write_bytes`` writes an object whole (S3's PUT is atomic); on a local disk it
+writes a temporary file and renames it, so a reader never sees half a file either way.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pyarrow.fs as pafs
+
+REMOTE_SCHEMES = ("s3", "gs", "gcs")
+
+
+class LocationError(ValueError):
+    """A location that cannot be used: a bucket that does not exist, access denied, an unknown scheme."""
+
+
+def is_remote(location: str | os.PathLike) -> bool:
+    return urlparse(str(location)).scheme in REMOTE_SCHEMES
+
+
+def s3_endpoint() -> str | None:
+    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
+
+
+def s3_filesystem() -> pafs.S3FileSystem:
+    """The S3 filesystem for this process's AWS environment (endpoint override for S3-compatible stores)."""
+    kwargs: dict = {}
+    endpoint = s3_endpoint()
+    if endpoint:
+        parsed = urlparse(endpoint)
+        kwargs["endpoint_override"] = parsed.netloc or parsed.path
+        kwargs["scheme"] = parsed.scheme or "https"
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if region:
+        kwargs["region"] = region
+    elif endpoint:
+        kwargs["region"] = "us-east-1"  # S3-compatible stores ignore it; pyarrow would otherwise ask AWS
+    key, secret = os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
+    if key and secret:
+        kwargs.update(access_key=key, secret_key=secret, session_token=os.environ.get("AWS_SESSION_TOKEN"))
+    return pafs.S3FileSystem(**kwargs)
+
+
+@dataclass(frozen=True)
+class Location:
+    """A filesystem and a path inside it. ``str(location)`` gives the URI (or the local path) back."""
+
+    fs: pafs.FileSystem
+    path: str  # "bucket/prefix/..." for a bucket, an absolute path on a local disk
+    scheme: str = ""  # "" for a local path
+
+    @property
+    def is_local(self) -> bool:
+        return not self.scheme
+
+    @property
+    def uri(self) -> str:
+        return self.path if self.is_local else f"{self.scheme}://{self.path}"
+
+    def __str__(self) -> str:
+        return self.uri
+
+    @property
+    def name(self) -> str:
+        return posixpath.basename(self.path.rstrip("/"))
+
+    @property
+    def parent(self) -> Location:
+        return Location(self.fs, posixpath.dirname(self.path.rstrip("/")), self.scheme)
+
+    def join(self, *parts: str) -> Location:
+        return Location(self.fs, posixpath.join(self.path, *parts), self.scheme)
+
+    def __truediv__(self, part: str) -> Location:
+        return self.join(part)
+
+    def local_path(self) -> Path:
+        if not self.is_local:
+            raise LocationError(f"location {self.uri}: a bucket location has no local path")
+        return Path(self.path)
+
+    # --- reading -------------------------------------------------------------------------------------------
+    def exists(self) -> bool:
+        return self.fs.get_file_info(self.path).type != pafs.FileType.NotFound
+
+    def is_dir(self) -> bool:
+        return self.fs.get_file_info(self.path).type == pafs.FileType.Directory
+
+    def is_file(self) -> bool:
+        return self.fs.get_file_info(self.path).type == pafs.FileType.File
+
+    def read_bytes(self) -> bytes:
+        with self.fs.open_input_stream(self.path) as f:
+            return f.read()
+
+    def read_text(self, encoding: str = "utf-8") -> str:
+        return self.read_bytes().decode(encoding)
+
+    def list(self, recursive: bool = False) -> list[Location]:
+        """The entries under this folder (files and folders), sorted by path; [] if it does not exist."""
+        selector = pafs.FileSelector(self.path, allow_not_found=True, recursive=recursive)
+        infos = sorted(self.fs.get_file_info(selector), key=lambda i: i.path)
+        return [Location(self.fs, i.path, self.scheme) for i in infos]
+
+    def files(self, suffix: str = "", recursive: bool = False) -> list[Location]:
+        selector = pafs.FileSelector(self.path, allow_not_found=True, recursive=recursive)
+        infos = [i for i in self.fs.get_file_info(selector)
+                 if i.type == pafs.FileType.File and i.path.endswith(suffix)]
+        return [Location(self.fs, i.path, self.scheme) for i in sorted(infos, key=lambda i: i.path)]
+
+    # --- writing -------------------------------------------------------------------------------------------
+    def mkdir(self) -> None:
+        """Create the folder (a no-op on a bucket, where folders are prefixes)."""
+        if self.is_local:
+            self.fs.create_dir(self.path, recursive=True)
+
+    def write_bytes(self, data: bytes) -> None:
+        """Write the object whole: a reader sees the old content or the new, never a part."""
+        if self.is_local:
+            self.parent.mkdir()
+            tmp = f"{self.path}.tmp-{uuid.uuid4().hex[:8]}"
+            with self.fs.open_output_stream(tmp) as f:
+                f.write(data)
+            os.replace(tmp, self.path)
+        else:
+            with self.fs.open_output_stream(self.path) as f:
+                f.write(data)
+
+    def write_text(self, text: str, encoding: str = "utf-8") -> None:
+        self.write_bytes(text.encode(encoding))
+
+    def delete(self) -> None:
+        """Delete this file, or this folder and everything under it; a no-op if absent."""
+        info = self.fs.get_file_info(self.path)
+        if info.type == pafs.FileType.Directory:
+            self.fs.delete_dir(self.path)
+        elif info.type == pafs.FileType.File:
+            self.fs.delete_file(self.path)
+        elif not self.is_local:
+            self.fs.delete_dir_contents(self.path, missing_dir_ok=True)
+
+
+def resolve(location: str | os.PathLike | Location) -> Location:
+    """The filesystem and path of a location: ``s3://``, ``gs://`` or a local path (made absolute)."""
+    if isinstance(location, Location):
+        return location
+    text = str(location)
+    parsed = urlparse(text)
+    scheme = parsed.scheme
+    if scheme == "s3":
+        return Location(s3_filesystem(), _bucket_path(text, parsed), "s3")
+    if scheme in ("gs", "gcs"):
+        return Location(pafs.GcsFileSystem(), _bucket_path(text, parsed), "gs")
+    if scheme in ("", "file") or (len(scheme) == 1 and os.name == "nt"):
+        path = parsed.path if scheme == "file" else text
+        return Location(pafs.LocalFileSystem(), str(Path(path).expanduser().absolute()), "")
+    raise LocationError(f"location {text!r}: scheme {scheme!r} is not supported; "
+                        f"use a local path, s3://bucket/prefix or gs://bucket/prefix")
+
+
+def _bucket_path(text: str, parsed) -> str:
+    if not parsed.netloc:
+        raise LocationError(f"location {text!r}: no bucket name; expected {parsed.scheme}://bucket/prefix")
+    return f"{parsed.netloc}{parsed.path}".rstrip("/")
+
+
+def check_location(location: str | os.PathLike | Location, *, write: bool, what: str = "location") -> Location:
+    """Fail early, naming the location, if its bucket does not exist or cannot be read (or written, with
+    ``write``). For a local path: the nearest existing folder must be writable (``write``) or the path exist.
+    Meant to run before Ray starts, so a typo in a bucket name costs a second, not a cluster start."""
+    loc = resolve(location)
+    if loc.is_local:
+        if write:
+            probe = Path(loc.path)
+            while not probe.exists():
+                probe = probe.parent
+            if not os.access(probe, os.W_OK):
+                raise LocationError(f"{what} {loc.uri}: {probe} is not writable")
+        elif not Path(loc.path).exists():
+            raise LocationError(f"{what} {loc.uri}: does not exist")
+        return loc
+    bucket = loc.path.split("/", 1)[0]
+    try:
+        info = loc.fs.get_file_info(bucket)
+    except OSError as e:
+        raise LocationError(f"{what} {loc.uri}: cannot reach bucket {bucket!r} "
+                            f"(endpoint {s3_endpoint() or 'default'}): {_first_line(e)}") from None
+    if info.type == pafs.FileType.NotFound:
+        raise LocationError(f"{what} {loc.uri}: bucket {bucket!r} does not exist "
+                            f"(endpoint {s3_endpoint() or 'default'}); create it first")
+    try:
+        loc.fs.get_file_info(pafs.FileSelector(loc.path, allow_not_found=True, recursive=False))
+        if write:
+            probe_loc = loc.join(f".polyglot-lion-probe-{uuid.uuid4().hex[:12]}")
+            probe_loc.write_bytes(b"")
+            probe_loc.delete()
+    except OSError as e:
+        verb = "write to" if write else "read"
+        raise LocationError(f"{what} {loc.uri}: cannot {verb} it: {_first_line(e)}") from None
+    return loc
+
+
+def _first_line(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
+def ray_storage(location: str | os.PathLike | Location) -> tuple[str, pafs.FileSystem | None]:
+    """``(storage_path, storage_filesystem)`` for Ray Train's ``RunConfig``: a bucket location passes its
+    filesystem (with the endpoint override); a local path passes None, Ray's default."""
+    loc = resolve(location)
+    return (loc.path, None) if loc.is_local else (loc.path, loc.fs)
