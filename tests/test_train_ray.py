@@ -241,7 +241,9 @@ def test_restart_replays_the_same_batches_across_passes(tmp_path, corpus_store):
     kw = {"data.fixed_batch_size": 8, "data.plan_passes": 2, "train.log_every": 1, "train.max_steps": total,
           "train.checkpoint_every": cut, "scaling.max_failures": 1, "scaling.num_workers": 1,
           "data.read_ahead_rows": 64}  # the replay holds with the next read started in the background
-    full = train(load_config(CONFIG, _overrides(tmp_path, store, plan, "uninterrupted", **kw)))
+    # the reference run in Train's local mode (the same loop and batches in the driver; no worker start-up)
+    full = train(load_config(CONFIG, _overrides(tmp_path, store, plan, "uninterrupted",
+                                                **{**kw, "scaling.num_workers": 0})))
     crashed = train(load_config(CONFIG, _overrides(tmp_path, store, plan, "crashed", **kw)),
                     inject_crash_at_step=cut + 1)
     assert os.path.exists(f"{tmp_path}/runs/crashed/.crash_injected")  # the worker process did die
@@ -254,10 +256,10 @@ def test_restart_replays_the_same_batches_across_passes(tmp_path, corpus_store):
     epochs = [v for _, v in _history(tmp_path, full["mlflow_run_id"], "epoch")]
     assert epochs[-1] > 1.0  # the run went into the second epoch of the read
     # the finished run again: Ray Train resumes it at its last step and trains nothing; nothing is registered again
-    again = train(load_config(CONFIG, _overrides(tmp_path, store, plan, "uninterrupted", **kw)))
-    assert again["already_finished"] and again["model_version"] == full["model_version"]
-    assert (again["checkpoint"], again["metrics"]["step"]) == (full["checkpoint"], total)
-    assert sorted(dict(_history(tmp_path, full["mlflow_run_id"]))) == list(range(1, total + 1))
+    again = train(load_config(CONFIG, _overrides(tmp_path, store, plan, "crashed", **kw)))
+    assert again["already_finished"] and again["model_version"] == crashed["model_version"]
+    assert (again["checkpoint"], again["metrics"]["step"]) == (crashed["checkpoint"], total)
+    assert sorted(dict(_history(tmp_path, crashed["mlflow_run_id"]))) == list(range(1, total + 1))
 
 
 def test_featurize_task_equals_actor(corpus_store, tiny_checkpoint):
