@@ -312,7 +312,8 @@ class DecodeEngine:
         from the first real token). ``real``: the flat positions (in B * P) of the real tokens when some row is
         padded (``_prefill_packed``), else None."""
         if real is not None:
-            return self._prefill_packed(s, rows, embeds, attention_mask, real)
+            self._prefill_packed(s, rows, embeds, attention_mask, real)
+            return
         b, p = attention_mask.shape
         positions = torch.arange(p, device=embeds.device).expand(b, p)
         cos, sin = self.lm.rotary_emb(embeds, positions)
