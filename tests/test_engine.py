@@ -169,3 +169,54 @@ def test_bad_engine_settings_are_named():
     inputs = {"attention_mask": torch.tensor([[1, 1, 0]])}
     with pytest.raises(ValueError, match="left-padded"):
         engine.generate(inputs, 4)
+
+
+def test_prompt_embeddings_are_transformers():
+    """The engine's audio path (only the chunks that hold audio convolved, a few chunks per call on a CPU, the
+    batched window attention) gives transformers' embeddings: the audio tower's projected frames in the
+    placeholders."""
+    model, processor = build_tiny_model(TINY_TEXTS, seed=0)
+    reference = copy.deepcopy(model)  # transformers' own encoder attention
+    engine = DecodeEngine(model, 0, [2], compile=None)
+    assert engine.conv_group is not None and engine.conv_group < 24  # several calls for this batch's chunks
+    inputs = Transcriber(reference, processor, engine="hf").prepare(clips(MIXED), None)
+    assert bool((inputs["input_features_mask"].view(len(MIXED), -1, 100).sum(-1) == 0).any())  # chunks skipped
+    with torch.inference_mode():
+        got = engine.prompt_embeddings(inputs["input_ids"], inputs["input_features"], inputs["input_features_mask"])
+        audio = reference.model.get_audio_features(inputs["input_features"],
+                                                   inputs["input_features_mask"]).pooler_output
+        expected = reference.model.get_input_embeddings()(inputs["input_ids"])
+        expected[inputs["input_ids"] == reference.config.audio_token_id] = audio
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_batched_prefill_is_prefill_per_row():
+    """A left-padded batch prefilled at once (the packed path: no arithmetic on padding) leaves each row as the
+    prefill of that row alone into its slot (the continuous batcher's path) does: the same first token, the same
+    keys and values at the row's real tokens, zeros at its padding, and the same tokens decoded after. (The row
+    alone is the batch's row without its padding: the processor's features of a clip depend on its batch.)"""
+    _, static = engines(0.2, batch_size=8, stop_at_eos=False, stop_on_loop=False)
+    engine, audio = static.engine, clips(MIXED)
+    batch = static.prepare(audio, None)
+    lengths = batch["attention_mask"].sum(1).tolist()
+    p = batch["attention_mask"].shape[1]
+    assert len(set(lengths)) == len(MIXED)
+    together, alone = engine.new_state(8, 128), engine.new_state(8, 128)
+    with torch.inference_mode():
+        engine.prefill(together, slice(1, 1 + len(audio)), batch, 20)  # not from row 0: rows are slots
+        for row, n in enumerate(lengths):
+            one = {k: v[row:row + 1, p - n:] if k in ("input_ids", "attention_mask") else v[row:row + 1]
+                   for k, v in batch.items()}
+            engine.prefill(alone, slice(row + 1, row + 2), one, 20)
+        assert together.tokens.tolist() == alone.tokens.tolist()
+        for i in range(len(engine.lm.layers)):
+            for row, n in enumerate(lengths):
+                for cache in ("keys", "values"):
+                    a, b = getattr(together, cache)[i][row + 1], getattr(alone, cache)[i][row + 1]
+                    torch.testing.assert_close(a[:, p - n:p], b[:, :n], rtol=1e-5, atol=1e-5)
+                    assert not a[:, :p - n].any()  # the padding's slots are zeros
+        for _ in range(19):
+            engine.step(together)
+            engine.step(alone)
+        assert together.out.tolist() == alone.out.tolist()
+        assert together.n_gen.tolist() == [0] + [20] * len(audio) + [0, 0]

@@ -9,8 +9,10 @@ in Python every token, and the transcriber's loop guard read every row back to t
 that is overhead, not arithmetic, and on a GPU the host waits for the device once per token. Here:
 
 - the audio encoder runs once per batch (the batched window attention of training, its layout made on the
-  host from the CPU feature mask, so the encoder reads nothing back either);
-- one prefill over the whole left-padded prompt fills a preallocated cache; a batch of B rows uses the state
+  host from the CPU feature mask, so the encoder reads nothing back either); it convolves only the 1-s chunks
+  that hold audio, and on a CPU a few chunks per call (the same frames, in far less time);
+- one prefill over the whole batch fills a preallocated cache (a padded batch's projections and MLPs run on
+  its real tokens alone, packed, the attention in the padded layout); a batch of B rows uses the state
   of its bucket (B rounded up to 1, 2, 4, ..., 128) and of its length bucket (prompt + budget rounded up to a
   power of two), so a compiled step (and on CUDA its CUDA graphs) is reused batch after batch;
 - every decode step does its bookkeeping on the device: a finished row (EOS, its budget, or a loop: the
@@ -39,6 +41,9 @@ from ..model.host_layout import _encode_audio
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 MIN_CACHE_LEN = 64
+# on a CPU the audio encoder convolves its 1-s chunks a few at a time: the first convolution's output of one call
+# at most this many bytes, so the large intermediate tensors stay in cache (BENCHMARKS.md, decode engine)
+CONV_GROUP_BYTES = 4 << 20
 
 # the loop guard, as ``transcriber.is_looping``'s defaults
 LOOP_MAX_PERIOD, LOOP_MIN_REPEATS, LOOP_MIN_RUN = 8, 4, 12
@@ -50,6 +55,14 @@ def batch_bucket(n: int, buckets: tuple[int, ...] = BATCH_BUCKETS) -> int:
         if n <= b:
             return b
     return -(-n // buckets[-1]) * buckets[-1]
+
+
+def conv_group(tower, dtype: torch.dtype) -> int:
+    """Chunks per convolution call of the audio encoder ``tower`` on a CPU: as many as keep the first
+    convolution's output within ``CONV_GROUP_BYTES``, at least one."""
+    a = tower.config
+    per_chunk = tower.conv2d1.out_channels * ((a.num_mel_bins + 1) // 2) * a.n_window * dtype.itemsize
+    return max(1, CONV_GROUP_BYTES // per_chunk)
 
 
 def cache_bucket(n: int) -> int:
@@ -171,6 +184,7 @@ class DecodeEngine:
         self.groups = attn.num_key_value_groups
         self.head_dim = attn.head_dim
         use_batched_encoder_attention(model)  # no-op with flash attention, which has varlen kernels
+        self.conv_group = conv_group(model.model.audio_tower, self.dtype) if self.device.type == "cpu" else None
         if compile == "auto":
             compile = "reduce-overhead" if self.device.type == "cuda" else None
         self.compile_mode = compile
@@ -292,35 +306,66 @@ class DecodeEngine:
         self._accept(self._logits(x[:, 0]), tokens, n_gen, budget, finished, window, out)
 
     def _prefill(self, s: DecodeState, rows: slice, embeds: torch.Tensor, attention_mask: torch.Tensor,
-                 padded: bool) -> None:
+                 real: torch.Tensor | None = None) -> None:
         """The whole left-padded prompt of ``embeds`` (B, P, hidden) at once into the cache's first P slots of the
         state's ``rows`` (B of them), then their first token. Position ids as HF's generate makes them (counted
-        from the first real token); a padding query attends to itself only, so no row of the attention is
-        empty."""
+        from the first real token). ``real``: the flat positions (in B * P) of the real tokens when some row is
+        padded (``_prefill_packed``), else None."""
+        if real is not None:
+            self._prefill_packed(s, rows, embeds, attention_mask, real)
+            return
         b, p = attention_mask.shape
-        positions = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
+        positions = torch.arange(p, device=embeds.device).expand(b, p)
         cos, sin = self.lm.rotary_emb(embeds, positions)
-        if padded:
-            causal = torch.ones(p, p, dtype=torch.bool, device=embeds.device).tril()
-            mask = (causal[None] & attention_mask.bool()[:, None, :]) | torch.eye(p, dtype=torch.bool,
-                                                                                 device=embeds.device)
-            mask = mask[:, None]
         x = embeds
         for i, layer in enumerate(self.lm.layers):
             attn = layer.self_attn
             q, k, v = self._qkv(attn, layer.input_layernorm(x), cos, sin)
             s.keys[i][rows, :, :p].copy_(k)
             s.values[i][rows, :, :p].copy_(v)
-            if padded:
-                o = F.scaled_dot_product_attention(q, k.repeat_interleave(self.groups, 1),
-                                                   v.repeat_interleave(self.groups, 1), attn_mask=mask,
-                                                   scale=attn.scaling)
-            else:  # as transformers' SDPA path without a mask: causal, grouped heads
-                o = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=attn.scaling,
-                                                   enable_gqa=self.groups > 1)
+            # as transformers' SDPA path without a mask: causal, grouped heads
+            o = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=attn.scaling,
+                                               enable_gqa=self.groups > 1)
             x = self._mlp_block(layer, x, o.transpose(1, 2).reshape(b, p, -1))
-        self._accept(self._logits(x[:, -1]), *(t[rows] for t in (s.tokens, s.n_gen, s.budget, s.finished,
-                                                                  s.window, s.out)))
+        self._accept(self._logits(x[:, -1]), *self._rows(s, rows))
+
+    def _prefill_packed(self, s: DecodeState, rows: slice, embeds: torch.Tensor, attention_mask: torch.Tensor,
+                        real: torch.Tensor) -> None:
+        """``_prefill`` of a batch with padding: the projections and MLPs run on the real tokens alone, packed
+        one row after another (no arithmetic on padding); queries, keys and values are then laid out padded
+        (zeros at the padding) for the attention and the cache, with a causal and padding mask (a padding query
+        attends to itself only, so no row of the attention is empty; its output is dropped)."""
+        b, p = attention_mask.shape
+        dev = embeds.device
+        positions = (attention_mask.long().cumsum(-1) - 1).flatten().index_select(0, real)
+        last = attention_mask.sum(1).cumsum(0) - 1  # each row's last token, in the packed order
+        causal = torch.ones(p, p, dtype=torch.bool, device=dev).tril()
+        mask = (causal[None] & attention_mask.bool()[:, None, :]) | torch.eye(p, dtype=torch.bool, device=dev)
+        mask = mask[:, None]
+
+        def padded(t: torch.Tensor) -> torch.Tensor:  # (1, heads, tokens, head dim) -> (B, heads, P, head dim)
+            t = t[0].transpose(0, 1)
+            return (t.new_zeros(b * p, *t.shape[1:]).index_copy_(0, real, t)
+                    .view(b, p, *t.shape[1:]).transpose(1, 2))
+
+        x = embeds.reshape(b * p, -1).index_select(0, real)[None]  # (1, tokens, hidden)
+        cos, sin = self.lm.rotary_emb(x, positions[None])
+        for i, layer in enumerate(self.lm.layers):
+            attn = layer.self_attn
+            q, k, v = (padded(t) for t in self._qkv(attn, layer.input_layernorm(x), cos, sin))
+            s.keys[i][rows, :, :p].copy_(k)
+            s.values[i][rows, :, :p].copy_(v)
+            o = F.scaled_dot_product_attention(q, k.repeat_interleave(self.groups, 1),
+                                               v.repeat_interleave(self.groups, 1), attn_mask=mask,
+                                               scale=attn.scaling)
+            o = o.transpose(1, 2).reshape(b * p, -1).index_select(0, real)
+            x = self._mlp_block(layer, x, o[None])
+        self._accept(self._logits(x[0, last]), *self._rows(s, rows))
+
+    @staticmethod
+    def _rows(s: DecodeState, rows: slice) -> tuple[torch.Tensor, ...]:
+        """The per-row tensors ``_accept`` updates, as views of the state's ``rows``."""
+        return tuple(t[rows] for t in (s.tokens, s.n_gen, s.budget, s.finished, s.window, s.out))
 
     # --- audio ----------------------------------------------------------------------------------------------
     def prompt_embeddings(self, input_ids: torch.Tensor, input_features: torch.Tensor,
@@ -345,7 +390,8 @@ class DecodeEngine:
         cu = get_audio_cu_seqlens(chunk_lengths, feature_lens, a.n_window_infer, a.n_window)
         width = int((cu[1:] - cu[:-1]).max())
         per_chunk = int(Qwen3ASREncoder._post_cnn_length(torch.tensor([chunk]))[0])
-        frame_index = (torch.arange(per_chunk) < Qwen3ASREncoder._post_cnn_length(chunk_lengths)[:, None])
+        kept = chunk_lengths.nonzero().squeeze(1)  # chunks of padding alone give no frame: not convolved
+        frame_index = (torch.arange(per_chunk) < Qwen3ASREncoder._post_cnn_length(chunk_lengths[kept])[:, None])
         frame_index = frame_index.flatten().nonzero().squeeze(1)
         positions = (ids == self.model.config.audio_token_id).flatten().nonzero().squeeze(1)
         frames = int(_get_feat_extract_output_lengths(feature_lens, a.n_window).sum())
@@ -357,7 +403,7 @@ class DecodeEngine:
         if getattr(core.audio_tower.layers[0].self_attn, "takes_window_layout", False):
             layout = tuple(x.to(dev) for x in window_layout(cu, width))
         audio = _encode_audio(core.audio_tower, input_features.to(dev, self.dtype), frame_index.to(dev),
-                              cu.to(dev), width, 0, layout)
+                              cu.to(dev), width, 0, layout, chunk_index=kept.to(dev), conv_group=self.conv_group)
         audio = core.multi_modal_projector(audio)
         embeds = self.lm.embed_tokens(input_ids.to(dev))
         flat = embeds.reshape(-1, embeds.shape[-1]).index_put((positions.to(dev),), audio.to(embeds.dtype))
@@ -393,7 +439,8 @@ class DecodeEngine:
         s.out[rows] = self.pad_id
         s.tokens[rows] = self.pad_id
         s.finished[rows] = False
-        self._prefill(s, rows, embeds, attention_mask.to(dev), padded=bool(pad.any()))
+        real = attention_mask.flatten().nonzero().squeeze(1).to(dev) if bool(pad.any()) else None
+        self._prefill(s, rows, embeds, attention_mask.to(dev), real)
 
     @torch.inference_mode()
     def generate(self, inputs: dict, budget: int) -> torch.Tensor:

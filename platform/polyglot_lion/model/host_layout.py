@@ -143,21 +143,37 @@ def _takes_window_layout(model) -> bool:
     return bool(len(layers)) and getattr(layers[0].self_attn, "takes_window_layout", False)
 
 
+def _conv_frames(tower, chunks: torch.Tensor) -> torch.Tensor:
+    """The encoder's convolutions of (n, 1, mels, 2 * n_window) chunks: (n, steps, d_model), positions added."""
+    x = F.gelu(tower.conv2d3(F.gelu(tower.conv2d2(F.gelu(tower.conv2d1(chunks))))))
+    n, channels, freq, steps = x.size()
+    x = tower.conv_out(x.permute(0, 3, 1, 2).contiguous().view(n, steps, channels * freq))
+    return x + tower.positional_embedding.positional_embedding[:steps].to(x.dtype)
+
+
 def _encode_audio(tower, input_features: torch.Tensor, frame_index: torch.Tensor, cu_seqlens: torch.Tensor,
-                  max_seqlen: int, pad_frames: int = 0, window_layout=None) -> torch.Tensor:
+                  max_seqlen: int, pad_frames: int = 0, window_layout=None, chunk_index: torch.Tensor | None = None,
+                  conv_group: int | None = None) -> torch.Tensor:
     """transformers' ``Qwen3ASREncoder.forward`` (convolutions per 1-s chunk, the valid frames packed, windowed
     layers, final norm), with the valid frames' positions given (``frame_index``) instead of found by a
     ``nonzero`` on the device, and ``pad_frames`` zero frames run after them (their windows are in
     ``cu_seqlens``) and dropped at the end; ``window_layout`` goes to the batched attention of every layer. A test
-    holds it equal to transformers' forward."""
+    holds it equal to transformers' forward.
+
+    Inference (``inference/engine.py``): ``chunk_index`` convolves only these chunks (the others hold no valid
+    frame; ``frame_index`` then counts in the chunks kept), ``conv_group`` convolves that many chunks per call
+    (each chunk is convolved on its own, so the frames are the same; on a CPU small groups keep the large
+    intermediate tensors in cache, see BENCHMARKS.md)."""
     b, n_mels, t = input_features.shape
     chunk = 2 * tower.n_window
     chunks = (input_features.view(b, n_mels, t // chunk, chunk).permute(0, 2, 1, 3)
               .reshape(b * (t // chunk), 1, n_mels, chunk))
-    x = F.gelu(tower.conv2d3(F.gelu(tower.conv2d2(F.gelu(tower.conv2d1(chunks))))))
-    n, channels, freq, steps = x.size()
-    x = tower.conv_out(x.permute(0, 3, 1, 2).contiguous().view(n, steps, channels * freq))
-    x = x + tower.positional_embedding.positional_embedding[:steps].to(x.dtype)
+    if chunk_index is not None:
+        chunks = chunks.index_select(0, chunk_index)
+    if conv_group and chunks.shape[0] > conv_group:
+        x = torch.cat([_conv_frames(tower, part) for part in chunks.split(conv_group)])
+    else:
+        x = _conv_frames(tower, chunks)
     hidden = torch.index_select(x.reshape(-1, x.shape[-1]), 0, frame_index)
     if pad_frames:
         hidden = torch.cat([hidden, hidden.new_zeros(pad_frames, hidden.shape[1])])
