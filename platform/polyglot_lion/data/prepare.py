@@ -14,12 +14,11 @@ from __future__ import annotations
 import collections
 import json
 import os
-import shutil
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -27,12 +26,13 @@ import pyarrow.parquet as pq
 
 from .archives import MemberError, iter_members
 from .audio import AudioRejected, decode_audio, encode_flac
+from ..storage import Location, resolve
 from .cleaners import clean_text
 from .importers import AUDIO_EXTENSIONS, FORMATS, LISTERS, SOURCE_SCHEMA, FormatOptions, parquet_rows_to_items
 from .recipes import RecipeOptions, get_recipe
 from .schema import SPLITS, UTTERANCE_SCHEMA, check_dataset_name, check_language, check_split, utterance_id
 from .splits import speaker_disjoint_split
-from .store import META_FILE, REJECTS_FILE, cleanup, new_staging_dir, publish_partition
+from .store import REJECTS_FILE, new_generation, publish_partition, write_shard
 from .text import DEFAULT_FOREIGN_SCRIPT_SHARE, fits_script, normalize_text, script_share
 
 _SPEC = "_spec"  # the target partition of an item (-1: decided in the task from the archive member's folder)
@@ -295,13 +295,15 @@ def process_batch(batch: pa.Table, targets: list[dict], routes: dict, max_durati
 
 
 def process_and_write(batch: pa.Table, targets: list[dict], routes: dict, max_duration_s: float | None,
-                      min_duration_s: float, staging: str, max_foreign_script: float | None = None) -> pa.Table:
+                      min_duration_s: float, generations: list[Location],
+                      max_foreign_script: float | None = None) -> pa.Table:
     """Stage 2's Ray Data task: decode, resample, encode and normalise a batch, write its accepted utterances
-    as one shard per target into staging, and return a small report (shards written, records rejected)
-    instead of the audio.
+    as one shard per target into that target's new generation (``generations``, pickled with their filesystem), and
+    return a small report (shards written, records rejected) instead of the audio.
 
-    Shards are written under a temporary name and renamed, so a shard either exists whole or not at all;
-    a retried task writes new shards, and rows written twice are kept once when committing.
+    A shard is written whole (one object in a bucket) under a new name, so it exists whole or not at all; only the
+    shards reported here are committed (a failed attempt's shard is left out); a retried task writes new shards, and
+    rows written twice are kept once when committing.
     """
     report: list[dict] = []
     accepted: dict[int, list[dict]] = {}
@@ -311,14 +313,10 @@ def process_and_write(batch: pa.Table, targets: list[dict], routes: dict, max_du
         else:
             accepted.setdefault(i, []).append(value)
     for i, rows in accepted.items():
-        folder = os.path.join(staging, f"spec-{i}")
-        os.makedirs(folder, exist_ok=True)
-        name = f"{uuid.uuid4().hex}.parquet"
-        pq.write_table(pa.Table.from_pylist(rows, schema=UTTERANCE_SCHEMA), os.path.join(folder, "." + name),
-                       **PARQUET_WRITE_ARGS)
-        os.replace(os.path.join(folder, "." + name), os.path.join(folder, name))
-        report.append({"spec": i, "kind": "shard", "shard": os.path.join(folder, name), "source": None,
-                       "reason": None, "detail": None})
+        shard = generations[i].join(f"part-{uuid.uuid4().hex}.parquet")
+        write_shard(shard, pa.Table.from_pylist(rows, schema=UTTERANCE_SCHEMA), **PARQUET_WRITE_ARGS)
+        report.append({"spec": i, "kind": "shard", "shard": shard.name, "source": None, "reason": None,
+                       "detail": None})
     return pa.Table.from_pylist(report, schema=REPORT_SCHEMA)
 
 
@@ -418,12 +416,13 @@ def _source_order(source: str) -> tuple[str, int, str]:
     return (head, int(tail), "") if head and tail.isdigit() else (source, 0, source)
 
 
-def _dedupe(files: list[str]) -> list[dict]:
-    """Keep one row per id (the first in source order) across written shards; reject the others."""
+def _dedupe(files: list[str], filesystem=None) -> list[dict]:
+    """Keep one row per id (the first in source order) across written shards; reject the others. A shard that
+    loses rows is rewritten in place (it is not committed yet)."""
     winner: dict[str, str] = {}
     per_file = []
     for f in files:
-        t = pq.read_table(f, columns=["id", "source"])
+        t = pq.read_table(f, columns=["id", "source"], filesystem=filesystem)
         pairs = list(zip(t["id"].to_pylist(), t["source"].to_pylist()))
         per_file.append(pairs)
         for uid, src in pairs:
@@ -440,28 +439,29 @@ def _dedupe(files: list[str]) -> list[dict]:
         rejects += [{"source": src, "reason": "duplicate_id", "detail": uid}
                     for (uid, src), k in zip(pairs, keep) if not k and src != winner[uid]]
         if not all(keep):
-            pq.write_table(pq.read_table(f).filter(pa.array(keep)), f, **PARQUET_WRITE_ARGS)
+            table = pq.read_table(f, filesystem=filesystem).filter(pa.array(keep))
+            pq.write_table(table, f, filesystem=filesystem, **PARQUET_WRITE_ARGS)
     return rejects
 
 
-def _commit(store: str, spec: ImportSpec, target: Target, shards: list[str], rejects: list[dict], built: Path,
-            opts: PrepareOptions) -> dict:
-    """Gather a target's shards and rejects into one partition folder and publish it."""
-    rejects = list(rejects) + _dedupe(sorted(shards))
-    built.mkdir(parents=True)
-    utterances, seconds = 0, 0.0
-    for n, f in enumerate(sorted(shards)):
-        md = pq.read_table(f, columns=["duration_s"])
+def _commit(store: Location, spec: ImportSpec, target: Target, generation: Location, shards: list[str],
+            rejects: list[dict], opts: PrepareOptions) -> dict:
+    """Dedupe a target's shards (names in ``generation``), write its rejects, then commit the generation."""
+    paths = sorted(generation.join(n).path for n in shards)
+    rejects = list(rejects) + _dedupe(paths, generation.fs)
+    utterances, seconds, files = 0, 0.0, []
+    for path in paths:
+        md = pq.read_table(path, columns=["duration_s"], filesystem=generation.fs)
         if md.num_rows == 0:
+            generation.fs.delete_file(path)
             continue
         utterances += md.num_rows
         seconds += pc.sum(md["duration_s"]).as_py()
-        os.replace(f, built / f"part-{n:05d}.parquet")
+        files.append(path.rsplit("/", 1)[1])
     rejects.sort(key=lambda r: (r["source"], r["reason"]))
-    with open(built / REJECTS_FILE, "w", encoding="utf-8") as fh:
-        for r in rejects:
-            fh.write(json.dumps({"source": r["source"], "reason": r["reason"], "detail": r["detail"] or ""},
-                                ensure_ascii=False) + "\n")
+    generation.join(REJECTS_FILE).write_text("".join(
+        json.dumps({"source": r["source"], "reason": r["reason"], "detail": r["detail"] or ""}, ensure_ascii=False)
+        + "\n" for r in rejects))
     meta = {
         "dataset": target.dataset, "language": target.language, "split": target.split,
         "format": f"recipe:{spec.recipe}" if spec.recipe else spec.format, "input": os.path.abspath(spec.input),
@@ -472,20 +472,22 @@ def _commit(store: str, spec: ImportSpec, target: Target, shards: list[str], rej
     if target.cleaner:
         meta["cleaner"] = target.cleaner
     meta.update(target.extra_meta)
-    (built / META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False))
-    publish_partition(store, built, target.split, target.language, target.dataset)
+    publish_partition(store, generation, target.split, target.language, target.dataset, files, meta)
     return meta
 
 
-def prepare(specs: list[ImportSpec], store: str, opts: PrepareOptions = PrepareOptions()) -> list[dict]:
-    """Import every spec into ``store``; returns each written partition's meta (utterances, hours, rejected by
-    reason). Needs Ray initialised (``runtime.init_ray``). Each dataset/split partition is replaced as a whole;
-    a recipe's split that its download does not hold (nothing listed, nothing rejected) is not written.
+def prepare(specs: list[ImportSpec], store: str | os.PathLike | Location,
+            opts: PrepareOptions = PrepareOptions()) -> list[dict]:
+    """Import every spec into ``store`` (a local folder or a bucket location); returns each written partition's meta
+    (utterances, hours, rejected by reason). Needs Ray initialised (``runtime.init_ray``). Each dataset/split
+    partition is replaced as a whole: its shards go to a new generation, committed last (see data/store.py); a
+    recipe's split that its download does not hold (nothing listed, nothing rejected) is not written.
     """
     validate_specs(specs)
     targets, routes = _plan(specs)
-    os.makedirs(store, exist_ok=True)
-    staging = new_staging_dir(store)
+    store = resolve(store)
+    generations = [new_generation(store, t.split, t.language, t.dataset) for t in targets]
+    committed: set[int] = set()
     try:
         import ray
 
@@ -503,7 +505,7 @@ def prepare(specs: list[ImportSpec], store: str, opts: PrepareOptions = PrepareO
         if ds is not None:
             kwargs = {"targets": [asdict(t) for t in targets], "routes": routes,
                       "max_duration_s": opts.max_duration_s, "min_duration_s": opts.min_duration_s,
-                      "staging": str(staging / "shards"), "max_foreign_script": opts.max_foreign_script}
+                      "generations": generations, "max_foreign_script": opts.max_foreign_script}
             # Two stages of stateless tasks (the work is CPU-bound and per clip; tasks need no warm-up).
             # Stage 1 takes a whole block (batch_size=None), so an archive is read by one task in one pass; it
             # asks for less CPU than stage 2, which keeps Ray Data from fusing the two: the members it streams
@@ -523,11 +525,16 @@ def prepare(specs: list[ImportSpec], store: str, opts: PrepareOptions = PrepareO
             spec = specs[t.group]
             if spec.recipe and not shards[i] and not rejects[i]:
                 continue
-            metas.append(_commit(store, spec, t, shards[i], rejects[i], staging / f"part-{i}", opts))
+            metas.append(_commit(store, spec, t, generations[i], shards[i], rejects[i], opts))
+            committed.add(i)
         return metas
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        cleanup(store)
+        for i, generation in enumerate(generations):
+            if i not in committed:  # a failed import's shards: never committed, so never read; space only
+                try:
+                    generation.delete()
+                except OSError:
+                    pass
 
 
 def format_summary(metas: list[dict]) -> str:
