@@ -228,10 +228,13 @@ def _bucket_path(text: str, parsed) -> str:
     return f"{parsed.netloc}{parsed.path}".rstrip("/")
 
 
-def check_location(location: str | os.PathLike | Location, *, write: bool, what: str = "location") -> Location:
+def check_location(location: str | os.PathLike | Location, *, write: bool, what: str = "location",
+                   must_exist: bool = True) -> Location:
     """Fail early, naming the location, if its bucket does not exist or cannot be read (or written, with
     ``write``). For a local path: the nearest existing folder must be writable (``write``) or the path exist.
-    Meant to run before Ray starts, so a typo in a bucket name costs a second, not a cluster start."""
+    With ``must_exist=False`` a read check passes for a path that is not there (its bucket must still exist and
+    answer), for a caller that says in its own words what is missing. Meant to run before Ray starts, so a typo
+    in a bucket name costs a second, not a cluster start."""
     loc = resolve(location)
     if loc.is_local:
         if write:
@@ -240,7 +243,7 @@ def check_location(location: str | os.PathLike | Location, *, write: bool, what:
                 probe = probe.parent
             if not os.access(probe, os.W_OK):
                 raise LocationError(f"{what} {loc.uri}: {probe} is not writable")
-        elif not Path(loc.path).exists():
+        elif must_exist and not Path(loc.path).exists():
             raise LocationError(f"{what} {loc.uri}: does not exist")
         return loc
     bucket = loc.path.split("/", 1)[0]

@@ -168,7 +168,7 @@ def add_balance(sub) -> None:
 
 def cmd_balance(args) -> int:
     check_split(args.split, "--split")
-    check_location(args.store, write=False, what="--store")
+    check_location(args.store, write=False, what="--store", must_exist=False)
     check_location(args.out, write=True, what="--out")
     meta = read_metadata(args.store, args.split, columns=["id", "language", "dataset", "duration_s"])
     if meta.num_rows == 0:
@@ -209,7 +209,7 @@ def add_stats(sub) -> None:
 
 
 def cmd_stats(args) -> int:
-    check_location(args.store, write=False, what="--store")
+    check_location(args.store, write=False, what="--store", must_exist=False)
     stats = store_stats(args.store, args.split)
     print(json.dumps(stats) if args.json else format_stats(stats))
     return 0

@@ -63,7 +63,8 @@ def add_evaluate(sub) -> None:
 
 def cmd_evaluate(args) -> int:
     benchmarks = [b.strip() for b in args.benchmarks.split(",") if b.strip()] if args.benchmarks else None
-    check_location(args.store, write=False, what="--store")  # a missing or denied bucket fails before any work
+    # a missing or denied bucket fails here, naming it, before the model loads
+    check_location(args.store, write=False, what="--store", must_exist=False)
     check_location(args.out, write=True, what="--out")
     res = evaluate(args.model, args.store, args.split, benchmarks, args.out, args.tracking_uri,
                    args.max_utterances, args.batch_size, log_to_mlflow=not args.no_mlflow, progress=not args.json)
