@@ -62,7 +62,9 @@ def s3_filesystem() -> pafs.S3FileSystem:
     key, secret = os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
     if key and secret:
         kwargs.update(access_key=key, secret_key=secret, session_token=os.environ.get("AWS_SESSION_TOKEN"))
-    return pafs.S3FileSystem(**kwargs)
+    # delayed open: a file written whole goes up in one PUT when it fits one part (a multipart upload is three
+    # requests at least); an error then shows when the file is closed, which write_bytes does at once
+    return pafs.S3FileSystem(allow_delayed_open=True, **kwargs)
 
 
 @dataclass(frozen=True)

@@ -37,9 +37,13 @@ from .text import DEFAULT_FOREIGN_SCRIPT_SHARE, fits_script, normalize_text, scr
 
 _SPEC = "_spec"  # the target partition of an item (-1: decided in the task from the archive member's folder)
 _GROUP = "_group"  # the import spec an item came from
-# What each Ray task returns to the driver: one small row per written shard or per rejected record.
+# What each Ray task returns to the driver: one small row per written shard (with its rows' ids, sources and
+# durations, so that committing reads no shard back: in a bucket that is a request per column) or per rejected
+# record.
 REPORT_SCHEMA = pa.schema([("spec", pa.int32()), ("kind", pa.string()), ("shard", pa.string()),
-                           ("source", pa.string()), ("reason", pa.string()), ("detail", pa.string())])
+                           ("source", pa.string()), ("reason", pa.string()), ("detail", pa.string()),
+                           ("ids", pa.list_(pa.string())), ("sources", pa.list_(pa.string())),
+                           ("durations", pa.list_(pa.float64()))])
 # FLAC is already compressed: compressing it again costs 0.2 ms a clip for nothing (measured, snappy).
 PARQUET_WRITE_ARGS = {
     "compression": {name: ("none" if name == "audio" else "zstd") for name in UTTERANCE_SCHEMA.names},
@@ -316,7 +320,8 @@ def process_and_write(batch: pa.Table, targets: list[dict], routes: dict, max_du
         shard = generations[i].join(f"part-{uuid.uuid4().hex}.parquet")
         write_shard(shard, pa.Table.from_pylist(rows, schema=UTTERANCE_SCHEMA), **PARQUET_WRITE_ARGS)
         report.append({"spec": i, "kind": "shard", "shard": shard.name, "source": None, "reason": None,
-                       "detail": None})
+                       "detail": None, "ids": [r["id"] for r in rows], "sources": [r["source"] for r in rows],
+                       "durations": [r["duration_s"] for r in rows]})
     return pa.Table.from_pylist(report, schema=REPORT_SCHEMA)
 
 
@@ -416,20 +421,16 @@ def _source_order(source: str) -> tuple[str, int, str]:
     return (head, int(tail), "") if head and tail.isdigit() else (source, 0, source)
 
 
-def _dedupe(files: list[str], filesystem=None) -> list[dict]:
-    """Keep one row per id (the first in source order) across written shards; reject the others. A shard that
-    loses rows is rewritten in place (it is not committed yet)."""
+def _keep_first(shards: list[list[tuple[str, str]]]) -> tuple[list[list[bool]], list[dict]]:
+    """Which rows to keep, one per id (the first in source order) across shards given as (id, source) pairs, and a
+    reject for each other one. Pure."""
     winner: dict[str, str] = {}
-    per_file = []
-    for f in files:
-        t = pq.read_table(f, columns=["id", "source"], filesystem=filesystem)
-        pairs = list(zip(t["id"].to_pylist(), t["source"].to_pylist()))
-        per_file.append(pairs)
+    for pairs in shards:
         for uid, src in pairs:
             if uid not in winner or _source_order(src) < _source_order(winner[uid]):
                 winner[uid] = src
-    rejects, kept = [], set()
-    for f, pairs in zip(files, per_file):
+    masks, rejects, kept = [], [], set()
+    for pairs in shards:
         keep = []
         for uid, src in pairs:  # a retried task may have written the very same row twice: keep it once
             keep.append(winner[uid] == src and uid not in kept)
@@ -438,26 +439,48 @@ def _dedupe(files: list[str], filesystem=None) -> list[dict]:
         # an exact copy of the kept row (same id and source) is not a reject: nothing is lost
         rejects += [{"source": src, "reason": "duplicate_id", "detail": uid}
                     for (uid, src), k in zip(pairs, keep) if not k and src != winner[uid]]
+        masks.append(keep)
+    return masks, rejects
+
+
+def _rewrite_kept(path: str, keep: list[bool], filesystem=None) -> None:
+    """Rewrite a shard with only the rows ``keep`` marks (it is not committed yet, so in place)."""
+    table = pq.read_table(path, filesystem=filesystem).filter(pa.array(keep))
+    pq.write_table(table, path, filesystem=filesystem, **PARQUET_WRITE_ARGS)
+
+
+def _dedupe(files: list[str], filesystem=None) -> list[dict]:
+    """Keep one row per id (the first in source order) across written shards, read from the files; reject the
+    others. A shard that loses rows is rewritten."""
+    pairs = []
+    for f in files:
+        t = pq.read_table(f, columns=["id", "source"], filesystem=filesystem)
+        pairs.append(list(zip(t["id"].to_pylist(), t["source"].to_pylist())))
+    masks, rejects = _keep_first(pairs)
+    for f, keep in zip(files, masks):
         if not all(keep):
-            table = pq.read_table(f, filesystem=filesystem).filter(pa.array(keep))
-            pq.write_table(table, f, filesystem=filesystem, **PARQUET_WRITE_ARGS)
+            _rewrite_kept(f, keep, filesystem)
     return rejects
 
 
-def _commit(store: Location, spec: ImportSpec, target: Target, generation: Location, shards: list[str],
+def _commit(store: Location, spec: ImportSpec, target: Target, generation: Location, shards: list[dict],
             rejects: list[dict], opts: PrepareOptions) -> dict:
-    """Dedupe a target's shards (names in ``generation``), write its rejects, then commit the generation."""
-    paths = sorted(generation.join(n).path for n in shards)
-    rejects = list(rejects) + _dedupe(paths, generation.fs)
+    """Dedupe a target's shards (their task reports: name in ``generation``, ids, sources, durations) without
+    reading them back, write its rejects, then commit the generation."""
+    shards = sorted(shards, key=lambda r: r["shard"])
+    masks, dupes = _keep_first([list(zip(r["ids"], r["sources"])) for r in shards])
+    rejects = list(rejects) + dupes
     utterances, seconds, files = 0, 0.0, []
-    for path in paths:
-        md = pq.read_table(path, columns=["duration_s"], filesystem=generation.fs)
-        if md.num_rows == 0:
+    for r, keep in zip(shards, masks):
+        path = generation.join(r["shard"]).path
+        if not any(keep):
             generation.fs.delete_file(path)
             continue
-        utterances += md.num_rows
-        seconds += pc.sum(md["duration_s"]).as_py()
-        files.append(path.rsplit("/", 1)[1])
+        if not all(keep):
+            _rewrite_kept(path, keep, generation.fs)
+        utterances += sum(keep)
+        seconds += sum(d for d, k in zip(r["durations"], keep) if k)
+        files.append(r["shard"])
     rejects.sort(key=lambda r: (r["source"], r["reason"]))
     generation.join(REJECTS_FILE).write_text("".join(
         json.dumps({"source": r["source"], "reason": r["reason"], "detail": r["detail"] or ""}, ensure_ascii=False)
@@ -500,7 +523,7 @@ def prepare(specs: list[ImportSpec], store: str | os.PathLike | Location,
             ds, listed = _source_dataset(specs, targets, routes, block_rows=opts.batch_size)
         finally:
             ctx.op_resource_reservation_enabled = reservation
-        shards: dict[int, list[str]] = {i: [] for i in range(len(targets))}
+        shards: dict[int, list[dict]] = {i: [] for i in range(len(targets))}
         rejects: dict[int, list[dict]] = {i: list(listed[i]) for i in range(len(targets))}
         if ds is not None:
             kwargs = {"targets": [asdict(t) for t in targets], "routes": routes,
@@ -517,7 +540,7 @@ def prepare(specs: list[ImportSpec], store: str | os.PathLike | Location,
             for batch in reports.iter_batches(batch_format="pyarrow", batch_size=None):
                 for r in batch.to_pylist():
                     if r["kind"] == "shard":
-                        shards[r["spec"]].append(r["shard"])
+                        shards[r["spec"]].append(r)
                     else:
                         rejects[r["spec"]].append(r)
         metas = []
