@@ -172,9 +172,9 @@ def publish_partition(store: str | os.PathLike | Location, generation: Location,
               "rejects": f"{generation.name}/{REJECTS_FILE}", "meta": meta}
     folder.join(COMMIT_FILE).write_text(json.dumps(commit, indent=2, ensure_ascii=False))
     try:
-        for other in resolve(store).join("data", split).list():
-            moved = other.join(dataset)
-            if other.name != language and moved.exists():
+        for other in resolve(store).join("data", split).list():  # one listing per language: a request each
+            moved = next((d for d in other.list() if d.name == dataset), None) if other.name != language else None
+            if moved is not None:
                 moved.join(COMMIT_FILE).delete()  # first, so that it is never a commit without its shards
                 moved.delete()
         prune_generations(folder, keep=generation.name)
