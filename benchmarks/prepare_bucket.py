@@ -1,7 +1,7 @@
 """`prepare` into a bucket vs onto the local disk: the same clips, the same warm Ray session, runs alternated.
 
     python benchmarks/prepare_bucket.py [--clips 1200] [--repeats 5] [--out bench_out/prepare_bucket]
-    python benchmarks/prepare_bucket.py --clips 40 --repeats 1          # the smoke run (tests/test_prepare_bucket_smoke.py)
+    python benchmarks/prepare_bucket.py --clips 24 --repeats 1          # tests/test_prepare_bucket_smoke.py
 
 The bucket is a real S3-compatible server on 127.0.0.1 (moto in server mode, ``polyglot_lion.testing.s3``) started
 by this script; it runs on the same cores as the import, as a MinIO beside a small node would. The corpus is

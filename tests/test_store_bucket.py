@@ -217,8 +217,9 @@ def test_import_killed_halfway_into_a_bucket_leaves_the_previous_generation(buck
 
     new_manifest = _manifest(tmp_path / "new", 80, "new")
     code = ("import sys; from polyglot_lion.cli import main; sys.exit(main(sys.argv[1:]))")
+    platform_dir = str(Path(polyglot_lion.__file__).parents[1])
     env = dict(os.environ, RAY_ADDRESS=ray_session.get_runtime_context().gcs_address,
-               PYTHONPATH=os.pathsep.join([str(Path(polyglot_lion.__file__).parents[1]), os.environ.get("PYTHONPATH", "")]))
+               PYTHONPATH=os.pathsep.join([platform_dir, os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.Popen([sys.executable, "-c", code, "prepare", "--format", "jsonl", "--input", new_manifest,
                              "--dataset", "toy", "--language", "en", "--split", "train", "--store", store,
                              "--batch-size", "1"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -250,8 +251,8 @@ def test_import_killed_halfway_into_a_bucket_leaves_the_previous_generation(buck
 
 # --- locations checked before Ray starts -------------------------------------------------------------------------
 
-def test_missing_or_denied_bucket_fails_before_ray_starts_naming_it(s3_server, bucket, tmp_path, monkeypatch, capsys,
-                                                                   tiny_checkpoint):
+def test_missing_or_denied_bucket_fails_before_ray_starts_naming_it(s3_server, bucket, tmp_path, monkeypatch,
+                                                                   capsys, tiny_checkpoint):
     def no_ray(*a, **k):
         raise AssertionError("Ray was started")
 
@@ -264,12 +265,16 @@ def test_missing_or_denied_bucket_fails_before_ray_starts_naming_it(s3_server, b
     prepare_args = ["prepare", "--format", "jsonl", "--input", manifest, "--dataset", "toy", "--language", "en",
                     "--split", "train"]
     cases = [
-        (prepare_args + ["--store", f"{missing}/store"], f"--store {missing}/store: bucket 'no-such-bucket-26a' does not exist"),
+        (prepare_args + ["--store", f"{missing}/store"],
+         f"--store {missing}/store: bucket 'no-such-bucket-26a' does not exist"),
         (prepare_args + ["--store", f"{denied}/store"], f"--store {denied}/store: cannot write to it"),
-        (["balance", "--store", f"{missing}/store", "--out", str(tmp_path / "plan")], f"--store {missing}/store: bucket"),
+        (["balance", "--store", f"{missing}/store", "--out", str(tmp_path / "plan")],
+         f"--store {missing}/store: bucket"),
         (["balance", "--store", str(tmp_path), "--out", f"{denied}/plan"], f"--out {denied}/plan: cannot"),
-        (["evaluate", "--model", tiny_checkpoint, "--store", f"{denied}/store", "--no-mlflow"], f"--store {denied}/store: cannot read"),
-        (["transcribe", "--model", tiny_checkpoint, "--input", manifest, "--out", f"{missing}/out"], f"--out {missing}/out: bucket"),
+        (["evaluate", "--model", tiny_checkpoint, "--store", f"{denied}/store", "--no-mlflow"],
+         f"--store {denied}/store: cannot read"),
+        (["transcribe", "--model", tiny_checkpoint, "--input", manifest, "--out", f"{missing}/out"],
+         f"--out {missing}/out: bucket"),
         (["transcribe", "--model", tiny_checkpoint, "--input", f"{denied}/inbox", "--out", str(tmp_path / "o")],
          f"--input {denied}/inbox: cannot read"),
     ]

@@ -83,7 +83,8 @@ def add_prepare(sub) -> None:
     p.add_argument("--id-column", help="jsonl/parquet: id (default: from the audio file name)")
     p.add_argument("--clips-dir", help="csv: folder of the clips (default: clips/ beside the manifest)")
     p.add_argument("--delimiter", help="csv: field delimiter (default: tab for .tsv, comma otherwise)")
-    p.add_argument("--batch-size", type=int, default=128, help="clips per Ray Data task and at most per shard (default 128)")
+    p.add_argument("--batch-size", type=int, default=128,
+                   help="clips per Ray Data task and at most per shard (default 128)")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs for a local Ray instance (default: all)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
 

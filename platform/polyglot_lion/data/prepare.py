@@ -21,12 +21,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import PurePosixPath
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ..storage import Location, resolve
 from .archives import MemberError, iter_members
 from .audio import AudioRejected, decode_audio, encode_flac
-from ..storage import Location, resolve
 from .cleaners import clean_text
 from .importers import AUDIO_EXTENSIONS, FORMATS, LISTERS, SOURCE_SCHEMA, FormatOptions, parquet_rows_to_items
 from .recipes import RecipeOptions, get_recipe

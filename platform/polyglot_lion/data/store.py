@@ -2,7 +2,7 @@
 a bucket (``STORE`` is any location ``storage.resolve`` takes: a path, ``s3://bucket/prefix``, ``gs://...``).
 
     STORE/data/{split}/{language}/{dataset}/_commit.json                   which generation the partition is
-    STORE/data/{split}/{language}/{dataset}/gen-{id}/part-{uuid}.parquet   that generation's utterances (UTTERANCE_SCHEMA)
+    STORE/data/{split}/{language}/{dataset}/gen-{id}/part-{uuid}.parquet   its utterances (UTTERANCE_SCHEMA)
     STORE/data/{split}/{language}/{dataset}/gen-{id}/_rejects.jsonl        one line per rejected record, with reason
 
 Object stores have no rename, so a partition is published by a commit, the one file written last and whole:

@@ -20,10 +20,10 @@ from pathlib import Path
 
 from ..data.audio import decode_flac
 from ..data.store import list_partitions
-from ..storage import resolve
 from ..inference.source import tracking_uri as default_tracking
 from ..inference.transcriber import Transcriber
 from ..runtime import progress_bar
+from ..storage import resolve
 from .benchmarks import BENCHMARKS, COLUMNS, PUBLISHED, SOURCE, benchmark_for_dataset
 from .scoring import average_excluding, capped_error_rate, exact_match_rate, language_id_accuracy, score
 
