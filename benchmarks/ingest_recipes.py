@@ -100,11 +100,11 @@ def store_contents(store: str) -> dict[str, tuple[str, float, str]]:
     """{utterance id: (text, duration_s, sha1 of the FLAC bytes)} over the whole store."""
     import pyarrow.parquet as pq
 
-    from polyglot_lion.data.store import store_files
+    from polyglot_lion.data.store import store_files, store_filesystem
 
     out = {}
     for f in store_files(store):
-        t = pq.read_table(f, columns=["id", "text", "duration_s", "audio"])
+        t = pq.read_table(f, columns=["id", "text", "duration_s", "audio"], filesystem=store_filesystem(store))
         for uid, text, dur, audio in zip(*(t[c].to_pylist() for c in ("id", "text", "duration_s", "audio"))):
             out[uid] = (text, dur, hashlib.sha1(audio).hexdigest())
     return out

@@ -2,6 +2,7 @@
 
     ray job submit --working-dir . -- python jobs/balance.py --store /shared/store --strategy two-stage \
         --seed 0 --out /shared/plans/two-stage --plot /shared/plans/two-stage.png
+    ... -- python jobs/balance.py --store s3://bucket/store --out s3://bucket/plans/two-stage   # in a bucket
 """
 
 import sys

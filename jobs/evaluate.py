@@ -6,7 +6,8 @@
 
 Tiny CPU run: add ``--max-utterances 4``. The job's working directory is a copy of the project, so give the store,
 the output folder and a SQLite tracking URI as absolute paths on storage every node can read (``make
-submit-evaluate`` does). Results go to OUT/results.{json,md,png} and to MLflow, tagged on the model version.
+submit-evaluate`` does), or the store and the output folder as bucket locations (``s3://bucket/store``). Results go
+to OUT/results.{json,md,png} and to MLflow, tagged on the model version.
 """
 
 import sys

@@ -5,8 +5,9 @@
     ray job submit ... -- python jobs/prepare.py --specs jobs/configs/corpora/paper.yaml \
         --root /shared/downloads --store /shared/store          # the paper's twelve corpora, one job
 
-Inside a Ray job RAY_ADDRESS is set, so the import runs on the cluster the job was submitted to. The store
-and inputs must be on storage every node can read (NFS, a shared volume).
+Inside a Ray job RAY_ADDRESS is set, so the import runs on the cluster the job was submitted to. The inputs must
+be on storage every node can read; the store may be a bucket (``--store s3://bucket/store``, the endpoint and keys
+from the AWS environment), checked before Ray starts.
 """
 
 import sys

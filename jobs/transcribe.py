@@ -5,8 +5,9 @@
         --out /shared/transcripts/inbox --tracking-uri sqlite:////shared/mlflow.db
 
 Tiny CPU run: add ``--limit 8``. Inside a Ray job RAY_ADDRESS is set, so the transcriber actors run on the cluster
-(one per GPU by default). Inputs and OUT must be absolute paths every node can read; re-submitting with the same
-OUT finishes what is missing.
+(one per GPU by default). Inputs and OUT must be absolute paths every node can read, or bucket locations
+(``--input s3://bucket/inbox --out s3://bucket/transcripts/inbox``); re-submitting with the same OUT finishes what
+is missing.
 """
 
 import sys

@@ -12,14 +12,19 @@ worker on another node carries them (a node without the variables can still read
 the environment, pyarrow's default credential chain (instance roles, ~/.aws) is used on each node.
 
 Object stores have no rename: ``write_bytes`` writes an object whole (S3's PUT is atomic); on a local disk it
-writes a temporary file and renames it, so a reader never sees half a file either way.
+writes a temporary file and renames it, so a reader never sees half a file either way. What must appear as a
+whole across several files (a store partition) is published by a commit file written last (see data/store.py).
 """
 
 from __future__ import annotations
 
 import os
 import posixpath
+import shutil
+import tempfile
 import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -57,7 +62,9 @@ def s3_filesystem() -> pafs.S3FileSystem:
     key, secret = os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
     if key and secret:
         kwargs.update(access_key=key, secret_key=secret, session_token=os.environ.get("AWS_SESSION_TOKEN"))
-    return pafs.S3FileSystem(**kwargs)
+    # delayed open: a file written whole goes up in one PUT when it fits one part (a multipart upload is three
+    # requests at least); an error then shows when the file is closed, which write_bytes does at once
+    return pafs.S3FileSystem(allow_delayed_open=True, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -115,6 +122,33 @@ class Location:
     def read_text(self, encoding: str = "utf-8") -> str:
         return self.read_bytes().decode(encoding)
 
+    def size(self) -> int:
+        """The size of this file in bytes; FileNotFoundError if it is not there."""
+        info = self.fs.get_file_info(self.path)
+        if info.type == pafs.FileType.NotFound:
+            raise FileNotFoundError(f"{self.uri}: no such file")
+        return info.size
+
+    def locate(self, text: str) -> Location:
+        """The location that ``text``, read in a file of this folder (a manifest's audio path), names: a URI or an
+        absolute path as it is, a relative path inside this folder (on the same filesystem)."""
+        if urlparse(text).scheme or os.path.isabs(text):
+            return resolve(text, like=[self])
+        return self.join(text)
+
+    @contextmanager
+    def local_copy(self) -> Iterator[str]:
+        """A local path with this file's bytes for libraries that need one (tarfile, zipfile): the file itself on a
+        local disk, else a temporary download, deleted after the block."""
+        if self.is_local:
+            yield self.path
+            return
+        with tempfile.TemporaryDirectory(prefix="polyglot-lion-") as tmp:
+            local = os.path.join(tmp, self.name)  # the same name: archive kind and messages come from it
+            with self.fs.open_input_stream(self.path) as src, open(local, "wb") as dst:
+                shutil.copyfileobj(src, dst, 8 << 20)
+            yield local
+
     def list(self, recursive: bool = False) -> list[Location]:
         """The entries under this folder (files and folders), sorted by path; [] if it does not exist."""
         selector = pafs.FileSelector(self.path, allow_not_found=True, recursive=recursive)
@@ -126,6 +160,13 @@ class Location:
         infos = [i for i in self.fs.get_file_info(selector)
                  if i.type == pafs.FileType.File and i.path.endswith(suffix)]
         return [Location(self.fs, i.path, self.scheme) for i in sorted(infos, key=lambda i: i.path)]
+
+    def file_infos(self, suffix: str = "", recursive: bool = False) -> list[tuple[Location, pafs.FileInfo]]:
+        """As ``files``, each with its ``pyarrow.fs.FileInfo`` (size, ``mtime_ns``) from the same listing."""
+        selector = pafs.FileSelector(self.path, allow_not_found=True, recursive=recursive)
+        infos = [i for i in self.fs.get_file_info(selector)
+                 if i.type == pafs.FileType.File and i.path.endswith(suffix)]
+        return [(Location(self.fs, i.path, self.scheme), i) for i in sorted(infos, key=lambda i: i.path)]
 
     # --- writing -------------------------------------------------------------------------------------------
     def mkdir(self) -> None:
@@ -159,17 +200,23 @@ class Location:
             self.fs.delete_dir_contents(self.path, missing_dir_ok=True)
 
 
-def resolve(location: str | os.PathLike | Location) -> Location:
-    """The filesystem and path of a location: ``s3://``, ``gs://`` or a local path (made absolute)."""
+def resolve(location: str | os.PathLike | Location, like: Sequence[Location] = ()) -> Location:
+    """The filesystem and path of a location: ``s3://``, ``gs://`` or a local path (made absolute).
+
+    A location of the same kind as one of ``like`` reuses its filesystem: a Ray worker resolving a URI that the
+    driver listed gets the driver's endpoint and keys (pickled with ``like``), not its own node's environment."""
     if isinstance(location, Location):
         return location
     text = str(location)
     parsed = urlparse(text)
     scheme = parsed.scheme
-    if scheme == "s3":
-        return Location(s3_filesystem(), _bucket_path(text, parsed), "s3")
-    if scheme in ("gs", "gcs"):
-        return Location(pafs.GcsFileSystem(), _bucket_path(text, parsed), "gs")
+    if scheme in ("s3", "gs", "gcs"):
+        kind = "gs" if scheme == "gcs" else scheme
+        path = _bucket_path(text, parsed)
+        fs = next((loc.fs for loc in like if loc.scheme == kind), None)
+        if fs is None:
+            fs = s3_filesystem() if kind == "s3" else pafs.GcsFileSystem()
+        return Location(fs, path, kind)
     if scheme in ("", "file") or (len(scheme) == 1 and os.name == "nt"):
         path = parsed.path if scheme == "file" else text
         return Location(pafs.LocalFileSystem(), str(Path(path).expanduser().absolute()), "")
@@ -183,10 +230,13 @@ def _bucket_path(text: str, parsed) -> str:
     return f"{parsed.netloc}{parsed.path}".rstrip("/")
 
 
-def check_location(location: str | os.PathLike | Location, *, write: bool, what: str = "location") -> Location:
+def check_location(location: str | os.PathLike | Location, *, write: bool, what: str = "location",
+                   must_exist: bool = True) -> Location:
     """Fail early, naming the location, if its bucket does not exist or cannot be read (or written, with
     ``write``). For a local path: the nearest existing folder must be writable (``write``) or the path exist.
-    Meant to run before Ray starts, so a typo in a bucket name costs a second, not a cluster start."""
+    With ``must_exist=False`` a read check passes for a path that is not there (its bucket must still exist and
+    answer), for a caller that says in its own words what is missing. Meant to run before Ray starts, so a typo
+    in a bucket name costs a second, not a cluster start."""
     loc = resolve(location)
     if loc.is_local:
         if write:
@@ -195,7 +245,7 @@ def check_location(location: str | os.PathLike | Location, *, write: bool, what:
                 probe = probe.parent
             if not os.access(probe, os.W_OK):
                 raise LocationError(f"{what} {loc.uri}: {probe} is not writable")
-        elif not Path(loc.path).exists():
+        elif must_exist and not Path(loc.path).exists():
             raise LocationError(f"{what} {loc.uri}: does not exist")
         return loc
     bucket = loc.path.split("/", 1)[0]
@@ -208,6 +258,7 @@ def check_location(location: str | os.PathLike | Location, *, write: bool, what:
         raise LocationError(f"{what} {loc.uri}: bucket {bucket!r} does not exist "
                             f"(endpoint {s3_endpoint() or 'default'}); create it first")
     try:
+        loc.fs.get_file_info(loc.path)  # a HEAD on the key: some stores deny it while listing passes
         loc.fs.get_file_info(pafs.FileSelector(loc.path, allow_not_found=True, recursive=False))
         if write:
             probe_loc = loc.join(f".polyglot-lion-probe-{uuid.uuid4().hex[:12]}")

@@ -14,6 +14,7 @@ from ..data.stats import format_stats, store_stats
 from ..data.store import read_metadata, store_fingerprint
 from ..data.synth import corpus_hours, synthesize_corpus
 from ..runtime import init_ray
+from ..storage import check_location
 from .errors import UsageError
 
 
@@ -51,7 +52,8 @@ def add_prepare(sub) -> None:
                                    "and write Parquet shards to STORE/data/SPLIT/LANGUAGE/DATASET. Bad records are "
                                    "skipped and listed with their reason in the partition's _rejects.jsonl. "
                                    "Re-importing a dataset/split replaces it.")
-    p.add_argument("--store", required=True, help="store folder (created if missing)")
+    p.add_argument("--store", required=True, help="store folder (created if missing) or bucket location "
+                                                  "(s3://bucket/prefix, gs://bucket/prefix)")
     p.add_argument("--recipe", help="import a whole corpus as its publisher ships it (see 'polyglot-lion recipes'): "
                                     "--input is the download folder; every split it holds is imported")
     p.add_argument("--specs", help="JSON or YAML file with a list of imports ({recipe,input,language} or "
@@ -81,7 +83,8 @@ def add_prepare(sub) -> None:
     p.add_argument("--id-column", help="jsonl/parquet: id (default: from the audio file name)")
     p.add_argument("--clips-dir", help="csv: folder of the clips (default: clips/ beside the manifest)")
     p.add_argument("--delimiter", help="csv: field delimiter (default: tab for .tsv, comma otherwise)")
-    p.add_argument("--batch-size", type=int, default=128, help="clips per Ray Data task and per shard (default 128)")
+    p.add_argument("--batch-size", type=int, default=128,
+                   help="clips per Ray Data task and at most per shard (default 128)")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs for a local Ray instance (default: all)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
 
@@ -116,6 +119,7 @@ def cmd_prepare(args) -> int:
         raise UsageError(f"--max-foreign-script must be between 0 and 1 (is {foreign})")
     options = PrepareOptions(max_duration_s=args.max_duration or None, min_duration_s=args.min_duration,
                              max_foreign_script=None if foreign >= 1.0 else foreign, batch_size=args.batch_size)
+    check_location(args.store, write=True, what="--store")  # a missing or denied bucket fails before Ray starts
     started = init_ray(num_cpus=args.num_cpus)
     try:
         metas = prepare(specs, args.store, options)
@@ -128,7 +132,8 @@ def cmd_prepare(args) -> int:
         print(json.dumps({"store": args.store, "imports": metas}))
     else:
         print(format_summary(metas))
-        print(f"\nstore: {args.store}   rejects: {args.store}/data/<split>/<language>/<dataset>/_rejects.jsonl")
+        print(f"\nstore: {args.store}   rejects: {args.store}/data/<split>/<language>/<dataset>/gen-*/_rejects.jsonl "
+              f"(the generation its _commit.json names)")
     return 0
 
 
@@ -152,18 +157,20 @@ def add_balance(sub) -> None:
     p = sub.add_parser("balance", help="compute a balanced training plan (two-stage, temperature or natural)",
                        description="Compute which utterances training streams and how often. 'two-stage' is the "
                                    "paper's algorithm: every language exactly 25%%.")
-    p.add_argument("--store", required=True, help="store folder")
+    p.add_argument("--store", required=True, help="store folder or bucket location")
     p.add_argument("--split", default="train", help="split to balance (default train)")
     p.add_argument("--strategy", choices=STRATEGIES, default="two-stage", help="default two-stage")
     p.add_argument("--temperature", type=float, default=3.0, help="T for --strategy temperature (default 3)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--out", required=True, help="plan folder: plan.parquet + summary.json")
+    p.add_argument("--out", required=True, help="plan folder or bucket location: plan.parquet + summary.json")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.add_argument("--plot", help="write a before/after bar chart to this PNG")
 
 
 def cmd_balance(args) -> int:
     check_split(args.split, "--split")
+    check_location(args.store, write=False, what="--store", must_exist=False)
+    check_location(args.out, write=True, what="--out")
     meta = read_metadata(args.store, args.split, columns=["id", "language", "dataset", "duration_s"])
     if meta.num_rows == 0:
         raise UsageError(f"--store {args.store}: no utterances in split {args.split!r}")
@@ -197,12 +204,13 @@ def add_stats(sub) -> None:
     p = sub.add_parser("stats", help="utterances, hours and rejects per dataset and language",
                        description="Per dataset: language, split, utterances, hours, rejected by reason; "
                                    "per language totals.")
-    p.add_argument("--store", required=True, help="store folder")
+    p.add_argument("--store", required=True, help="store folder or bucket location")
     p.add_argument("--split", help="only this split")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
 
 
 def cmd_stats(args) -> int:
+    check_location(args.store, write=False, what="--store", must_exist=False)
     stats = store_stats(args.store, args.split)
     print(json.dumps(stats) if args.json else format_stats(stats))
     return 0

@@ -8,6 +8,7 @@ import os
 
 from ..evaluation.evaluate import evaluate
 from ..evaluation.scoring import metric_for, score_files
+from ..storage import check_location, resolve
 from .errors import UsageError
 
 
@@ -49,10 +50,10 @@ def add_evaluate(sub) -> None:
                                    "MLflow and tag the model version with its scores.")
     p.add_argument("--model", required=True, help="checkpoint folder, models:/NAME@ALIAS, models:/NAME/VERSION, "
                                                   "runs:/RUN_ID or a hub id")
-    p.add_argument("--store", required=True, help="store folder written by 'prepare'")
+    p.add_argument("--store", required=True, help="store folder or bucket location written by 'prepare'")
     p.add_argument("--split", default="test", help="split to evaluate (default test)")
     p.add_argument("--benchmarks", help="comma-separated datasets or paper columns (default: all in the store)")
-    p.add_argument("--out", default="eval_out", help="output folder (default eval_out)")
+    p.add_argument("--out", default="eval_out", help="output folder or bucket location (default eval_out)")
     p.add_argument("--max-utterances", type=int, help="at most N utterances per test set")
     p.add_argument("--batch-size", type=int, default=16, help="clips per generate() call (default 16)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
@@ -62,12 +63,15 @@ def add_evaluate(sub) -> None:
 
 def cmd_evaluate(args) -> int:
     benchmarks = [b.strip() for b in args.benchmarks.split(",") if b.strip()] if args.benchmarks else None
+    # a missing or denied bucket fails here, naming it, before the model loads
+    check_location(args.store, write=False, what="--store", must_exist=False)
+    check_location(args.out, write=True, what="--out")
     res = evaluate(args.model, args.store, args.split, benchmarks, args.out, args.tracking_uri,
                    args.max_utterances, args.batch_size, log_to_mlflow=not args.no_mlflow, progress=not args.json)
     if args.json:
         print(json.dumps(res, indent=2, ensure_ascii=False))
         return 0
-    print(open(res["files"]["md"], encoding="utf-8").read())
+    print(resolve(res["files"]["md"]).read_text())
     print(f"results: {res['files']['json']}, {res['files']['md']}, {res['files']['png']}"
           + (f"; MLflow run {res['mlflow']['run_id']} ({res['mlflow']['tracking_uri']})" if res.get("mlflow") else ""))
     return 0

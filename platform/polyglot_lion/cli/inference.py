@@ -22,8 +22,9 @@ def add_transcribe(sub) -> None:
     p.add_argument("--model", required=True, help="checkpoint folder, models:/NAME@ALIAS, models:/NAME/VERSION, "
                                                   "runs:/RUN_ID or a hub id")
     p.add_argument("--input", required=True, nargs="+", help="folder tree, .tar/.tar.gz/.zip, .jsonl manifest "
-                                                             "({id, audio}) or a store folder (with --split)")
-    p.add_argument("--out", required=True, help="output folder")
+                                                             "({id, audio}) or a store folder (with --split); "
+                                                             "local or in a bucket (s3://bucket/prefix)")
+    p.add_argument("--out", required=True, help="output folder or bucket location")
     p.add_argument("--limit", type=int, help="transcribe at most N inputs (in id order)")
     p.add_argument("--language", help="force a language (en, zh, ta, ms); default: language-agnostic")
     p.add_argument("--max-duration", type=float, help="inputs longer than this many seconds get error too_long "

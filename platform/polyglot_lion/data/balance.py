@@ -15,18 +15,19 @@ language is exactly 25% of 4M utterances. Same seed, same plan, byte for byte.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import os
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .store import list_partitions, read_metadata, store_fingerprint
+from ..storage import resolve
+from .store import list_partitions, read_metadata, store_fingerprint, write_shard
 
 STRATEGIES = ("two-stage", "temperature", "natural")
 PLAN_FILE = "plan.parquet"
@@ -200,15 +201,16 @@ def hours_table(table: pa.Table) -> dict[str, dict[str, float]]:
     return out
 
 
-def write_plan(plan: Plan, durations: dict[str, float], before: pa.Table, out_dir: str,
+def write_plan(plan: Plan, durations: dict[str, float], before: pa.Table, out_dir: str | os.PathLike,
                extra: dict | None = None) -> dict:
-    """Write plan.parquet + summary.json (the plan summary plus hours before/after); returns the summary."""
-    os.makedirs(out_dir, exist_ok=True)
+    """Write plan.parquet + summary.json (the plan summary plus hours before/after) into ``out_dir``, a folder or a
+    bucket location, each file whole; returns the summary."""
+    out = resolve(out_dir)
     table = plan_table(plan, durations)
-    pq.write_table(table, Path(out_dir) / PLAN_FILE)
+    write_shard(out.join(PLAN_FILE), table)
     summary = plan.summary()
     full = dict(summary, hours_before=hours_table(before), hours_after=hours_table(table), **(extra or {}))
-    (Path(out_dir) / SUMMARY_FILE).write_text(json.dumps(full, indent=2, sort_keys=True))
+    out.join(SUMMARY_FILE).write_text(json.dumps(full, indent=2, sort_keys=True))
     return summary
 
 
@@ -228,7 +230,7 @@ def check_plan_against_store(store: str, plan_dir: str, split: str = "train") ->
     plan = read_plan(plan_dir).select(["id", "dataset"])
     meta = read_metadata(store, split, columns=["id", "dataset"])
     missing = missing_from_store(plan, meta)
-    summary_path = Path(plan_dir) / SUMMARY_FILE
+    summary_path = resolve(plan_dir).join(SUMMARY_FILE)
     made = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     source = (f"the plan was made from store {made['store']!r}"
               + (f" (fingerprint {made['store_fingerprint']})" if made.get("store_fingerprint") else "")
@@ -247,11 +249,12 @@ def check_plan_against_store(store: str, plan_dir: str, split: str = "train") ->
     return {}
 
 
-def read_plan(plan_dir: str) -> pa.Table:
-    path = Path(plan_dir) / PLAN_FILE
-    if not path.exists():
+def read_plan(plan_dir: str | os.PathLike) -> pa.Table:
+    """The plan table of a plan folder or bucket location."""
+    loc = resolve(plan_dir).join(PLAN_FILE)
+    if not loc.exists():
         raise FileNotFoundError(f"plan {plan_dir}: no {PLAN_FILE}; run 'polyglot-lion balance' first")
-    return pq.read_table(path)
+    return pq.read_table(loc.path, filesystem=loc.fs)
 
 
 def attach_counts(batch: pa.Table, counts: dict[str, int]) -> pa.Table:
@@ -297,12 +300,13 @@ def read_balanced(store: str, plan_dir: str, split: str = "train", columns: list
     wanted = set(plan["dataset"].to_pylist())
     shards = [f for p in list_partitions(store, split) if p.dataset in wanted for f in p.files]
     files = shard_order(shards, seed, passes)
+    fs = resolve(store).fs  # passed explicitly: pickled to the read tasks with a bucket's endpoint and keys
     # Light stages: fractional CPUs, so they fit beside a training worker on a small node. One read per pass,
     # chained: Ray's file-listing reader drops a path it has already seen.
     if not ray.data.DataContext.get_current().use_datasource_v2:
-        ds = ray.data.read_parquet(files, columns=columns, num_cpus=0.25)
+        ds = ray.data.read_parquet(files, columns=columns, num_cpus=0.25, filesystem=fs)
     else:
-        reads = [ray.data.read_parquet(files[i:i + len(shards)], columns=columns, num_cpus=0.25)
+        reads = [ray.data.read_parquet(files[i:i + len(shards)], columns=columns, num_cpus=0.25, filesystem=fs)
                  for i in range(0, len(files), len(shards))]
         ds = reads[0].union(*reads[1:]) if len(reads) > 1 else reads[0]
     # a task, not an actor: Ray puts the counts in the object store once, and task processes are reused
@@ -310,14 +314,14 @@ def read_balanced(store: str, plan_dir: str, split: str = "train", columns: list
     return ds.map_batches(attach_counts, fn_args=(dict(counts),), batch_format="pyarrow", num_cpus=0.25)
 
 
-def plot_balance(summary_path: str, out_png: str) -> str:
-    """Before/after bars of hours per language, stacked by dataset."""
+def plot_balance(summary_path: str | os.PathLike, out_png: str | os.PathLike) -> str:
+    """Before/after bars of hours per language, stacked by dataset (either location may be in a bucket)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    s = json.loads(Path(summary_path).read_text())
+    s = json.loads(resolve(summary_path).read_text())
     langs = sorted(set(s["hours_before"]) | set(s["hours_after"]))
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     cmap = plt.get_cmap("tab20")
@@ -337,6 +341,8 @@ def plot_balance(summary_path: str, out_png: str) -> str:
     axes[0].set_ylabel("audio hours (stacked by dataset)")
     fig.suptitle("Training mix per language")
     fig.tight_layout()
-    fig.savefig(out_png, dpi=110)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=110)
     plt.close(fig)
-    return out_png
+    resolve(out_png).write_bytes(png.getvalue())
+    return str(out_png)

@@ -2,7 +2,7 @@
 
 Each rule is a named, pure function from the transcript as the publisher ships it to a transcript the shared
 normaliser can take. The store keeps the publisher's text in ``raw_text`` and the cleaned, normalised text in
-``text``; a partition's ``_meta.json`` names the cleaner that was applied.
+``text``; a partition's meta (in its ``_commit.json``) names the cleaner that was applied.
 """
 
 from __future__ import annotations

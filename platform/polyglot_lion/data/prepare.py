@@ -14,17 +14,16 @@ from __future__ import annotations
 import collections
 import json
 import os
-import shutil
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ..storage import Location, resolve
 from .archives import MemberError, iter_members
 from .audio import AudioRejected, decode_audio, encode_flac
 from .cleaners import clean_text
@@ -32,18 +31,26 @@ from .importers import AUDIO_EXTENSIONS, FORMATS, LISTERS, SOURCE_SCHEMA, Format
 from .recipes import RecipeOptions, get_recipe
 from .schema import SPLITS, UTTERANCE_SCHEMA, check_dataset_name, check_language, check_split, utterance_id
 from .splits import speaker_disjoint_split
-from .store import META_FILE, REJECTS_FILE, cleanup, new_staging_dir, publish_partition
+from .store import REJECTS_FILE, new_generation, publish_partition, write_shard
 from .text import DEFAULT_FOREIGN_SCRIPT_SHARE, fits_script, normalize_text, script_share
 
 _SPEC = "_spec"  # the target partition of an item (-1: decided in the task from the archive member's folder)
 _GROUP = "_group"  # the import spec an item came from
-# What each Ray task returns to the driver: one small row per written shard or per rejected record.
+# What each Ray task returns to the driver: one small row per written shard (with its rows' ids, sources and
+# durations, so that committing reads no shard back: in a bucket that is a request per column) or per rejected
+# record.
 REPORT_SCHEMA = pa.schema([("spec", pa.int32()), ("kind", pa.string()), ("shard", pa.string()),
-                           ("source", pa.string()), ("reason", pa.string()), ("detail", pa.string())])
+                           ("source", pa.string()), ("reason", pa.string()), ("detail", pa.string()),
+                           ("ids", pa.list_(pa.string())), ("sources", pa.list_(pa.string())),
+                           ("durations", pa.list_(pa.float64()))])
 # FLAC is already compressed: compressing it again costs 0.2 ms a clip for nothing (measured, snappy).
 PARQUET_WRITE_ARGS = {
     "compression": {name: ("none" if name == "audio" else "zstd") for name in UTTERANCE_SCHEMA.names},
 }
+# A shard holds at most this much audio, so that it goes to a bucket in one PUT: pyarrow's S3 writer turns a file
+# above 10 MiB into a multipart upload (three requests or more, and the parts copied again by the server; measured
+# on moto: 11.5 MB took 135 ms, 9 MB 64 ms). A batch of long clips is written as two or more shards.
+SHARD_MAX_AUDIO_BYTES = 8 * 2**20
 _SOURCE_WITH_SPEC = SOURCE_SCHEMA.append(pa.field(_SPEC, pa.int32())).append(pa.field(_GROUP, pa.int32()))
 # Stage 1's output: the items with archive members' bytes read, and why an item could not be read.
 _READ_SCHEMA = _SOURCE_WITH_SPEC.append(pa.field("_reason", pa.string())).append(pa.field("_detail", pa.string()))
@@ -147,7 +154,7 @@ class PrepareOptions:
     # wrong_script: a transcript with more than this share of its words in another script than its language's
     # (code-switching below it is kept); None: no check
     max_foreign_script: float | None = DEFAULT_FOREIGN_SCRIPT_SHARE
-    batch_size: int = 128  # clips per Ray Data task and per shard (~0.2 s of work, ~12 MB of 5 s clips)
+    batch_size: int = 128  # clips per Ray Data task and per shard (~0.2 s of work; a shard holds <= 8 MiB of audio)
 
 
 @dataclass(frozen=True)
@@ -295,13 +302,15 @@ def process_batch(batch: pa.Table, targets: list[dict], routes: dict, max_durati
 
 
 def process_and_write(batch: pa.Table, targets: list[dict], routes: dict, max_duration_s: float | None,
-                      min_duration_s: float, staging: str, max_foreign_script: float | None = None) -> pa.Table:
+                      min_duration_s: float, generations: list[Location],
+                      max_foreign_script: float | None = None) -> pa.Table:
     """Stage 2's Ray Data task: decode, resample, encode and normalise a batch, write its accepted utterances
-    as one shard per target into staging, and return a small report (shards written, records rejected)
-    instead of the audio.
+    as one shard per target into that target's new generation (``generations``, pickled with their filesystem), and
+    return a small report (shards written, records rejected) instead of the audio.
 
-    Shards are written under a temporary name and renamed, so a shard either exists whole or not at all;
-    a retried task writes new shards, and rows written twice are kept once when committing.
+    A shard is written whole (one object in a bucket) under a new name, so it exists whole or not at all; only the
+    shards reported here are committed (a failed attempt's shard is left out); a retried task writes new shards, and
+    rows written twice are kept once when committing.
     """
     report: list[dict] = []
     accepted: dict[int, list[dict]] = {}
@@ -310,16 +319,27 @@ def process_and_write(batch: pa.Table, targets: list[dict], routes: dict, max_du
             report.append(dict(value, spec=i, kind="rejected", shard=None))
         else:
             accepted.setdefault(i, []).append(value)
-    for i, rows in accepted.items():
-        folder = os.path.join(staging, f"spec-{i}")
-        os.makedirs(folder, exist_ok=True)
-        name = f"{uuid.uuid4().hex}.parquet"
-        pq.write_table(pa.Table.from_pylist(rows, schema=UTTERANCE_SCHEMA), os.path.join(folder, "." + name),
-                       **PARQUET_WRITE_ARGS)
-        os.replace(os.path.join(folder, "." + name), os.path.join(folder, name))
-        report.append({"spec": i, "kind": "shard", "shard": os.path.join(folder, name), "source": None,
-                       "reason": None, "detail": None})
+    for i, all_rows in accepted.items():
+        for rows in _pieces(all_rows, SHARD_MAX_AUDIO_BYTES):
+            shard = generations[i].join(f"part-{uuid.uuid4().hex}.parquet")
+            write_shard(shard, pa.Table.from_pylist(rows, schema=UTTERANCE_SCHEMA), **PARQUET_WRITE_ARGS)
+            report.append({"spec": i, "kind": "shard", "shard": shard.name, "source": None, "reason": None,
+                           "detail": None, "ids": [r["id"] for r in rows], "sources": [r["source"] for r in rows],
+                           "durations": [r["duration_s"] for r in rows]})
     return pa.Table.from_pylist(report, schema=REPORT_SCHEMA)
+
+
+def _pieces(rows: list[dict], max_audio_bytes: int) -> Iterator[list[dict]]:
+    """Consecutive runs of ``rows`` with at most ``max_audio_bytes`` of audio each (a longer clip alone)."""
+    piece, held = [], 0
+    for r in rows:
+        if piece and held + len(r["audio"]) > max_audio_bytes:
+            yield piece
+            piece, held = [], 0
+        piece.append(r)
+        held += len(r["audio"])
+    if piece:
+        yield piece
 
 
 def _plan(specs: list[ImportSpec]) -> tuple[list[Target], dict[tuple[int, str | None], int]]:
@@ -418,19 +438,16 @@ def _source_order(source: str) -> tuple[str, int, str]:
     return (head, int(tail), "") if head and tail.isdigit() else (source, 0, source)
 
 
-def _dedupe(files: list[str]) -> list[dict]:
-    """Keep one row per id (the first in source order) across written shards; reject the others."""
+def _keep_first(shards: list[list[tuple[str, str]]]) -> tuple[list[list[bool]], list[dict]]:
+    """Which rows to keep, one per id (the first in source order) across shards given as (id, source) pairs, and a
+    reject for each other one. Pure."""
     winner: dict[str, str] = {}
-    per_file = []
-    for f in files:
-        t = pq.read_table(f, columns=["id", "source"])
-        pairs = list(zip(t["id"].to_pylist(), t["source"].to_pylist()))
-        per_file.append(pairs)
+    for pairs in shards:
         for uid, src in pairs:
             if uid not in winner or _source_order(src) < _source_order(winner[uid]):
                 winner[uid] = src
-    rejects, kept = [], set()
-    for f, pairs in zip(files, per_file):
+    masks, rejects, kept = [], [], set()
+    for pairs in shards:
         keep = []
         for uid, src in pairs:  # a retried task may have written the very same row twice: keep it once
             keep.append(winner[uid] == src and uid not in kept)
@@ -439,29 +456,52 @@ def _dedupe(files: list[str]) -> list[dict]:
         # an exact copy of the kept row (same id and source) is not a reject: nothing is lost
         rejects += [{"source": src, "reason": "duplicate_id", "detail": uid}
                     for (uid, src), k in zip(pairs, keep) if not k and src != winner[uid]]
+        masks.append(keep)
+    return masks, rejects
+
+
+def _rewrite_kept(path: str, keep: list[bool], filesystem=None) -> None:
+    """Rewrite a shard with only the rows ``keep`` marks (it is not committed yet, so in place)."""
+    table = pq.read_table(path, filesystem=filesystem).filter(pa.array(keep))
+    pq.write_table(table, path, filesystem=filesystem, **PARQUET_WRITE_ARGS)
+
+
+def _dedupe(files: list[str], filesystem=None) -> list[dict]:
+    """Keep one row per id (the first in source order) across written shards, read from the files; reject the
+    others. A shard that loses rows is rewritten."""
+    pairs = []
+    for f in files:
+        t = pq.read_table(f, columns=["id", "source"], filesystem=filesystem)
+        pairs.append(list(zip(t["id"].to_pylist(), t["source"].to_pylist())))
+    masks, rejects = _keep_first(pairs)
+    for f, keep in zip(files, masks):
         if not all(keep):
-            pq.write_table(pq.read_table(f).filter(pa.array(keep)), f, **PARQUET_WRITE_ARGS)
+            _rewrite_kept(f, keep, filesystem)
     return rejects
 
 
-def _commit(store: str, spec: ImportSpec, target: Target, shards: list[str], rejects: list[dict], built: Path,
-            opts: PrepareOptions) -> dict:
-    """Gather a target's shards and rejects into one partition folder and publish it."""
-    rejects = list(rejects) + _dedupe(sorted(shards))
-    built.mkdir(parents=True)
-    utterances, seconds = 0, 0.0
-    for n, f in enumerate(sorted(shards)):
-        md = pq.read_table(f, columns=["duration_s"])
-        if md.num_rows == 0:
+def _commit(store: Location, spec: ImportSpec, target: Target, generation: Location, shards: list[dict],
+            rejects: list[dict], opts: PrepareOptions) -> dict:
+    """Dedupe a target's shards (their task reports: name in ``generation``, ids, sources, durations) without
+    reading them back, write its rejects, then commit the generation."""
+    shards = sorted(shards, key=lambda r: r["shard"])
+    masks, dupes = _keep_first([list(zip(r["ids"], r["sources"])) for r in shards])
+    rejects = list(rejects) + dupes
+    utterances, seconds, files = 0, 0.0, []
+    for r, keep in zip(shards, masks):
+        path = generation.join(r["shard"]).path
+        if not any(keep):
+            generation.fs.delete_file(path)
             continue
-        utterances += md.num_rows
-        seconds += pc.sum(md["duration_s"]).as_py()
-        os.replace(f, built / f"part-{n:05d}.parquet")
+        if not all(keep):
+            _rewrite_kept(path, keep, generation.fs)
+        utterances += sum(keep)
+        seconds += sum(d for d, k in zip(r["durations"], keep) if k)
+        files.append(r["shard"])
     rejects.sort(key=lambda r: (r["source"], r["reason"]))
-    with open(built / REJECTS_FILE, "w", encoding="utf-8") as fh:
-        for r in rejects:
-            fh.write(json.dumps({"source": r["source"], "reason": r["reason"], "detail": r["detail"] or ""},
-                                ensure_ascii=False) + "\n")
+    generation.join(REJECTS_FILE).write_text("".join(
+        json.dumps({"source": r["source"], "reason": r["reason"], "detail": r["detail"] or ""}, ensure_ascii=False)
+        + "\n" for r in rejects))
     meta = {
         "dataset": target.dataset, "language": target.language, "split": target.split,
         "format": f"recipe:{spec.recipe}" if spec.recipe else spec.format, "input": os.path.abspath(spec.input),
@@ -472,20 +512,22 @@ def _commit(store: str, spec: ImportSpec, target: Target, shards: list[str], rej
     if target.cleaner:
         meta["cleaner"] = target.cleaner
     meta.update(target.extra_meta)
-    (built / META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False))
-    publish_partition(store, built, target.split, target.language, target.dataset)
+    publish_partition(store, generation, target.split, target.language, target.dataset, files, meta)
     return meta
 
 
-def prepare(specs: list[ImportSpec], store: str, opts: PrepareOptions = PrepareOptions()) -> list[dict]:
-    """Import every spec into ``store``; returns each written partition's meta (utterances, hours, rejected by
-    reason). Needs Ray initialised (``runtime.init_ray``). Each dataset/split partition is replaced as a whole;
-    a recipe's split that its download does not hold (nothing listed, nothing rejected) is not written.
+def prepare(specs: list[ImportSpec], store: str | os.PathLike | Location,
+            opts: PrepareOptions = PrepareOptions()) -> list[dict]:
+    """Import every spec into ``store`` (a local folder or a bucket location); returns each written partition's meta
+    (utterances, hours, rejected by reason). Needs Ray initialised (``runtime.init_ray``). Each dataset/split
+    partition is replaced as a whole: its shards go to a new generation, committed last (see data/store.py); a
+    recipe's split that its download does not hold (nothing listed, nothing rejected) is not written.
     """
     validate_specs(specs)
     targets, routes = _plan(specs)
-    os.makedirs(store, exist_ok=True)
-    staging = new_staging_dir(store)
+    store = resolve(store)
+    generations = [new_generation(store, t.split, t.language, t.dataset) for t in targets]
+    committed: set[int] = set()
     try:
         import ray
 
@@ -498,12 +540,12 @@ def prepare(specs: list[ImportSpec], store: str, opts: PrepareOptions = PrepareO
             ds, listed = _source_dataset(specs, targets, routes, block_rows=opts.batch_size)
         finally:
             ctx.op_resource_reservation_enabled = reservation
-        shards: dict[int, list[str]] = {i: [] for i in range(len(targets))}
+        shards: dict[int, list[dict]] = {i: [] for i in range(len(targets))}
         rejects: dict[int, list[dict]] = {i: list(listed[i]) for i in range(len(targets))}
         if ds is not None:
             kwargs = {"targets": [asdict(t) for t in targets], "routes": routes,
                       "max_duration_s": opts.max_duration_s, "min_duration_s": opts.min_duration_s,
-                      "staging": str(staging / "shards"), "max_foreign_script": opts.max_foreign_script}
+                      "generations": generations, "max_foreign_script": opts.max_foreign_script}
             # Two stages of stateless tasks (the work is CPU-bound and per clip; tasks need no warm-up).
             # Stage 1 takes a whole block (batch_size=None), so an archive is read by one task in one pass; it
             # asks for less CPU than stage 2, which keeps Ray Data from fusing the two: the members it streams
@@ -515,7 +557,7 @@ def prepare(specs: list[ImportSpec], store: str, opts: PrepareOptions = PrepareO
             for batch in reports.iter_batches(batch_format="pyarrow", batch_size=None):
                 for r in batch.to_pylist():
                     if r["kind"] == "shard":
-                        shards[r["spec"]].append(r["shard"])
+                        shards[r["spec"]].append(r)
                     else:
                         rejects[r["spec"]].append(r)
         metas = []
@@ -523,11 +565,16 @@ def prepare(specs: list[ImportSpec], store: str, opts: PrepareOptions = PrepareO
             spec = specs[t.group]
             if spec.recipe and not shards[i] and not rejects[i]:
                 continue
-            metas.append(_commit(store, spec, t, shards[i], rejects[i], staging / f"part-{i}", opts))
+            metas.append(_commit(store, spec, t, generations[i], shards[i], rejects[i], opts))
+            committed.add(i)
         return metas
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        cleanup(store)
+        for i, generation in enumerate(generations):
+            if i not in committed:  # a failed import's shards: never committed, so never read; space only
+                try:
+                    generation.delete()
+                except OSError:
+                    pass
 
 
 def format_summary(metas: list[dict]) -> str:

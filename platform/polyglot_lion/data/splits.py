@@ -23,7 +23,7 @@ class MadeSplit:
         return "test" if key in self.test_keys else "train"
 
     def describe(self) -> dict:
-        """What goes into the partitions' _meta.json, so that evaluation and a re-import know the rule."""
+        """What goes into the partitions' meta (in _commit.json), so that evaluation and a re-import know the rule."""
         return {"rule": "speaker-disjoint, seeded", "seed": self.seed, "test_utterances_target": self.target,
                 "test_utterances": len(self.test_keys), "test_speakers": list(self.test_speakers)}
 

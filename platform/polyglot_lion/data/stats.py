@@ -1,6 +1,6 @@
 """What is in a store: utterances, hours and rejects per dataset/split, totals per language.
 
-    polyglot-lion stats --store store/ [--json]
+    polyglot-lion stats --store store/ [--json]          # or --store s3://bucket/store
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def store_stats(store: str, split: str | None = None) -> dict:
     for p in parts:
         n, seconds = 0, 0.0
         for f in p.files:
-            t = pq.read_table(f, columns=["duration_s"])
+            t = pq.read_table(f, columns=["duration_s"], filesystem=p.fs)
             n += t.num_rows
             seconds += pc.sum(t["duration_s"]).as_py() or 0.0
         rejected: dict[str, int] = {}

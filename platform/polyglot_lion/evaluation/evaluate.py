@@ -1,6 +1,7 @@
 """Evaluate a model on the store's test sets, beside the paper's published rows.
 
     result = evaluate("models:/polyglot-lion-tiny@champion", store="store", out_dir="eval_out")
+    result = evaluate(..., store="s3://bucket/store", out_dir="s3://bucket/eval/tiny")   # locations in a bucket
 
 Writes OUT/results.json (per benchmark: metric, error rate, utterances, s/sample, RTF; per-language means; the
 overall average leaving out results above 200%, the rule the paper states), OUT/results.md (our row under the
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from ..data.store import list_partitions
 from ..inference.source import tracking_uri as default_tracking
 from ..inference.transcriber import Transcriber
 from ..runtime import progress_bar
+from ..storage import resolve
 from .benchmarks import BENCHMARKS, COLUMNS, PUBLISHED, SOURCE, benchmark_for_dataset
 from .scoring import average_excluding, capped_error_rate, exact_match_rate, language_id_accuracy, score
 
@@ -51,7 +54,8 @@ def _read_partition(p, limit: int | None) -> list[dict]:
 
     rows = []
     for f in p.files:
-        rows += pq.read_table(f, columns=["id", "audio", "text", "language", "duration_s"]).to_pylist()
+        rows += pq.read_table(f, columns=["id", "audio", "text", "language", "duration_s"],
+                              filesystem=p.fs).to_pylist()
         if limit and len(rows) >= limit:
             break
     rows.sort(key=lambda r: r["id"])
@@ -135,18 +139,23 @@ def evaluate(model_uri: str, store: str, split: str = "test", benchmarks: list[s
         "published_source": SOURCE,
         "skipped": {d: {"utterances": len(v), "examples": v[:5]} for d, v in skipped.items()},
     }
-    if out_dir:
-        d = Path(out_dir)
-        d.mkdir(parents=True, exist_ok=True)
-        (d / "results.json").write_text(json.dumps(out, indent=2, ensure_ascii=False))
-        (d / "results.md").write_text(markdown_table(out))
-        plot_results(out, str(d / "results.png"))
-        with open(d / "hypotheses.jsonl", "w", encoding="utf-8") as f:
-            for line in hyp_lines:
-                f.write(json.dumps(line, ensure_ascii=False) + "\n")
-        out["files"] = {k: str(d / f"results.{k}") for k in ("json", "md", "png")}
-    if log_to_mlflow:
-        out["mlflow"] = log_evaluation(out, default_tracking(tracking_uri), out_dir, experiment)
+    # written in a temporary folder (matplotlib and MLflow's artifact upload want one), then each file copied whole
+    # to OUT, which may be a bucket
+    with tempfile.TemporaryDirectory(prefix="polyglot-lion-eval-") as tmp:
+        if out_dir:
+            d = Path(tmp)
+            (d / "results.json").write_text(json.dumps(out, indent=2, ensure_ascii=False))
+            (d / "results.md").write_text(markdown_table(out))
+            plot_results(out, str(d / "results.png"))
+            with open(d / "hypotheses.jsonl", "w", encoding="utf-8") as f:
+                for line in hyp_lines:
+                    f.write(json.dumps(line, ensure_ascii=False) + "\n")
+            dest = resolve(out_dir)
+            for file in sorted(d.iterdir()):
+                dest.join(file.name).write_bytes(file.read_bytes())
+            out["files"] = {k: str(dest.join(f"results.{k}")) for k in ("json", "md", "png")}
+        if log_to_mlflow:
+            out["mlflow"] = log_evaluation(out, default_tracking(tracking_uri), tmp if out_dir else None, experiment)
     return out
 
 

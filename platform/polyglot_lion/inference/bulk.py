@@ -1,7 +1,7 @@
 """Bulk transcription of archives with Ray Data: every input gets exactly one output row, and a killed job
 loses nothing.
 
-    list inputs (driver: folders, .tar/.tar.gz/.zip, JSONL manifests, a store split)
+    list inputs (driver: folders, .tar/.tar.gz/.zip, JSONL manifests, a store split; local or in a bucket)
       -> drop ids already in OUT/parts (resume; with retry_errors also those whose last row is an error)
       -> read + decode to 16 kHz, one input at a time, bounded    error: unreadable_audio, not_a_regular_file, ...
       -> transcribe (actor pool: one GPU per actor, or CPU actors) and write OUT/parts/part-*.parquet
@@ -9,6 +9,10 @@ loses nothing.
 
 Output columns: id, source, text, language, duration_s, error (null when it worked, the reason otherwise),
 seconds (compute time), model.
+
+Inputs and OUT may be bucket locations (``s3://bucket/prefix``): every part is one object written whole, and resume
+lists the parts in the bucket, so exactly-once holds there too. An archive in a bucket is downloaded to a temporary
+file by the task that reads it (tarfile and zipfile need a local file).
 
 Bounds: only regular files are read (a FIFO, a device such as /dev/zero, a socket, a tar symlink or hard link get
 a row ``not_a_regular_file``; a folder's symlink leading outside the folder gets ``outside_input_root``); a file
@@ -35,8 +39,9 @@ import pyarrow.parquet as pq
 
 from ..data.archives import MemberError, archive_kind, iter_members, list_members
 from ..data.audio import AudioRejected, DecodeLimits, decode_audio, without_object_reprs
-from ..data.store import list_partitions
+from ..data.store import list_partitions, write_shard
 from ..runtime import init_ray
+from ..storage import Location, check_location, resolve
 from .source import resolve_model
 from .transcriber import Transcriber, language_name
 
@@ -93,52 +98,53 @@ def _error_item(item_id: str, source: str, reason: str, detail: str) -> dict:
             "nth": 0}
 
 
-def _archive_members(path: str, prefix: str) -> list[dict]:
+def _archive_members(loc: Location, prefix: str) -> list[dict]:
     """One work item per member (directories aside), links and devices included: they get their row. ``nth``
     tells apart members of the same name (the k-th of that name, in archive order)."""
     try:
-        members = list_members(path)
+        with loc.local_copy() as local:
+            members = list_members(local)
     except MemberError as e:
-        return [_error_item(prefix, path, e.reason, e.detail)]
-    kind, seen, rows = archive_kind(path), {}, []
+        return [_error_item(prefix, str(loc), e.reason, e.detail)]
+    kind, seen, rows = archive_kind(loc.name), {}, []
     for m in members:
         nth = seen.get(m.name, 0)
         seen[m.name] = nth + 1
-        rows.append({"id": f"{prefix}/{m.name}", "source": path, "kind": kind, "path": path, "member": m.name,
-                     "nth": nth})
+        rows.append({"id": f"{prefix}/{m.name}", "source": str(loc), "kind": kind, "path": str(loc),
+                     "member": m.name, "nth": nth})
     return rows
 
 
-def _manifest_rows(path: str, prefix: str) -> list[dict]:
-    rows, base = [], os.path.dirname(os.path.abspath(path))
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-                audio = rec.get("audio") or rec.get("audio_filepath") or rec.get("path")
-                if not isinstance(audio, str) or not audio:
-                    raise ValueError("no audio/audio_filepath/path field")
-            except (ValueError, AttributeError) as e:
-                rows.append(_error_item(f"{prefix}:{n}", f"{path}:{n}", "malformed_manifest",
-                                        f"line {n}: {str(e)[:120]}"))
-                continue
-            full = audio if os.path.isabs(audio) else os.path.join(base, audio)
-            rows.append({"id": str(rec.get("id") or f"{prefix}/{audio}"), "source": full, "kind": "file",
-                         "path": full, "member": "", "nth": 0})
+def _manifest_rows(loc: Location, prefix: str) -> list[dict]:
+    rows, base = [], loc.parent
+    for n, line in enumerate(loc.read_bytes().decode("utf-8", errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            audio = rec.get("audio") or rec.get("audio_filepath") or rec.get("path")
+            if not isinstance(audio, str) or not audio:
+                raise ValueError("no audio/audio_filepath/path field")
+        except (ValueError, AttributeError) as e:
+            rows.append(_error_item(f"{prefix}:{n}", f"{loc}:{n}", "malformed_manifest",
+                                    f"line {n}: {str(e)[:120]}"))
+            continue
+        full = str(base.locate(audio))  # relative to the manifest's folder, in its bucket if it is in one
+        rows.append({"id": str(rec.get("id") or f"{prefix}/{audio}"), "source": full, "kind": "file",
+                     "path": full, "member": "", "nth": 0})
     return rows
 
 
-def _store_rows(store: str, split: str) -> list[dict]:
+def _store_rows(store: Location, split: str) -> list[dict]:
 
     parts = list_partitions(store, split)
     if not parts:
-        raise FileNotFoundError(f"store {store!r} has no split {split!r}")
+        raise FileNotFoundError(f"store {str(store)!r} has no split {split!r}")
     rows = []
     for p in parts:
-        for f in p.files:
-            for i in pq.read_table(f, columns=["id"])["id"].to_pylist():
+        for shard in p.shards():
+            f = str(shard)
+            for i in pq.read_table(shard.path, columns=["id"], filesystem=shard.fs)["id"].to_pylist():
                 rows.append({"id": i, "source": f, "kind": "store", "path": f, "member": i, "nth": 0})
     return rows
 
@@ -162,7 +168,19 @@ def _folder_rows(root: Path) -> list[dict]:
             if is_dir_link:  # its files are listed under their own path
                 continue
         if archive_kind(f.name) and f.is_file():
-            rows += _archive_members(str(f), rel)
+            rows += _archive_members(resolve(f), rel)
+        else:
+            rows.append({"id": rel, "source": str(f), "kind": "file", "path": str(f), "member": "", "nth": 0})
+    return rows
+
+
+def _bucket_folder_rows(root: Location) -> list[dict]:
+    """Every object under a bucket prefix, sorted (a bucket has no symlinks, FIFOs or devices to guard against)."""
+    rows = []
+    for f in root.files(recursive=True):
+        rel = f"{root.name}/{f.path[len(root.path) + 1:]}"
+        if archive_kind(f.name):
+            rows += _archive_members(f, rel)
         else:
             rows.append({"id": rel, "source": str(f), "kind": "file", "path": str(f), "member": "", "nth": 0})
     return rows
@@ -173,20 +191,21 @@ def list_inputs(paths: list[str], split: str = "test") -> list[dict]:
     inside folders are opened too. Raises FileNotFoundError for a path that does not exist."""
     rows: list[dict] = []
     for path in paths:
-        p = Path(path)
-        if not p.exists():
+        loc = resolve(path)
+        if not loc.exists():
             raise FileNotFoundError(f"input {path!r} does not exist (give a folder, .tar/.tar.gz/.zip, "
-                                    f".jsonl manifest or a store folder)")
-        if p.is_dir() and (p / "data").is_dir():
-            rows += _store_rows(str(p), split)
-        elif p.is_dir():
-            rows += _folder_rows(p)
-        elif archive_kind(p.name) and p.is_file():
-            rows += _archive_members(str(p), p.name)
-        elif p.suffix == ".jsonl" and p.is_file():
-            rows += _manifest_rows(str(p), p.name)
+                                    f".jsonl manifest or a store folder; local or in a bucket)")
+        if loc.is_dir() and loc.join("data").is_dir():
+            rows += _store_rows(loc, split)
+        elif loc.is_dir():  # symlinks (and their escapes) exist only on a local disk
+            rows += _folder_rows(Path(path)) if loc.is_local else _bucket_folder_rows(loc)
+        elif archive_kind(loc.name) and loc.is_file():
+            rows += _archive_members(loc, loc.name)
+        elif loc.name.endswith(".jsonl") and loc.is_file():
+            rows += _manifest_rows(loc, loc.name)
         else:
-            rows.append({"id": p.name, "source": str(p), "kind": "file", "path": str(p), "member": "", "nth": 0})
+            rows.append({"id": loc.name, "source": str(loc), "kind": "file", "path": str(loc), "member": "",
+                         "nth": 0})
     seen: dict[str, int] = {}
     for r in rows:  # ids must be unique for resume to be exact: number repeats
         n = seen.get(r["id"], 0)
@@ -223,14 +242,39 @@ def read_regular_file(path: str, max_bytes: int) -> bytes:
     return data
 
 
-def _iter_raw(items: list[dict], max_bytes: int) -> Iterator[tuple[int, bytes | Exception]]:
+def read_object(loc: Location, max_bytes: int) -> bytes:
+    """The bytes of an object in a bucket, at most ``max_bytes``; raises ValueError('reason: detail') otherwise."""
+    try:
+        size = loc.size()
+        if size > max_bytes:
+            raise ValueError(f"file_too_large: {loc}: {size} bytes > {max_bytes} (--max-input-mb)")
+        with loc.fs.open_input_stream(loc.path) as f:
+            data = f.read(max_bytes + 1)
+    except FileNotFoundError:
+        raise ValueError(f"missing_audio: {loc}") from None
+    except OSError as e:
+        raise ValueError(f"unreadable_audio: {loc}: {str(e)[:120]}") from None
+    if len(data) > max_bytes:
+        raise ValueError(f"file_too_large: {loc}: more than {max_bytes} bytes (--max-input-mb)")
+    return data
+
+
+def _read_input(path: str, max_bytes: int, inputs: list[Location]) -> bytes:
+    loc = resolve(path, like=inputs)
+    # a local path may be a FIFO or a device, which must never be read as a file; a bucket holds only objects
+    return read_regular_file(loc.path, max_bytes) if loc.is_local else read_object(loc, max_bytes)
+
+
+def _iter_raw(items: list[dict], max_bytes: int,
+              inputs: list[Location] = ()) -> Iterator[tuple[int, bytes | Exception]]:
     """(index, bytes or the error) for every item, one at a time: files in order, then each archive in one pass
-    (members as they come), then store files. Nothing is held beyond the item being yielded."""
+    (members as they come), then store files. Nothing is held beyond the item being yielded. ``inputs``: the
+    locations listed on the driver, whose filesystems (endpoint, keys) paths in a bucket are read with."""
     by_source: dict[tuple[str, str], list[int]] = {}
     for i, it in enumerate(items):
         if it["kind"] == "file":
             try:
-                yield i, read_regular_file(it["path"], max_bytes)
+                yield i, _read_input(it["path"], max_bytes, inputs)
             except ValueError as e:
                 yield i, e
         elif it["kind"] == "error":
@@ -241,7 +285,8 @@ def _iter_raw(items: list[dict], max_bytes: int) -> Iterator[tuple[int, bytes | 
         pending = set(idx)
         if kind == "store":
             try:
-                table = pq.read_table(path, columns=["id", "audio"])
+                shard = resolve(path, like=inputs)
+                table = pq.read_table(shard.path, columns=["id", "audio"], filesystem=shard.fs)
                 audio = dict(zip(table["id"].to_pylist(), table["audio"].to_pylist()))
                 for i in idx:
                     pending.discard(i)
@@ -253,17 +298,19 @@ def _iter_raw(items: list[dict], max_bytes: int) -> Iterator[tuple[int, bytes | 
         want = {(items[i]["member"], int(items[i].get("nth") or 0)): i for i in idx}
         count: dict[str, int] = {}
         try:
-            for name, got in iter_members(path, {m for m, _ in want}, max_bytes):
-                k = count.get(name, 0)
-                count[name] = k + 1
-                i = want.get((name, k))
-                if i is None:
-                    continue
-                pending.discard(i)
-                yield i, ValueError(f"{got.reason}: {got.detail}") if isinstance(got, MemberError) else got
-        except MemberError as e:  # a corrupt archive: the members not read yet are errors, the job goes on
-            for i in sorted(pending):
-                yield i, ValueError(f"unreadable_member: {e.detail}")
+            with resolve(path, like=inputs).local_copy() as local:
+                for name, got in iter_members(local, {m for m, _ in want}, max_bytes):
+                    k = count.get(name, 0)
+                    count[name] = k + 1
+                    i = want.get((name, k))
+                    if i is None:
+                        continue
+                    pending.discard(i)
+                    yield i, ValueError(f"{got.reason}: {got.detail}") if isinstance(got, MemberError) else got
+        except (MemberError, OSError) as e:  # a corrupt archive (or a failed download): the members not read yet
+            detail = e.detail if isinstance(e, MemberError) else f"{path}: {str(e)[:120]}"  # are errors, the job
+            for i in sorted(pending):  # goes on
+                yield i, ValueError(f"unreadable_member: {detail}")
             continue
         for i in sorted(pending):  # listed before, gone now (the archive changed in between)
             yield i, ValueError(f"unreadable_member: {items[i]['member']} is no longer in {path}")
@@ -274,14 +321,15 @@ def _empty_columns() -> dict:
 
 
 def read_and_decode(batch: dict, max_duration_s: float | None = None, max_input_mb: float = 512.0,
-                    max_decoded_mb: float = 512.0, max_batch_mb: float = 1024.0) -> Iterator[dict]:
+                    max_decoded_mb: float = 512.0, max_batch_mb: float = 1024.0,
+                    inputs: list[Location] = ()) -> Iterator[dict]:
     """Work items -> {id, source, samples (float32 bytes), duration_s, error}, yielded in pieces of at most
     ``max_batch_mb`` of samples (Ray Data takes a generator). Never raises for one item; one row per item."""
 
     limits = DecodeLimits(max_decoded_mb=max_decoded_mb)
     items = [dict(zip(batch, vals)) for vals in zip(*batch.values())]
     out, held = _empty_columns(), 0
-    for i, data in _iter_raw(items, int(max_input_mb * 2**20)):
+    for i, data in _iter_raw(items, int(max_input_mb * 2**20), inputs):
         it = items[i]
         samples, err, dur = b"", None, None
         if isinstance(data, Exception):
@@ -316,7 +364,7 @@ class TranscribeAndWrite:
     """Actor: transcribe a batch of decoded rows (or of work items, decoded here first) with the shared
     Transcriber and write them as one part file."""
 
-    def __init__(self, model_uri: str, out_dir: str, language: str | None, batch_size: int,
+    def __init__(self, model_uri: str, out_dir: str | Location, language: str | None, batch_size: int,
                  tracking_uri: str | None, max_new_tokens: int | None = None, max_duration_s: float | None = None,
                  decode_kwargs: dict | None = None):
 
@@ -324,9 +372,8 @@ class TranscribeAndWrite:
                                    max_new_tokens=max_new_tokens)
         info = self.tr.describe()
         self.model = f"{info['name']}/{info['version']}" if info.get("name") else model_uri
-        self.language, self.max_duration_s, self.parts = language, max_duration_s, Path(out_dir) / "parts"
+        self.language, self.max_duration_s, self.parts = language, max_duration_s, resolve(out_dir).join("parts")
         self.decode_kwargs = decode_kwargs or {}
-        self.parts.mkdir(parents=True, exist_ok=True)
 
     def __call__(self, batch: dict) -> dict:
         if "samples" in batch:
@@ -338,8 +385,7 @@ class TranscribeAndWrite:
         table = pa.table(rows, schema=OUTPUT_SCHEMA)
         # named by time, so that the parts sort in the order they were written: the latest row of an id wins
         name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:12]}.parquet"
-        pq.write_table(table, self.parts / f".{name}.tmp")
-        os.replace(self.parts / f".{name}.tmp", self.parts / name)  # a part is there whole or not at all
+        write_shard(self.parts.join(name), table)  # a part is there whole or not at all (one object in a bucket)
         return {"id": rows["id"], "error": rows["error"]}
 
     def _transcribe(self, batch: dict) -> dict:
@@ -365,33 +411,35 @@ class TranscribeAndWrite:
 
 # --- the driver ---------------------------------------------------------------------------------------------
 
-def _parts(out_dir: str) -> list[Path]:
+def _parts(out_dir: str | Location) -> list[Location]:
     """The part files in the order they were written (their names start with the time; older runs' names do not,
-    so the file time orders first)."""
-    return sorted((Path(out_dir) / "parts").glob("part-*.parquet"), key=lambda p: (p.stat().st_mtime_ns, p.name))
+    so the file time orders first), listed from OUT/parts (a folder or a bucket prefix)."""
+    found = [(loc, info) for loc, info in resolve(out_dir).join("parts").file_infos(".parquet")
+             if loc.name.startswith("part-")]
+    return [loc for loc, _ in sorted(found, key=lambda li: (li[1].mtime_ns or 0, li[0].name))]
 
 
-def done_ids(out_dir: str, retry_errors: bool = False) -> set[str]:
+def done_ids(out_dir: str | Location, retry_errors: bool = False) -> set[str]:
     """Ids with a row; with ``retry_errors``, only those whose latest row has no error."""
     last: dict[str, str | None] = {}
     for p in _parts(out_dir):
-        t = pq.read_table(p, columns=["id", "error"])
+        t = pq.read_table(p.path, columns=["id", "error"], filesystem=p.fs)
         last.update(zip(t["id"].to_pylist(), t["error"].to_pylist()))
     return {i for i, err in last.items() if not (retry_errors and err)}
 
 
-def finalize(out_dir: str, total_inputs: int) -> dict:
+def finalize(out_dir: str | Location, total_inputs: int) -> dict:
     """Merge the parts into transcripts.parquet/.jsonl (the latest row of every id, sorted) and write
-    summary.json."""
-    parts = _parts(out_dir)
-    table = pa.concat_tables([pq.read_table(p) for p in parts]) if parts else OUTPUT_SCHEMA.empty_table()
+    summary.json, each file whole."""
+    out = resolve(out_dir)
+    parts = _parts(out)
+    table = (pa.concat_tables([pq.read_table(p.path, filesystem=p.fs) for p in parts]) if parts
+             else OUTPUT_SCHEMA.empty_table())
     rows = {r["id"]: r for r in table.to_pylist()}  # written twice (a retried task, --retry-errors): the latest
     ordered = [rows[k] for k in sorted(rows)]
     final = pa.Table.from_pylist(ordered, schema=OUTPUT_SCHEMA)
-    pq.write_table(final, Path(out_dir) / "transcripts.parquet")
-    with open(Path(out_dir) / "transcripts.jsonl", "w", encoding="utf-8") as f:
-        for r in ordered:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    write_shard(out.join("transcripts.parquet"), final)
+    out.join("transcripts.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in ordered))
     errors: dict[str, int] = {}
     for r in ordered:
         if r["error"]:
@@ -401,16 +449,20 @@ def finalize(out_dir: str, total_inputs: int) -> dict:
     summary = {"inputs": total_inputs, "outputs": len(ordered), "transcribed": len(ordered) - sum(errors.values()),
                "errors": errors, "audio_hours": audio_s / 3600,
                "compute_seconds": sum(r["seconds"] or 0 for r in ordered)}
-    (Path(out_dir) / "summary.json").write_text(json.dumps(summary, indent=2))
+    out.join("summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
 
 def transcribe_bulk(model_uri: str, inputs: list[str], out_dir: str, opts: BulkOptions = BulkOptions()) -> dict:
-    """Run (or finish) a bulk transcription; returns the summary (also OUT/summary.json)."""
+    """Run (or finish) a bulk transcription; returns the summary (also OUT/summary.json). Inputs and ``out_dir`` may
+    be local or bucket locations."""
     import ray
 
 
     opts.check()
+    # a missing or denied bucket fails here, naming the location, before anything else (and before Ray starts)
+    out = check_location(out_dir, write=True, what="--out")
+    roots = [check_location(p, write=False, what="--input") for p in inputs]
     if opts.language:
 
         language_name(opts.language)  # a bad language fails here, before Ray starts
@@ -420,15 +472,14 @@ def transcribe_bulk(model_uri: str, inputs: list[str], out_dir: str, opts: BulkO
     items.sort(key=lambda r: r["id"])
     if opts.limit is not None:
         items = items[: opts.limit]
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    have = done_ids(out_dir)
-    done = done_ids(out_dir, retry_errors=True) if opts.retry_errors else have
+    have = done_ids(out)
+    done = done_ids(out, retry_errors=True) if opts.retry_errors else have
     todo = [r for r in items if r["id"] not in done]
     retried = sum(r["id"] in have for r in todo)
     print(f"bulk transcription: {len(items)} inputs, {len(items) - len(todo)} already done, {len(todo)} to do"
           + (f" ({retried} of them errors retried)" if retried else ""))
     decode_kwargs = {"max_input_mb": opts.max_input_mb, "max_decoded_mb": opts.max_decoded_mb,
-                     "max_batch_mb": opts.max_batch_mb}
+                     "max_batch_mb": opts.max_batch_mb, "inputs": roots}
     t0 = time.time()
     if todo:
         started = init_ray()
@@ -445,7 +496,7 @@ def transcribe_bulk(model_uri: str, inputs: list[str], out_dir: str, opts: BulkO
                                     batch_size=32, num_cpus=0.5)
             # Without a GPU the actors decode their own batches: decode tasks would take the cores the actors
             # compute on, and with as many 1-CPU actors as CPUs they could never be scheduled (the job hung).
-            ds = ds.map_batches(TranscribeAndWrite, fn_constructor_args=(model_uri, out_dir, opts.language,
+            ds = ds.map_batches(TranscribeAndWrite, fn_constructor_args=(model_uri, out, opts.language,
                                                                          opts.batch_size, opts.tracking_uri,
                                                                          opts.max_new_tokens, opts.max_duration_s,
                                                                          decode_kwargs),
@@ -456,9 +507,9 @@ def transcribe_bulk(model_uri: str, inputs: list[str], out_dir: str, opts: BulkO
         finally:
             if started:
                 ray.shutdown()
-    summary = finalize(out_dir, len(items))
+    summary = finalize(out, len(items))
     summary["wall_seconds"] = time.time() - t0
-    missing = {r["id"] for r in items} - done_ids(out_dir)
+    missing = {r["id"] for r in items} - done_ids(out)
     if missing:  # cannot happen unless a part was lost; say so loudly rather than silently
         raise RuntimeError(f"{len(missing)} inputs have no output row, e.g. {sorted(missing)[:3]}")
     return summary
