@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import yaml
 
 from .data.store import list_partitions
+from .storage import LocationError, resolve
 
 
 def _f(default, help: str, **kw):
@@ -28,7 +29,9 @@ def _f(default, help: str, **kw):
 @dataclass
 class RunSection:
     name: str = _f("tiny-cpu", "run name: checkpoints go to OUTPUT_DIR/NAME; re-running a name resumes it")
-    output_dir: str = _f("runs", "folder for runs (checkpoints, copies of the config)")
+    output_dir: str = _f("runs", "where runs keep their files (checkpoints, a copy of the config): a folder or a "
+                                 "bucket, s3://bucket/prefix or gs://bucket/prefix (S3-compatible stores: "
+                                 "AWS_ENDPOINT_URL)")
     seed: int = _f(0, "seed for model init, data order and dropout")
 
 
@@ -311,7 +314,13 @@ def _semantic_problems(cfg: Config, check_paths: bool) -> list[str]:
         for key, path, marker in (("data.store", cfg.data.store, "data"), ("data.plan", cfg.data.plan, "plan.parquet")):
             if not path:
                 out.append(f"{key} is required")
-            elif not os.path.exists(os.path.join(path, marker)):
+                continue
+            try:  # a folder or a bucket location
+                found = resolve(path).join(marker).exists()
+            except (LocationError, OSError) as e:
+                out.append(f"{key}: {path!r} cannot be read ({str(e).strip().splitlines()[0]})")
+                continue
+            if not found:
                 out.append(f"{key}: {path!r} is not a {'store' if marker == 'data' else 'balance plan'} "
                            f"(no {marker} inside)")
         needs_dev = [k for k, on in (("train.dev_eval_every", t.dev_eval_every),
