@@ -149,6 +149,9 @@ class ScalingSection:
     torch_threads: int = _f(0, "torch intra-op threads per worker (0 = Ray's default: the worker's CPUs); "
                                "on a small CPU node set it to the core count")
     max_failures: int = _f(0, "restart from the latest checkpoint this many times after a worker crash")
+    worker_resources: dict = _f({}, "custom Ray resources each worker needs besides its CPUs/GPU, e.g. "
+                                    "{node_b: 1} to place the workers on nodes started with "
+                                    "--resources '{\"node_b\": 1}' (a node pool, an accelerator type)")
     deepspeed_stage: int = _f(0, "0 = DDP (or single process); 2 or 3 = DeepSpeed ZeRO stage (GPU; CPU works "
                                  "for tests)", choices=(0, 2, 3))
 
@@ -308,6 +311,9 @@ def _semantic_problems(cfg: Config, check_paths: bool) -> list[str]:
         out.append(f"train.betas must be two numbers in [0, 1) (is {t.betas})")
     if cfg.scaling.num_workers < 0:
         out.append(f"scaling.num_workers must be >= 0 (is {cfg.scaling.num_workers})")
+    for k, v in cfg.scaling.worker_resources.items():
+        if not isinstance(k, str) or isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+            out.append(f"scaling.worker_resources: resource {k!r} needs an amount > 0 (is {v!r})")
     if cfg.scaling.cpus_per_worker <= 0:
         out.append(f"scaling.cpus_per_worker must be > 0 (is {cfg.scaling.cpus_per_worker})")
     if check_paths:

@@ -110,7 +110,7 @@ def _mlflow_run(cfg: Config, run: Location) -> str:
         "ray_job_id": ray_job_submission_id(),
         "run_dir": str(run)})
     for k, v in cfg.flat().items():
-        client.log_param(run.info.run_id, k, json.dumps(v) if isinstance(v, list) else v)
+        client.log_param(run.info.run_id, k, json.dumps(v) if isinstance(v, (list, dict)) else v)
     return run.info.run_id
 
 
@@ -268,7 +268,8 @@ def _train(cfg: Config, run: Location, base: str, run_id: str, ds_config: dict |
                                "inject_crash_at_step": inject_crash_at_step, "crash_marker_dir": str(run),
                                "local_checkpoint_dir": None if cfg.scaling.num_workers else str(run / "checkpoints")},
             scaling_config=ray.train.ScalingConfig(num_workers=cfg.scaling.num_workers, use_gpu=cfg.scaling.use_gpu,
-                                                   resources_per_worker={"CPU": cfg.scaling.cpus_per_worker}
+                                                   resources_per_worker={"CPU": cfg.scaling.cpus_per_worker,
+                                                                         **cfg.scaling.worker_resources}
                                                    if cfg.scaling.num_workers else None),
             run_config=ray.train.RunConfig(
                 name=cfg.run.name, storage_path=storage_path, storage_filesystem=storage_filesystem,
