@@ -85,3 +85,17 @@ def tiny_checkpoint(tmp_path_factory):
     from polyglot_lion.testing import TINY_TEXTS
 
     return save_tiny_checkpoint(str(tmp_path_factory.mktemp("tiny") / "ckpt"), TINY_TEXTS, seed=0)
+
+
+@pytest.fixture(scope="session")
+def mlflow_s3(s3_server, tmp_path_factory):
+    """An MLflow tracking server on 127.0.0.1 (SQLite backend) with its artifacts in a bucket of the S3 server
+    (``mlflow server --artifacts-destination s3://...``), for the whole session (it starts in ~10-40 s here).
+    ``.uri`` is its tracking URI, ``.artifacts_destination`` the bucket prefix."""
+    from polyglot_lion.testing.mlflow_server import MlflowServer
+
+    root = tmp_path_factory.mktemp("mlflow_s3")
+    destination = s3_server.create_bucket("mlflow-artifacts") + "/mlartifacts"
+    with MlflowServer(str(root / "mlflow.db"), destination, env=s3_server.env,
+                      log_path=str(root / "mlflow.log")) as server:
+        yield server

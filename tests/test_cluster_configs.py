@@ -185,7 +185,16 @@ def test_rayjob_trains_with_a_shipped_config():
     assert re.fullmatch(r"jobs/configs/qwen3_asr/[\w.]+_\w+_\w+\.yaml", config) and (REPO / config).is_file()
     overrides = [a for a in argv[2:] if "=" in a]
     cfg = load_config(str(REPO / config), overrides, check_paths=False)  # unknown or mistyped keys fail here
-    assert cfg.scaling.use_gpu and cfg.data.store == "/data/store"
+    assert cfg.scaling.use_gpu
+    # every location in a bucket, no ReadWriteMany volume: pods share nothing but the bucket
+    for where in (cfg.data.store, cfg.data.plan, cfg.run.output_dir):
+        assert re.match(r"^(s3|gs)://[^/]+/", where), f"RayJob: {where} is not a bucket location"
+    pods = [spec["rayClusterSpec"]["headGroupSpec"], *spec["rayClusterSpec"]["workerGroupSpecs"]]
+    for group in pods:
+        volumes = group["template"]["spec"].get("volumes", [])
+        assert not [v for v in volumes if "persistentVolumeClaim" in v], f"RayJob: a shared volume in {volumes}"
+        for c in _containers(group):
+            assert {"secretRef": {"name": "polyglot-lion-s3", "optional": True}} in c.get("envFrom", []), c["name"]
 
 
 def test_rayservice_fields():
@@ -220,6 +229,9 @@ def test_launcher_config_is_valid_for_ray_up():
         assert (REPO / local).exists() or local == ".ray_token", f"file_mounts {remote}: {local} is not in the repo"
     assert any("RAY_AUTH_MODE=token" in c for c in config["head_start_ray_commands"])
     assert any("RAY_AUTH_MODE=token" in c for c in config["worker_start_ray_commands"])
+    # the store, runs and MLflow artifacts in a bucket: no shared file system mounted
+    assert "/mnt/shared" not in (CLUSTER / "launcher-gpu.yaml").read_text()
+    assert any("--artifacts-destination s3://" in c for c in config["head_start_ray_commands"])
 
 
 def test_ray_token_is_gitignored():

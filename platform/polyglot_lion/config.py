@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import yaml
 
 from .data.store import list_partitions
+from .storage import LocationError, resolve
 
 
 def _f(default, help: str, **kw):
@@ -28,7 +29,9 @@ def _f(default, help: str, **kw):
 @dataclass
 class RunSection:
     name: str = _f("tiny-cpu", "run name: checkpoints go to OUTPUT_DIR/NAME; re-running a name resumes it")
-    output_dir: str = _f("runs", "folder for runs (checkpoints, copies of the config)")
+    output_dir: str = _f("runs", "where runs keep their files (checkpoints, a copy of the config): a folder or a "
+                                 "bucket, s3://bucket/prefix or gs://bucket/prefix (S3-compatible stores: "
+                                 "AWS_ENDPOINT_URL)")
     seed: int = _f(0, "seed for model init, data order and dropout")
 
 
@@ -146,6 +149,9 @@ class ScalingSection:
     torch_threads: int = _f(0, "torch intra-op threads per worker (0 = Ray's default: the worker's CPUs); "
                                "on a small CPU node set it to the core count")
     max_failures: int = _f(0, "restart from the latest checkpoint this many times after a worker crash")
+    worker_resources: dict = _f({}, "custom Ray resources each worker needs besides its CPUs/GPU, e.g. "
+                                    "{node_b: 1} to place the workers on nodes started with "
+                                    "--resources '{\"node_b\": 1}' (a node pool, an accelerator type)")
     deepspeed_stage: int = _f(0, "0 = DDP (or single process); 2 or 3 = DeepSpeed ZeRO stage (GPU; CPU works "
                                  "for tests)", choices=(0, 2, 3))
 
@@ -305,13 +311,22 @@ def _semantic_problems(cfg: Config, check_paths: bool) -> list[str]:
         out.append(f"train.betas must be two numbers in [0, 1) (is {t.betas})")
     if cfg.scaling.num_workers < 0:
         out.append(f"scaling.num_workers must be >= 0 (is {cfg.scaling.num_workers})")
+    for k, v in cfg.scaling.worker_resources.items():
+        if not isinstance(k, str) or isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+            out.append(f"scaling.worker_resources: resource {k!r} needs an amount > 0 (is {v!r})")
     if cfg.scaling.cpus_per_worker <= 0:
         out.append(f"scaling.cpus_per_worker must be > 0 (is {cfg.scaling.cpus_per_worker})")
     if check_paths:
         for key, path, marker in (("data.store", cfg.data.store, "data"), ("data.plan", cfg.data.plan, "plan.parquet")):
             if not path:
                 out.append(f"{key} is required")
-            elif not os.path.exists(os.path.join(path, marker)):
+                continue
+            try:  # a folder or a bucket location
+                found = resolve(path).join(marker).exists()
+            except (LocationError, OSError) as e:
+                out.append(f"{key}: {path!r} cannot be read ({str(e).strip().splitlines()[0]})")
+                continue
+            if not found:
                 out.append(f"{key}: {path!r} is not a {'store' if marker == 'data' else 'balance plan'} "
                            f"(no {marker} inside)")
         needs_dev = [k for k, on in (("train.dev_eval_every", t.dev_eval_every),

@@ -1,6 +1,7 @@
 """Where a model comes from: a folder, a hub id, an MLflow registered version, or a run's checkpoint.
 
     resolve_model("runs/tiny-cpu/ckpt")                      # a transformers-format folder
+    resolve_model("s3://bucket/runs/_ray/tiny-cpu/checkpoint_...")  # ... or one in a bucket (a temporary copy)
     resolve_model("models:/polyglot-lion-tiny@champion")     # registered model by alias
     resolve_model("models:/polyglot-lion-tiny/3")            # ... or by version
     resolve_model("runs:/<run_id>")                          # the model a training run logged
@@ -17,6 +18,9 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ..folders import cached_local_copy
+from ..storage import is_remote, resolve
 
 _MODELS_RE = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))/?$")
 _RUNS_RE = re.compile(r"^runs:/(?P<run>[0-9a-f]{8,})(?:/(?P<path>.*))?$")
@@ -104,6 +108,10 @@ def resolve_model(uri: str, tracking: str | None = None) -> ModelSource:
         return ModelSource(uri, _model_folder(path), run_id=run.info.run_id)
     if os.path.isdir(uri):
         return ModelSource(uri, _model_folder(uri))
+    if is_remote(uri):
+        if not resolve(uri).is_dir():
+            raise FileNotFoundError(f"model {uri!r}: no such folder in the bucket")
+        return ModelSource(uri, _model_folder(cached_local_copy(uri)))
     if os.path.exists(uri):
         raise ValueError(f"model {uri!r} is a file; give the checkpoint folder (with config.json)")
     return ModelSource(uri, uri)  # a hub id; load_model says clearly if it cannot be fetched

@@ -6,14 +6,19 @@ from __future__ import annotations
 import os
 import time
 
+from ..storage import resolve
+
 CRASH_MARKER = ".crash_injected"  # in the run folder once the crash happened: a restarted worker trains on
 
 
 def maybe_crash(step: int, crash_at_step: int | None, marker_dir: str | None) -> None:
-    """Kill this worker process once, right after ``step`` == ``crash_at_step`` (None: never)."""
-    marker = marker_dir and os.path.join(marker_dir, CRASH_MARKER)
-    if step == crash_at_step and not os.path.exists(marker):
-        open(marker, "w").close()
+    """Kill this worker process once, right after ``step`` == ``crash_at_step`` (None: never). ``marker_dir``: the
+    run's location (a local folder or a bucket prefix), where the crash is remembered."""
+    if step != crash_at_step or not marker_dir:
+        return
+    marker = resolve(marker_dir).join(CRASH_MARKER)
+    if not marker.exists():
+        marker.write_bytes(b"")
         # Ray Train's controller learns of reported checkpoints by polling the workers; a crash within a poll of
         # the last report would restart from the one before. Die a little later, as real faults do.
         time.sleep(3)

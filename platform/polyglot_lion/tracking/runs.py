@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..data.balance import plot_balance
+from ..folders import local_copy
+from ..storage import resolve
 from ..train.checkpoints import checkpoint_metrics, training_state
 
 # MLflow's own HTTP retries, bounded for a job (its defaults: 7 retries with backoff, 120 s timeout each: minutes
@@ -149,10 +151,12 @@ def log_training_result(cfg, run_id: str, result, wall_hours: float, gpus: int, 
     with tempfile.TemporaryDirectory() as d:
         Path(d, "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
         client.log_artifact(run_id, os.path.join(d, "config.json"))
-        summary = Path(cfg.data.plan) / "summary.json"
+        summary = resolve(cfg.data.plan).join("summary.json")  # the plan may be in a bucket
         if summary.exists():
-            client.log_artifact(run_id, str(summary), "balance")
-            client.log_artifact(run_id, plot_balance(str(summary), os.path.join(d, "balance.png")), "balance")
+            Path(d, "summary.json").write_bytes(summary.read_bytes())
+            client.log_artifact(run_id, os.path.join(d, "summary.json"), "balance")
+            client.log_artifact(run_id, plot_balance(os.path.join(d, "summary.json"), os.path.join(d, "balance.png")),
+                                "balance")
         curves = plot_training_curves(client, run_id, os.path.join(d, "training_curves.png"))
         if curves:
             client.log_artifact(run_id, curves, "plots")
@@ -164,7 +168,8 @@ def log_training_result(cfg, run_id: str, result, wall_hours: float, gpus: int, 
     if out["model_step"] is not None:
         # the step of the logged, registered model (train.select_by chose it)
         client.log_metric(run_id, "model_step", out["model_step"], step=out["model_step"])
-    client.log_artifacts(run_id, model, "model")
+    with local_copy(model) as folder:  # a checkpoint in a bucket: through a temporary copy
+        client.log_artifacts(run_id, folder, "model")
     if cfg.tracking.registered_model:
         from mlflow.exceptions import MlflowException  # heavy (MLflow), as above
 

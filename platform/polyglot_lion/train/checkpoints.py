@@ -4,42 +4,48 @@ which one is the run's model.
 A checkpoint is a transformers folder that inference loads as is, plus what resuming needs: ``STATE_FILE`` (step,
 data position, skipped counts, scores), ``OPTIM_FILE`` (AdamW and schedule; DeepSpeed's own states under
 ``DS_TAG`` instead) and ``METRICS_FILE`` (the metrics of its step, which ``train.select_by`` ranks). With
-``scaling.num_workers`` >= 1 Ray Train keeps them in its storage path; Train's local mode (0 workers) has no Ray
-storage, so the worker keeps them in ``<run>/checkpoints/checkpoint_step_NNNNNNNN`` itself.
+``scaling.num_workers`` >= 1 Ray Train keeps them in its storage path (``<output_dir>/_ray/<run>``, uploaded by Ray
+Train, on a local disk or in a bucket); Train's local mode (0 workers) has no Ray storage, so the worker keeps them
+in ``<run>/checkpoints/checkpoint_step_NNNNNNNN`` itself. Every folder here may be a location (``storage.py``):
+a local path or ``s3://``/``gs://``; a bucket has no rename, so a local-mode checkpoint being written or deleted
+holds a ``WRITING_MARKER`` file, and readers skip such folders.
 """
 
 from __future__ import annotations
 
-import glob
 import json
 import math
 import os
-import shutil
+import posixpath
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
+import pyarrow.fs as pafs
 import torch
 import torch.distributed as dist
 
 from ..config import Config
+from ..folders import upload_folder
+from ..storage import Location, resolve
 
 STATE_FILE = "training_state.json"
 METRICS_FILE = "metrics.json"  # the metrics of the checkpoint's step (train.select_by reads them)
 OPTIM_FILE = "optimizer.pt"
 DS_TAG = "deepspeed"  # sub-folder of a checkpoint with DeepSpeed's (partitioned) model and optimizer states
+WRITING_MARKER = ".writing"  # in a local-mode checkpoint folder while it is written or deleted: not a checkpoint
+RAY_STORAGE = "_ray"  # Ray Train's storage path, in the output folder: <output_dir>/_ray/<run name>/checkpoint_*
 
 
 # --- reading a checkpoint -------------------------------------------------------------------------------------
-def checkpoint_metrics(folder: str) -> dict:
+def checkpoint_metrics(folder: str | Location) -> dict:
     """The metrics logged at a checkpoint's step (``metrics.json``, written with it; {} for older checkpoints)."""
-    path = os.path.join(folder, METRICS_FILE)
-    return json.loads(open(path).read()) if os.path.exists(path) else {}
+    path = resolve(folder).join(METRICS_FILE)
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
-def training_state(folder: str) -> dict:
+def training_state(folder: str | Location) -> dict:
     """A checkpoint's training state (step, data position, ...; {} when it has none)."""
-    state = Path(folder, STATE_FILE)
+    state = resolve(folder).join(STATE_FILE)
     return json.loads(state.read_text()) if state.exists() else {}
 
 
@@ -99,32 +105,56 @@ def should_stop_early(scores: list[float], metrics: dict, patience: int, min_del
 
 
 # --- local mode: the run folder keeps them ---------------------------------------------------------------------
-def local_checkpoints(local_dir: str) -> list[str]:
-    """The complete checkpoints a local-mode run kept in its folder, oldest first (a copy in progress is not one)."""
-    return sorted(d for d in glob.glob(os.path.join(local_dir, "checkpoint_step_*")) if not d.endswith(".partial"))
+def local_checkpoints(local_dir: str | Location) -> list[str]:
+    """The complete checkpoints a local-mode run kept in its folder (a location), oldest first: one being written
+    or deleted (``WRITING_MARKER`` inside, or an older run's ``.partial`` copy) is not one."""
+    root = resolve(local_dir)
+    infos = root.fs.get_file_info(pafs.FileSelector(root.path, allow_not_found=True, recursive=True))
+    busy = {posixpath.dirname(i.path) for i in infos if i.base_name == WRITING_MARKER}
+    found = sorted(i.path for i in infos if i.type == pafs.FileType.Directory and posixpath.dirname(i.path) ==
+                   root.path.rstrip("/") and i.base_name.startswith("checkpoint_step_")
+                   and not i.base_name.endswith(".partial") and i.path not in busy)
+    return [str(root.join(posixpath.basename(p))) for p in found]
 
 
-def latest_local_checkpoint(local_dir: str):
+def latest_local_checkpoint(local_dir: str | Location):
     """The newest complete checkpoint a local-mode run kept (None: start from scratch)."""
     import ray.train  # heavy (Ray); only a Train worker resumes, the driver reads folders without it
 
     done = local_checkpoints(local_dir)
-    return ray.train.Checkpoint.from_directory(done[-1]) if done else None
+    if not done:
+        return None
+    latest = resolve(done[-1])
+    return ray.train.Checkpoint(latest.path, filesystem=latest.fs)
 
 
-def keep_local(folder: str, local_dir: str, step: int, keep: int, select_by: str) -> str:
-    """Copy a written checkpoint ``folder`` into the run's ``local_dir`` as step ``step``'s and delete the ones
-    ``stale_checkpoints`` names; returns the kept copy. The copy is renamed when complete: a crash mid-copy leaves
-    no folder that looks like a checkpoint."""
-    kept = os.path.join(local_dir, f"checkpoint_step_{step:08d}")
-    for stale in (kept, kept + ".partial"):
-        shutil.rmtree(stale, ignore_errors=True)
-    shutil.copytree(folder, kept + ".partial")
-    os.replace(kept + ".partial", kept)
-    kept_so_far = [(c, checkpoint_metrics(c)) for c in local_checkpoints(local_dir)]
+def _delete_checkpoint(folder: Location) -> None:
+    """Delete a checkpoint folder so that no reader takes what is left of it for a checkpoint, should the
+    deletion be cut short: the marker first, its files, then the rest."""
+    folder.join(WRITING_MARKER).write_bytes(b"")
+    for f in folder.files(recursive=True):
+        if f.name != WRITING_MARKER:
+            f.delete()
+    folder.delete()
+
+
+def keep_local(folder: str, local_dir: str | Location, step: int, keep: int, select_by: str) -> str:
+    """Copy a written checkpoint ``folder`` (local) into the run's ``local_dir`` (a location) as step ``step``'s and
+    delete the ones ``stale_checkpoints`` names; returns the kept copy's URI. The copy holds ``WRITING_MARKER``
+    until it is complete: a crash mid-copy leaves no folder that looks like a checkpoint (a bucket has no rename)."""
+    root = resolve(local_dir)
+    kept = root.join(f"checkpoint_step_{step:08d}")
+    for stale in (kept, root.join(kept.name + ".partial")):
+        if stale.exists():
+            _delete_checkpoint(stale)
+    marker = kept.join(WRITING_MARKER)
+    marker.write_bytes(b"")
+    upload_folder(folder, kept)
+    marker.delete()
+    kept_so_far = [(c, checkpoint_metrics(c)) for c in local_checkpoints(root)]
     for old in stale_checkpoints(kept_so_far, keep, select_by):
-        shutil.rmtree(old, ignore_errors=True)
-    return kept
+        _delete_checkpoint(resolve(old))
+    return str(kept)
 
 
 # --- writing one (in the Train workers) -------------------------------------------------------------------------
@@ -186,30 +216,48 @@ class Checkpointer:
                 with open(os.path.join(d, METRICS_FILE), "w") as f:
                     json.dump(metrics, f)
             if self.local_dir:  # local mode reports a folder as is: keep it in the run folder, the last K of them
-                kept = keep_local(d, self.local_dir, state["step"], self.keep, self.select_by)
-                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(kept))
+                kept = resolve(keep_local(d, self.local_dir, state["step"], self.keep, self.select_by))
+                ray.train.report(metrics, checkpoint=ray.train.Checkpoint(kept.path, filesystem=kept.fs))
             else:
                 ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
 
 
 # --- the run's checkpoints, after training (the driver) ----------------------------------------------------------
-def checkpoint_folders(cfg: Config, run_dir: Path) -> list[str]:
-    """The run's checkpoint folders on disk (real paths, oldest first): Ray Train's in its storage path, or local
-    mode's in the run folder."""
+def run_location(cfg: Config) -> Location:
+    """Where the run keeps its files: ``run.output_dir``/``run.name`` (a local folder or a bucket prefix)."""
+    return resolve(cfg.run.output_dir).join(cfg.run.name)
+
+
+def ray_storage_location(cfg: Config) -> Location:
+    """Ray Train's storage path (``RunConfig(storage_path=...)``): ``<output_dir>/_ray``; it adds the run name."""
+    return resolve(cfg.run.output_dir).join(RAY_STORAGE)
+
+
+def ray_checkpoint_uri(cfg: Config, checkpoint) -> str:
+    """The URI of a Ray Train checkpoint of this run (Ray gives a path inside its storage filesystem)."""
+    root = ray_storage_location(cfg)
+    return str(root.join(posixpath.relpath(checkpoint.path, root.path)))
+
+
+def checkpoint_folders(cfg: Config) -> list[str]:
+    """The run's checkpoint folders (URIs, or paths on a local disk; oldest first): Ray Train's in its storage path,
+    or local mode's in the run folder."""
     if cfg.scaling.num_workers:  # Ray Train names them by time: checkpoint_YYYY-MM-DD_HH-MM-SS.ffffff
-        found = sorted(str(p) for p in (run_dir.parent / "_ray" / cfg.run.name).glob("checkpoint_*") if p.is_dir())
-    else:
-        found = local_checkpoints(str(run_dir / "checkpoints"))
-    return [os.path.realpath(f) for f in found]
+        root = ray_storage_location(cfg).join(cfg.run.name)
+        infos = root.fs.get_file_info(pafs.FileSelector(root.path, allow_not_found=True))
+        return [str(root.join(i.base_name)) for i in sorted(infos, key=lambda i: i.base_name)
+                if i.type == pafs.FileType.Directory and i.base_name.startswith("checkpoint_")]
+    return local_checkpoints(run_location(cfg).join("checkpoints"))
 
 
-def selected_checkpoint(cfg: Config, result, run_dir: Path, latest: str | None) -> str | None:
+def selected_checkpoint(cfg: Config, result, latest: str | None) -> str | None:
     """The run's model: its ``latest`` checkpoint, or with ``train.select_by`` the kept one with the lowest metric
     (Ray Train's kept checkpoints and their metrics; in local mode the run folder's, with their metrics.json)."""
     if latest is None:
         return None
     if cfg.scaling.num_workers:
-        kept = sorted(((c.path, m) for c, m in (result.best_checkpoints or [])), key=lambda cm: cm[1].get("step", 0))
+        kept = sorted(((ray_checkpoint_uri(cfg, c), m) for c, m in (result.best_checkpoints or [])),
+                      key=lambda cm: cm[1].get("step", 0))
     else:
-        kept = [(c, checkpoint_metrics(c)) for c in local_checkpoints(str(run_dir / "checkpoints"))]
+        kept = [(c, checkpoint_metrics(c)) for c in local_checkpoints(run_location(cfg).join("checkpoints"))]
     return best_checkpoint(kept, cfg.train.select_by) if kept else latest

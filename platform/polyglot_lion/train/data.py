@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..data.audio import decode_flac
+from ..folders import cached_local_copy
 from ..model.prompts import Example, PromptEncoder, bucket_batches, collate
 
 # features: float16 bytes of (n_mels, frames); error: null, or why the row could not be featurised
@@ -61,7 +62,8 @@ def _encoder(processor_dir: str, mode: str) -> PromptEncoder:
 
         if len(_ENCODERS) >= 4:  # a long-lived task process serves many jobs: keep the latest few
             _ENCODERS.pop(next(iter(_ENCODERS)))
-        _ENCODERS[key] = PromptEncoder(AutoProcessor.from_pretrained(processor_dir), mode)
+        # a bucket location (a run's tiny base model): loaded from this node's temporary copy
+        _ENCODERS[key] = PromptEncoder(AutoProcessor.from_pretrained(cached_local_copy(processor_dir)), mode)
     return _ENCODERS[key]
 
 

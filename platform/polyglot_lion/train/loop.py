@@ -27,6 +27,7 @@ import warnings
 import torch
 
 from ..config import build_config
+from ..folders import cached_local_copy
 from ..model.efficiency import keep_grad_buffers
 from ..testing.faults import maybe_crash
 from .budget import TimeBudget
@@ -186,11 +187,13 @@ def train_loop_per_worker(config: dict) -> None:
 def _setup_model(base_model_dir: str, cfg, resume, rank: int, device: torch.device, ds_config: dict | None):
     """(processor, model prepared for training, training state, optimizer state or None): the base model, or with
     ``resume`` (a Ray Train checkpoint) the model, data position and optimizer it holds. A resume with another
-    ``train.max_steps`` is warned about: the schedule is recomputed for the new total."""
+    ``train.max_steps`` is warned about: the schedule is recomputed for the new total. ``base_model_dir`` may be
+    a bucket location (a run's tiny base model): loaded from this node's temporary copy."""
     # heavy (transformers' model classes), and only in a Train worker
     from transformers import AutoProcessor, Qwen3ASRForConditionalGeneration
 
     tr = cfg.train
+    base_model_dir = cached_local_copy(base_model_dir)
     processor = AutoProcessor.from_pretrained(base_model_dir)
     model = Qwen3ASRForConditionalGeneration.from_pretrained(base_model_dir, dtype=torch.float32)
     state, optim_state = {"step": 0, "read": 0, "batches_done": 0}, None

@@ -3,7 +3,9 @@
     polyglot-lion train --config jobs/configs/qwen3_asr/tiny_cpu.yaml data.store=store data.plan=plans/two-stage
 
 Re-running the same ``run.name`` resumes from its latest checkpoint and stops at the same total step count;
-the MLflow run of that name is continued, not duplicated.
+the MLflow run of that name is continued, not duplicated. ``run.output_dir`` may be a bucket (``s3://bucket/runs``):
+the run's files (config, tiny base model, checkpoints: Ray Train uploads them) then live there, and a resume reads
+them back from it; this machine keeps only temporary copies.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import dataclasses
 import json
 import os
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -19,11 +22,19 @@ from pathlib import Path
 from ..config import Config
 from ..data.balance import check_plan_against_store, read_balanced, read_plan
 from ..data.store import list_partitions, read_metadata
+from ..folders import upload_folder
 from ..model.loading import _refuse_original, checkpoint_format
 from ..model.tiny import PRESETS, save_tiny_checkpoint
 from ..runtime import init_ray, progress_bar, ray_job_submission_id
+from ..storage import Location, check_location, ray_storage, resolve
 from ..tracking import check_tracking, log_training_result, run_status
-from .checkpoints import checkpoint_folders, selected_checkpoint
+from .checkpoints import (
+    checkpoint_folders,
+    ray_checkpoint_uri,
+    ray_storage_location,
+    run_location,
+    selected_checkpoint,
+)
 from .data import Featurize, featurize_batch, steps_for_epochs
 from .loop import train_loop_per_worker
 from .zero import check_deepspeed_config, deepspeed_config
@@ -31,19 +42,26 @@ from .zero import check_deepspeed_config, deepspeed_config
 MLFLOW_RUN_NAME_TAG = "polyglot_lion.run_name"
 
 
-def prepare_base_model(cfg: Config, run_dir: Path) -> str:
-    """The checkpoint training starts from: the configured folder, or the tiny model built once per run."""
+def prepare_base_model(cfg: Config, run: str | os.PathLike | Location) -> str:
+    """The checkpoint training starts from: the configured folder, or the tiny model built once per run (in the
+    run's location ``run``: built in a temporary folder and uploaded there)."""
     if cfg.model.source != "tiny":
         if os.path.isdir(cfg.model.source) and checkpoint_format(cfg.model.source) == "original":
             _refuse_original(cfg.model.source)
         # a local folder as an absolute path: Ray workers (the featurisers) do not share the driver's cwd
         return os.path.abspath(cfg.model.source) if os.path.isdir(cfg.model.source) else cfg.model.source
-    base = run_dir / "base_model"
-    if not (base / "config.json").exists():
+    base = resolve(run).join("base_model")
+    if not base.join("config.json").exists():
         texts = read_metadata(cfg.data.store, "train", columns=["text"])["text"].to_pylist()
         encoder, decoder = PRESETS[cfg.model.tiny_preset]
-        save_tiny_checkpoint(str(base), texts, seed=cfg.run.seed, vocab_size=cfg.model.tiny_vocab_size,
-                             encoder=encoder, decoder=decoder)
+        with tempfile.TemporaryDirectory(prefix="polyglot-lion-base-") as d:
+            save_tiny_checkpoint(d, texts, seed=cfg.run.seed, vocab_size=cfg.model.tiny_vocab_size,
+                                 encoder=encoder, decoder=decoder)
+            # config.json last: a folder without it (an upload cut short) is built again
+            config = Path(d, "config.json").read_bytes()
+            os.remove(os.path.join(d, "config.json"))
+            upload_folder(d, base)
+            base.join("config.json").write_bytes(config)
     return str(base)
 
 
@@ -70,7 +88,7 @@ def _git_commit() -> str:
         return "unknown"
 
 
-def _mlflow_run(cfg: Config, run_dir: Path) -> str:
+def _mlflow_run(cfg: Config, run: Location) -> str:
     # heavy (MLflow, Ray): imported when a run starts, not when the CLI or a job script loads this module
     import mlflow
     from mlflow.tracking import MlflowClient
@@ -90,9 +108,9 @@ def _mlflow_run(cfg: Config, run_dir: Path) -> str:
     run = client.create_run(exp_id, run_name=cfg.run.name, tags={
         MLFLOW_RUN_NAME_TAG: cfg.run.name, "git_commit": _git_commit(),
         "ray_job_id": ray_job_submission_id(),
-        "run_dir": str(run_dir)})
+        "run_dir": str(run)})
     for k, v in cfg.flat().items():
-        client.log_param(run.info.run_id, k, json.dumps(v) if isinstance(v, list) else v)
+        client.log_param(run.info.run_id, k, json.dumps(v) if isinstance(v, (list, dict)) else v)
     return run.info.run_id
 
 
@@ -194,8 +212,10 @@ def train(cfg: Config, inject_crash_at_step: int | None = None, progress: bool =
     """
     import ray  # heavy: only a training run needs it
 
-    # checked before anything is written or Ray starts: the tracking store answers, the plan fits the store
+    # checked before anything is written or Ray starts: the tracking store answers, the output location can be
+    # written (a bucket that does not exist or denies access is named here), the plan fits the store
     check_tracking(cfg.tracking.uri)
+    check_location(cfg.run.output_dir, write=True, what="run.output_dir")
     note = check_plan_against_store(cfg.data.store, cfg.data.plan, "train").get("note")
     if note:
         print(note, flush=True)
@@ -207,30 +227,32 @@ def train(cfg: Config, inject_crash_at_step: int | None = None, progress: bool =
             raise ValueError("scaling.deepspeed_stage needs scaling.num_workers >= 1 (DeepSpeed runs in Ray workers)")
         ds_config = deepspeed_config(cfg)
         check_deepspeed_config(ds_config)  # fails here, before Ray starts, if DeepSpeed rejects it
-    run_dir = (Path(cfg.run.output_dir) / cfg.run.name).resolve()
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run = run_location(cfg)
+    run.mkdir()
     cfg = resolve_epochs(cfg)
-    (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-    base = prepare_base_model(cfg, run_dir)
-    run_id = _mlflow_run(cfg, run_dir)
+    run.join("config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    base = prepare_base_model(cfg, run)
+    run_id = _mlflow_run(cfg, run)
     # Ray first: its core installs a SIGTERM handler of its own at init, which would replace the run's handler
     # (the one that ends the MLflow run KILLED) had run_status installed it before
     started = init_ray()
     try:
         with run_status(cfg.tracking.uri, run_id):  # the run ends FINISHED, FAILED (with the error) or KILLED
-            return _train(cfg, run_dir, base, run_id, ds_config, inject_crash_at_step, progress, started)
+            return _train(cfg, run, base, run_id, ds_config, inject_crash_at_step, progress, started)
     finally:
         if started and ray.is_initialized():
             ray.shutdown()
 
 
-def _train(cfg: Config, run_dir: Path, base: str, run_id: str, ds_config: dict | None,
+def _train(cfg: Config, run: Location, base: str, run_id: str, ds_config: dict | None,
            inject_crash_at_step: int | None, progress: bool, started: bool) -> dict:
     import mlflow  # heavy (MLflow, Ray), as in _mlflow_run
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    before = set(checkpoint_folders(cfg, run_dir))  # a rerun with nothing left to train adds none
+    before = set(checkpoint_folders(cfg))  # a rerun with nothing left to train adds none
+    # Ray Train's storage: a local folder, or a bucket with its filesystem (endpoint, keys), pickled to the workers
+    storage_path, storage_filesystem = ray_storage(ray_storage_location(cfg))
     t0 = time.time()
     try:
         datasets = build_datasets(cfg, base)
@@ -243,13 +265,14 @@ def _train(cfg: Config, run_dir: Path, base: str, run_id: str, ds_config: dict |
                                "plan_rows": read_plan(cfg.data.plan).num_rows,
                                "dev_eval_store": os.path.abspath(cfg.data.store) if eval_sets else None,
                                "dev_eval_per_set": eval_each,
-                               "inject_crash_at_step": inject_crash_at_step, "crash_marker_dir": str(run_dir),
-                               "local_checkpoint_dir": None if cfg.scaling.num_workers else str(run_dir / "checkpoints")},
+                               "inject_crash_at_step": inject_crash_at_step, "crash_marker_dir": str(run),
+                               "local_checkpoint_dir": None if cfg.scaling.num_workers else str(run / "checkpoints")},
             scaling_config=ray.train.ScalingConfig(num_workers=cfg.scaling.num_workers, use_gpu=cfg.scaling.use_gpu,
-                                                   resources_per_worker={"CPU": cfg.scaling.cpus_per_worker}
+                                                   resources_per_worker={"CPU": cfg.scaling.cpus_per_worker,
+                                                                         **cfg.scaling.worker_resources}
                                                    if cfg.scaling.num_workers else None),
             run_config=ray.train.RunConfig(
-                name=cfg.run.name, storage_path=str(run_dir.parent / "_ray"),
+                name=cfg.run.name, storage_path=storage_path, storage_filesystem=storage_filesystem,
                 checkpoint_config=ray.train.CheckpointConfig(
                     num_to_keep=cfg.train.keep_checkpoints,  # with a score: the best K, and always the latest
                     **({} if cfg.train.select_by == "last" else
@@ -270,9 +293,14 @@ def _train(cfg: Config, run_dir: Path, base: str, run_id: str, ds_config: dict |
     wall_h = (time.time() - t0) / 3600
     gpus = cfg.scaling.num_workers if cfg.scaling.use_gpu else 0
     mlflow.set_tracking_uri(cfg.tracking.uri)
-    folders = checkpoint_folders(cfg, run_dir)
+    folders = checkpoint_folders(cfg)
     # local mode reports nothing when a rerun finds the run finished; Ray Train returns the run's latest then
-    latest = result.checkpoint.path if result.checkpoint else (folders[-1] if folders else None)
+    if not result.checkpoint:
+        latest = folders[-1] if folders else None
+    elif cfg.scaling.num_workers:
+        latest = ray_checkpoint_uri(cfg, result.checkpoint)
+    else:  # local mode reports the run folder's copy (keep_local)
+        latest = str(run.join("checkpoints", os.path.basename(result.checkpoint.path)))
     return log_training_result(cfg, run_id, result, wall_h, gpus, latest_checkpoint=latest,
-                               model_checkpoint=selected_checkpoint(cfg, result, run_dir, latest),
-                               trained=latest is not None and os.path.realpath(latest) not in before)
+                               model_checkpoint=selected_checkpoint(cfg, result, latest),
+                               trained=latest is not None and latest not in before)

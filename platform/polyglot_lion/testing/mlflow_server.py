@@ -1,0 +1,69 @@
+"""A real MLflow tracking server on 127.0.0.1 for tests, its artifacts in a bucket, as a cluster runs it:
+
+    mlflow server --backend-store-uri sqlite:///DB --artifacts-destination s3://BUCKET/mlartifacts
+
+Clients (the training driver, a Serve replica, an evaluation job on any node) log and download artifacts through
+the server (``mlflow-artifacts:/`` URIs); the server alone talks to the bucket, with the AWS environment it was
+started with (``MLFLOW_S3_ENDPOINT_URL`` for an S3-compatible store).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+
+from .s3 import free_port
+
+
+class MlflowServer:
+    """``with MlflowServer(db, "s3://b/mlartifacts", env=s3.env) as server: server.uri`` — for the block."""
+
+    def __init__(self, backend_db: str, artifacts_destination: str, env: dict[str, str] | None = None,
+                 log_path: str | None = None):
+        self.backend_db = backend_db
+        self.artifacts_destination = artifacts_destination.rstrip("/")
+        self.env, self.log_path = dict(env or {}), log_path
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 90.0) -> MlflowServer:
+        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        mlflow = os.path.join(os.path.dirname(sys.executable), "mlflow")
+        self.proc = subprocess.Popen(
+            [mlflow, "server", "--backend-store-uri", f"sqlite:///{self.backend_db}", "--artifacts-destination",
+             self.artifacts_destination, "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"],
+            env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"mlflow server on port {self.port} exited with {self.proc.returncode}"
+                                   + (f" (log: {self.log_path})" if self.log_path else ""))
+            try:
+                urllib.request.urlopen(f"{self.uri}/health", timeout=1).close()
+                return self
+            except OSError:
+                time.sleep(0.3)
+        self.stop()
+        raise RuntimeError(f"mlflow server on port {self.port} did not answer within {timeout:.0f} s")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, 15)  # its own session: the server and its workers
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, 9)
+        self.proc = None
+
+    def __enter__(self) -> MlflowServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
