@@ -1,6 +1,7 @@
 """Shared fixtures, and the test tiers: ``make check`` runs ``-m "not ray and not slow and not gpu"`` (pure logic,
 config, normaliser, balancing, scoring, prompts; under 2 minutes on 2 cores), ``make test`` runs everything."""
 
+import json
 import os
 
 import pytest
@@ -71,6 +72,7 @@ def corpus_store(tmp_path_factory, ray_session):
 
     root = tmp_path_factory.mktemp("corpus_store")
     specs = synthesize_corpus(str(root / "corpus"), train_utterances=48, eval_utterances=2, seed=0, progress=False)
+    (root / "specs.json").write_text(json.dumps(specs))  # for tests that import the same corpus elsewhere
     prepare([ImportSpec.from_dict(s) for s in specs], str(root / "store"), PrepareOptions())
     meta = read_metadata(str(root / "store"), "train", columns=["id", "language", "dataset", "duration_s"])
     corpus, durations = corpus_from_table(meta)

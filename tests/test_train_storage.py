@@ -1,7 +1,8 @@
 """Run outputs in a bucket (issue 26): checkpoints written by Ray Train (or by the worker in local mode) to an
 S3-compatible server on 127.0.0.1, resumed from there, the model logged to an MLflow server whose artifacts are in
 a bucket and loaded back by its registered alias; nothing written to the local disk but temporary files. A bucket
-that does not exist or denies access fails before Ray starts. The two-node run is in test_two_nodes.py."""
+that does not exist or denies access fails before Ray starts. Whole runs in a bucket: test_bucket_pipeline.py (Train's
+local mode, resumed) and test_two_nodes.py (a Ray Train worker on a second node, stopped and resumed)."""
 
 import json
 import os
@@ -104,74 +105,3 @@ def test_a_run_into_a_missing_or_denied_bucket_fails_before_ray_starts(s3_server
     with pytest.raises(LocationError, match=rf"run.output_dir {bucket}/runs: cannot (write to|read) it"):
         run_module.train(denied)
     assert os.listdir(tmp_path) == []  # nothing written: no run folder, no MLflow store
-
-
-@pytest.mark.ray
-def test_ray_train_run_in_a_bucket_resumes_and_its_model_loads_from_mlflow_artifacts_in_a_bucket(
-        tmp_path, corpus_store, bucket, mlflow_s3, monkeypatch):
-    """Ray Train uploads the checkpoints to the bucket; a second call resumes from there with no repeated step; the
-    model is logged through an MLflow server whose artifacts are in a bucket and loads back by its alias."""
-    import uuid
-
-    from mlflow.tracking import MlflowClient
-
-    from polyglot_lion.inference.source import resolve_model
-    from polyglot_lion.model.loading import load_model
-    from polyglot_lion.train.run import train
-
-    store, plan = corpus_store
-    cwd = tmp_path / "cwd"
-    cwd.mkdir()
-    monkeypatch.chdir(cwd)  # the default local run folder would be here
-    monkeypatch.setenv("POLYGLOT_LION_CACHE", str(tmp_path / "cache"))
-    name = f"bucketed-{uuid.uuid4().hex[:6]}"
-    kw = {"scaling.num_workers": 1, "tracking.registered_model": name, "tracking.experiment": name}
-    first = train(load_config(CONFIG, _overrides(store, plan, f"{bucket}/runs", "bucketed", mlflow_s3.uri,
-                                                  **kw, **{"train.max_steps": 2})))
-    assert first["latest_checkpoint"].startswith(f"{bucket}/runs/_ray/bucketed/checkpoint_")
-    second = train(load_config(CONFIG, _overrides(store, plan, f"{bucket}/runs", "bucketed", mlflow_s3.uri,
-                                                   **kw, **{"train.max_steps": 3})))
-    assert second["metrics"]["step"] == 3 and second["mlflow_run_id"] == first["mlflow_run_id"]
-    assert _steps(mlflow_s3.uri, first["mlflow_run_id"]) == [1, 2, 3]  # resumed at 2 from the bucket
-    assert json.loads(resolve(f"{second['latest_checkpoint']}/training_state.json").read_text())["step"] == 3
-    assert resolve(f"{bucket}/runs/bucketed/config.json").exists()
-    assert resolve(f"{bucket}/runs/bucketed/base_model/config.json").exists()
-    assert os.listdir(cwd) == []  # no local run folder
-
-    # the registered versions: logged through the server, their files in the artifact bucket
-    mv = second["model_version"]
-    assert mv["version"] == "2" and mv["source"].startswith("mlflow-artifacts:/")
-    exp_run = mv["source"].removeprefix("mlflow-artifacts:/").rsplit("/model", 1)[0]
-    assert resolve(f"{mlflow_s3.artifacts_destination}/{exp_run}/model/config.json").exists()
-    client = MlflowClient(tracking_uri=mlflow_s3.uri)
-    client.set_registered_model_alias(name, "champion", mv["version"])
-    source = resolve_model(f"models:/{name}@champion", mlflow_s3.uri)
-    assert source.version == "2" and source.path.startswith(str(tmp_path / "cache"))
-    model, _ = load_model(source.path)
-    assert model is not None
-    # a checkpoint in the bucket loads too (evaluate, serve and bulk take it as a model): a temporary copy
-    assert resolve_model(second["checkpoint"]).path != second["checkpoint"]
-
-
-@pytest.mark.ray
-def test_local_mode_run_in_a_bucket_resumes_from_it(tmp_path, corpus_store, bucket, monkeypatch):
-    from polyglot_lion.train.checkpoints import local_checkpoints
-    from polyglot_lion.train.run import train
-
-    store, plan = corpus_store
-    cwd = tmp_path / "cwd"
-    cwd.mkdir()
-    monkeypatch.chdir(cwd)
-    tracking = f"sqlite:///{tmp_path}/mlflow.db"
-    kw = {"scaling.num_workers": 0}  # Train's local mode: the worker keeps its checkpoints in the run's location
-    first = train(load_config(CONFIG, _overrides(store, plan, f"{bucket}/runs", "local", tracking, **kw,
-                                                  **{"train.max_steps": 2})))
-    assert first["latest_checkpoint"] == f"{bucket}/runs/local/checkpoints/checkpoint_step_00000002"
-    with pytest.warns(UserWarning, match="resuming at step 2 with train.max_steps=3"):  # read from the bucket
-        second = train(load_config(CONFIG, _overrides(store, plan, f"{bucket}/runs", "local", tracking, **kw,
-                                                       **{"train.max_steps": 3})))
-    assert _steps(tracking, first["mlflow_run_id"]) == [1, 2, 3]
-    assert local_checkpoints(f"{bucket}/runs/local/checkpoints") == [second["latest_checkpoint"]] == [
-        f"{bucket}/runs/local/checkpoints/checkpoint_step_00000003"]  # keep_checkpoints 1
-    assert second["model_step"] == 3 and str(second["model_version"]["version"]) == "2"
-    assert os.listdir(cwd) == []

@@ -149,7 +149,8 @@ def build_datasets(cfg: Config, base_model_dir: str) -> dict:
     if parts:
         # The same number of utterances from every dataset (the dev loss is about all languages, not the first
         # shard's); small, so featurised once up front and never competing with the train pipeline for CPUs.
-        dev = [ray.data.read_parquet(sorted(p.files), columns=cols, num_cpus=0.25).limit(each) for p in parts]
+        dev = [ray.data.read_parquet(sorted(p.files), filesystem=p.fs, columns=cols, num_cpus=0.25).limit(each)
+               for p in parts]
         out["dev"] = (dev[0].union(*dev[1:]) if len(dev) > 1 else dev[0]).map_batches(**featurize).materialize()
     return out
 
@@ -263,7 +264,7 @@ def _train(cfg: Config, run: Location, base: str, run_id: str, ds_config: dict |
             train_loop_config={"cfg": cfg.to_dict(), "base_model_dir": base, "mlflow_run_id": run_id,
                                "has_dev": "dev" in datasets, "deepspeed": ds_config,
                                "plan_rows": read_plan(cfg.data.plan).num_rows,
-                               "dev_eval_store": os.path.abspath(cfg.data.store) if eval_sets else None,
+                               "dev_eval_store": str(resolve(cfg.data.store)) if eval_sets else None,
                                "dev_eval_per_set": eval_each,
                                "inject_crash_at_step": inject_crash_at_step, "crash_marker_dir": str(run),
                                "local_checkpoint_dir": None if cfg.scaling.num_workers else str(run / "checkpoints")},
