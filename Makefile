@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo_out
 
-.PHONY: setup demo test check reproduce-mini bench-ingest bench-recipes bench-train bench-serve bench-bulk clean help
+.PHONY: setup demo test check reproduce-mini bench-ingest bench-recipes bench-train bench-serve bench-bulk bench-bucket clean help
 .PHONY: cluster-up cluster-down submit-prepare submit-balance submit-train submit-evaluate submit-transcribe serve-deploy mlflow-ui
 
 help:
@@ -21,6 +21,7 @@ help:
 	@echo "make bench-train  - training throughput: our Ray Train job vs HF Trainer with a librosa collator (see BENCHMARKS.md)"
 	@echo "make bench-serve  - Serve app under 1/8/32 clients, batched vs unbatched; 1-20 s clips, continuous vs request batching"
 	@echo "make bench-bulk   - bulk transcription on Ray Data vs a per-file and a batched loop (see BENCHMARKS.md)"
+	@echo "make bench-bucket - prepare into an S3-compatible bucket (moto on 127.0.0.1) vs onto local disk"
 	@echo "make cluster-up / cluster-down - a local Ray head node (dashboard http://127.0.0.1:8265), token auth"
 	@echo "make submit-prepare|submit-balance|submit-train|submit-evaluate|submit-transcribe - ray job submit to it"
 	@echo "make serve-deploy - serve deploy serve_apps/serve_config.yaml to it"
@@ -66,6 +67,9 @@ bench-serve: setup
 
 bench-bulk: setup
 	$(BIN)/python benchmarks/bulk_transcribe.py
+
+bench-bucket: setup
+	$(BIN)/python benchmarks/prepare_bucket.py
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache

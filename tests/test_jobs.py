@@ -6,7 +6,8 @@ test session's Ray instance, the suite's S3 server in their environment.
 - (issue 26) training pinned to node B with the store, the plan and the checkpoints only in a bucket, the model
   artifacts in the MLflow server's bucket: the job is stopped right after a checkpoint (the worker dies, fault
   injection, no restarts), resumed from the bucket with no repeated step, and the registered version loads on the
-  head, where the driver runs.
+  head, where the driver runs; then a bulk transcription with its actors on node B reads clips from the bucket
+  and writes its transcripts there.
 """
 
 import json
@@ -14,6 +15,7 @@ import os
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -83,7 +85,8 @@ except Exception as e:
 else:
     out.update(result=result)
 from ray.util.state import list_actors
-out["worker_nodes"] = sorted({a.node_id for a in list_actors(filters=[("class_name", "=", "RayTrainWorker")],
+out["worker_nodes"] = sorted({a.node_id for a in list_actors(filters=[("class_name", "=", "RayTrainWorker"),
+                                                                       ("job_id", "=", ray.get_runtime_context().get_job_id())],
                                                               detail=True, limit=1000)})
 out["node_b"] = [n["NodeID"] for n in ray.nodes() if n["Alive"] and n["Resources"].get("node_b")]
 out["head"] = [n["NodeID"] for n in ray.nodes() if n["Alive"] and n["Resources"].get("head")]
@@ -94,6 +97,15 @@ if load and "result" in out:
     source = resolve_model(f"models:/{mv['name']}/{mv['version']}", out["result"]["tracking_uri"])
     load_model(source.path)
     out["loaded"] = source.version
+    # bulk transcription with its actors on node B, inputs and transcripts in the bucket
+    from polyglot_lion.inference.bulk import BulkOptions, transcribe_bulk
+    inbox, transcripts = sys.argv[5], sys.argv[6]
+    out["bulk"] = transcribe_bulk(f"models:/{mv['name']}/{mv['version']}", [inbox], transcripts,
+                                  BulkOptions(tracking_uri=out["result"]["tracking_uri"],
+                                              actor_resources={"node_b": 1}))
+    out["bulk_nodes"] = sorted({a.node_id for a in list_actors(filters=[("job_id", "=", ray.get_runtime_context().get_job_id())],
+                                                                 detail=True, limit=1000)
+                                if "TranscribeAndWrite" in a.class_name})
 print("RESULT " + json.dumps(out, default=str), flush=True)
 """
 
@@ -106,9 +118,9 @@ def stage_inputs(store: str, plan: str, bucket: str) -> tuple[str, str]:
     return str(upload_folder(store, f"{bucket}/store")), str(upload_folder(plan, f"{bucket}/plan"))
 
 
-def _drive(address: str, env: dict, overrides: dict, crash: int | None, load: bool) -> dict:
+def _drive(address: str, env: dict, overrides: dict, crash: int | None, load: bool, bulk: tuple = ()) -> dict:
     proc = subprocess.run([sys.executable, "-c", DRIVER, json.dumps(overrides), json.dumps(crash),
-                           "load" if load else "-", CONFIG], env=dict(env, RAY_ADDRESS=address), cwd=REPO,
+                           "load" if load else "-", CONFIG, *bulk], env=dict(env, RAY_ADDRESS=address), cwd=REPO,
                           capture_output=True, text=True, timeout=600)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     assert lines, f"driver exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
@@ -143,7 +155,11 @@ def test_training_on_node_b_from_a_bucket_stops_resumes_and_loads_on_the_head(
     assert resolve(f"{bucket}/runs/two/{CRASH_MARKER}").exists()
     assert [c.name for c in resolve(f"{bucket}/runs/_ray/two").list() if c.name.startswith("checkpoint_")]
 
-    resumed = _drive(address, env, overrides, crash=None, load=True)
+    wavs = sorted((Path(corpus_store[0]).parent / "corpus").rglob("*.wav"))[:4]
+    for wav in wavs:
+        resolve(f"{bucket}/inbox/{wav.name}").write_bytes(wav.read_bytes())
+    resumed = _drive(address, env, overrides, crash=None, load=True,
+                     bulk=(f"{bucket}/inbox", f"{bucket}/transcripts"))
     assert "error" not in resumed, resumed
     result = resumed["result"]
     assert result["metrics"]["step"] == 4 and result["latest_checkpoint"].startswith(f"{bucket}/runs/_ray/two/")
@@ -153,3 +169,6 @@ def test_training_on_node_b_from_a_bucket_stops_resumes_and_loads_on_the_head(
     assert sorted(steps) == [1, 2, 3, 4]  # resumed at step 2 from the bucket: no step repeated or skipped
     assert resumed["loaded"] == result["model_version"]["version"]  # the registered version loads on the head
     assert not os.path.exists(f"{REPO}/runs/two")
+    # bulk transcription: its actors on node B, the transcripts in the bucket
+    assert resumed["bulk"]["transcribed"] == len(wavs) and resumed["bulk_nodes"] == resumed["node_b"]
+    assert len(resolve(f"{bucket}/transcripts/transcripts.jsonl").read_text().splitlines()) == len(wavs)

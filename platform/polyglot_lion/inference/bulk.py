@@ -74,6 +74,7 @@ class BulkOptions:
     batch_size: int = 16
     max_new_tokens: int | None = None  # fixed generation budget per clip; None: by duration (max_new_tokens_for)
     actors: int | None = None  # transcriber actors; default: one per GPU, else 1
+    actor_resources: dict | None = None  # custom Ray resources each actor asks for, e.g. {"node_b": 1} pins them
     split: str = "test"  # for a store input
     tracking_uri: str | None = None
     retry_errors: bool = False  # run again the inputs whose last row is an error; the new row replaces it
@@ -489,6 +490,8 @@ def transcribe_bulk(model_uri: str, inputs: list[str], out_dir: str, opts: BulkO
             gpus = int(ray.cluster_resources().get("GPU", 0))
             actors = opts.actors or max(1, gpus)
             res = {"num_gpus": 1} if gpus else {"num_cpus": 1}
+            if opts.actor_resources:
+                res["resources"] = dict(opts.actor_resources)
             ds = ray.data.from_items(todo, override_num_blocks=max(1, min(len(todo) // 32, 200)))
             if gpus:  # decode in CPU tasks beside the GPU actors, so that the GPUs do not wait for it
                 ds = ds.map_batches(read_and_decode, fn_kwargs={"max_duration_s": opts.max_duration_s,
