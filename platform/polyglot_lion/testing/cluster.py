@@ -82,9 +82,12 @@ class LocalCluster:
                          f"--resources={json.dumps(w.get('resources', {}))}"])
         return self
 
-    def stop(self, grace: float = 15.0) -> None:
-        for proc in reversed(self.procs):
+    def stop(self, grace: float = 3.0) -> None:
+        """SIGTERM every node, then SIGKILL its process group after ``grace`` s: a node that ran a job waits out
+        Ray's own grace period (tens of seconds) before it exits, and is killed all the same."""
+        for proc in self.procs:
             proc.send_signal(signal.SIGTERM)
+        for proc in reversed(self.procs):
             try:
                 proc.wait(grace)
             except subprocess.TimeoutExpired:
