@@ -31,7 +31,7 @@ def test_the_demo_steps_with_every_location_in_a_bucket(tmp_path, corpus_store, 
     from polyglot_lion.inference.bulk import BulkOptions, transcribe_bulk
     from polyglot_lion.inference.source import resolve_model
     from polyglot_lion.serving.app import build_app
-    from polyglot_lion.testing.s3 import free_port
+    from polyglot_lion.testing.servers import free_port
     from polyglot_lion.tracking.registry import promote
     from polyglot_lion.train.run import train
 

@@ -11,25 +11,13 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
+
+from .servers import free_ports, wait_for_http
 
 BIN = os.path.dirname(sys.executable)
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def _node_ports() -> list[str]:
@@ -65,18 +53,11 @@ class LocalCluster:
         head = self._start(["--head", f"--port={gcs}", f"--dashboard-port={dash}", "--dashboard-host=127.0.0.1",
                             f"--ray-client-server-port={client}", f"--num-cpus={self.head_cpus}",
                             '--resources={"head": 1}', f"--temp-dir={temp}"])
-        deadline = time.time() + timeout
-        while True:
-            try:
-                urllib.request.urlopen(f"{self.dashboard}/api/version", timeout=2)
-                break
-            except urllib.error.HTTPError:  # 401 without the token: the dashboard is up
-                break
-            except OSError:
-                if time.time() > deadline or head.poll() is not None:
-                    self.stop()
-                    raise RuntimeError(f"ray start --head did not come up (exit {head.poll()})")
-                time.sleep(1)
+        try:  # the dashboard answers (401 without the token) once the head is up
+            wait_for_http(head, f"{self.dashboard}/api/version", "ray start --head", timeout)
+        except RuntimeError:
+            self.stop()
+            raise
         for w in self.workers:
             self._start([f"--address={self.gcs_address}", f"--num-cpus={w.get('num_cpus', 1)}",
                          f"--resources={json.dumps(w.get('resources', {}))}"])

@@ -12,10 +12,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 
-from .s3 import free_port
+from .servers import free_port, stop_group, wait_for_http
 
 
 class MlflowServer:
@@ -40,26 +38,12 @@ class MlflowServer:
             [mlflow, "server", "--backend-store-uri", f"sqlite:///{self.backend_db}", "--artifacts-destination",
              self.artifacts_destination, "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"],
             env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"mlflow server on port {self.port} exited with {self.proc.returncode}"
-                                   + (f" (log: {self.log_path})" if self.log_path else ""))
-            try:
-                urllib.request.urlopen(f"{self.uri}/health", timeout=1).close()
-                return self
-            except OSError:
-                time.sleep(0.3)
-        self.stop()
-        raise RuntimeError(f"mlflow server on port {self.port} did not answer within {timeout:.0f} s")
+        what = f"mlflow server on port {self.port}" + (f" (log: {self.log_path})" if self.log_path else "")
+        wait_for_http(self.proc, f"{self.uri}/health", what, timeout)
+        return self
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, 15)  # its own session: the server and its workers
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, 9)
+        stop_group(self.proc)  # its own session: the server and its workers
         self.proc = None
 
     def __enter__(self) -> MlflowServer:

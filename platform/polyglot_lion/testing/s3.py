@@ -8,21 +8,14 @@ puts it into ``os.environ`` (before Ray starts, so Ray's workers inherit it).
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from contextlib import contextmanager
+
+from .servers import free_port, stop_group, wait_for_http
 
 FAKE_KEY = "polyglot-lion-test"
 FAKE_SECRET = "polyglot-lion-test-secret"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class S3Server:
@@ -46,26 +39,12 @@ class S3Server:
     def start(self, timeout: float = 60.0) -> S3Server:
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self.proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-                                     stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"moto server on port {self.port} exited with {self.proc.returncode}")
-            try:
-                urllib.request.urlopen(f"{self.endpoint}/moto-api/", timeout=1).close()
-                return self
-            except OSError:
-                time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"moto server on port {self.port} did not answer within {timeout:.0f} s")
+                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        wait_for_http(self.proc, f"{self.endpoint}/moto-api/", f"moto server on port {self.port}", timeout)
+        return self
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        stop_group(self.proc)
         self.proc = None
 
     def __enter__(self) -> S3Server:
