@@ -19,9 +19,11 @@ ships them and with every archive unpacked next to where it was (both layouts ar
 Both imports of a pair must give the same utterance ids, texts, durations and FLAC bytes (checked; a pair that
 differs makes the run fail; rejected records are not compared: their reasons may differ, e.g. a zip member
 failing its CRC is unreadable_member in the zip and missing_audio once unzip has dropped it). The two layouts alternate in order from repeat to repeat; the median is reported.
-Beside the wall times, the same task body (``process_batch`` over every block) runs once outside Ray in the
-driver, timed in CPU time, and the archive reader alone: what reading in place costs per clip,
-apart from scheduling and from other work on the machine.
+Beside the wall times, the same task bodies (``read_sources`` then ``process_batch`` over every block) run
+outside Ray in the driver, timed in CPU time (the second of two passes), and the archive reader alone: what
+reading in place costs per clip, apart from scheduling and from other work on the machine. Their ratio (CPU
+ratio) is what the wall-time ratio tends to once an import is long enough that its fixed costs (starting the
+Ray Data job, listing, publishing) no longer count: the CPUs are busy for the whole of it.
 NSC and Mesolitica ship zips with no unpacked variant in their recipes, so they are only in part 2.
 
 Part 2, clips/s per recipe: ``testing.corpora.make_paper_downloads(scale)``, the miniatures of the nine
@@ -124,17 +126,18 @@ def cpu_per_clip(spec) -> dict:
     targets, routes = _plan([spec])
     items, _ = _list_recipe(0, spec, targets, routes)
     blocks = _blocks(items, opts.batch_size)
-    t0 = time.process_time()
-    results = [kind for b in blocks for chunk in read_sources(b)
-               for _, (kind, _) in process_batch(chunk, [asdict(t) for t in targets], routes,
-                                                 opts.max_duration_s, opts.min_duration_s)]
-    task_cpu = time.process_time() - t0
     archives = sorted({it["archive"] for it in items if it["archive"]})
-    t0 = time.process_time()
-    for a in archives:
-        for _ in iter_members(a):
-            pass
-    read_cpu = time.process_time() - t0
+    for _ in range(2):  # the second pass is kept: the first one also pays for this process's heap growing
+        t0 = time.process_time()
+        results = [kind for b in blocks for chunk in read_sources(b)
+                   for _, (kind, _) in process_batch(chunk, [asdict(t) for t in targets], routes,
+                                                     opts.max_duration_s, opts.min_duration_s)]
+        task_cpu = time.process_time() - t0
+        t0 = time.process_time()
+        for a in archives:
+            for _ in iter_members(a):
+                pass
+        read_cpu = time.process_time() - t0
     clips = results.count("row")
     return {"tasks": len(blocks), "cpu_run_clips": clips, "task_cpu_ms_per_clip": 1000 * task_cpu / clips,
             "archive_read_cpu_ms_per_clip": 1000 * read_cpu / clips}
@@ -214,7 +217,10 @@ def run_pairs(work: Path, scale: int, repeats: int) -> list[dict]:
         out.append({"recipe": recipe, "language": language, "title": title, "archives": rows["archives"],
                     "unpacked": rows["unpacked"], "same_utterances": same,
                     "utterances_compared": len(contents["archives"]),
-                    "ratio_archives_over_unpacked": rows["archives"]["clips_per_s"] / rows["unpacked"]["clips_per_s"]})
+                    "ratio_archives_over_unpacked": rows["archives"]["clips_per_s"] / rows["unpacked"]["clips_per_s"],
+                    # what the ratio tends to once an import is long enough for its fixed costs not to count
+                    "cpu_ratio_archives_over_unpacked": (rows["unpacked"]["task_cpu_ms_per_clip"]
+                                                         / rows["archives"]["task_cpu_ms_per_clip"])})
         print(f"pair {title}: archives {rows['archives']['wall_s']:.2f} s, unpacked {rows['unpacked']['wall_s']:.2f} s, "
               f"same utterances: {same}", file=sys.stderr)
     return out
@@ -255,16 +261,17 @@ def markdown(result: dict) -> str:
            f"(warm-up import before timing: {s['warmup_s']:.1f} s; ray.init {s['ray_init_s']:.1f} s, not timed)", "",
            "Archives read in place vs the same clips unpacked:", "",
            "| corpus | layout | clips | Ray tasks | wall (s) | clips/s | audio-s/s | archives / unpacked "
-           "| CPU ms/clip (of it: archive reads) | same ids, texts, audio |",
-           "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+           "| CPU ms/clip (of it: archive reads) | CPU ratio | same ids, texts, audio |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for p in result["pairs"]:
         for layout in ("archives", "unpacked"):
             r = p[layout]
             ratio = f"**{p['ratio_archives_over_unpacked']:.2f}x**" if layout == "archives" else ""
             same = f"{'yes' if p['same_utterances'] else 'NO'} ({p['utterances_compared']})" if layout == "archives" else ""
+            cpu = f"{p['cpu_ratio_archives_over_unpacked']:.2f}x" if layout == "archives" else ""
             out.append(f"| {p['title']} | {r['label'].split(': ', 1)[1]} | {r['clips']} | {r['tasks']} | "
                        f"{r['wall_s']:.2f} | {r['clips_per_s']:.0f} | {r['audio_s_per_s']:.0f} | {ratio} | "
-                       f"{r['task_cpu_ms_per_clip']:.2f} ({r['archive_read_cpu_ms_per_clip']:.2f}) | {same} |")
+                       f"{r['task_cpu_ms_per_clip']:.2f} ({r['archive_read_cpu_ms_per_clip']:.2f}) | {cpu} | {same} |")
     out += ["", "Clips/s per recipe (each import alone; 1 s clips):", "",
             "| recipe | dataset | clips | rejected | Ray tasks | wall (s) | clips/s | as the miniature says |",
             "|---|---|---:|---:|---:|---:|---:|---|"]

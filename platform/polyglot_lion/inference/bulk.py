@@ -237,7 +237,11 @@ def read_regular_file(path: str, max_bytes: int) -> bytes:
             raise ValueError(f"not_a_regular_file: {path} is {_KINDS.get(stat.S_IFMT(st.st_mode), 'not a file')}")
         if st.st_size > max_bytes:
             raise ValueError(f"file_too_large: {path}: {st.st_size} bytes > {max_bytes} (--max-input-mb)")
-        data = f.read(max_bytes + 1)
+        # read what fstat says plus one byte (a read of max_bytes + 1 allocates that much for every file), then
+        # on, still bounded, if the file grew
+        data = f.read(st.st_size + 1)
+        if len(data) > st.st_size:
+            data += f.read(max_bytes + 1 - len(data))
     if len(data) > max_bytes:  # it grew while we read
         raise ValueError(f"file_too_large: {path}: more than {max_bytes} bytes (--max-input-mb)")
     return data
@@ -250,7 +254,9 @@ def read_object(loc: Location, max_bytes: int) -> bytes:
         if size > max_bytes:
             raise ValueError(f"file_too_large: {loc}: {size} bytes > {max_bytes} (--max-input-mb)")
         with loc.fs.open_input_stream(loc.path) as f:
-            data = f.read(max_bytes + 1)
+            data = f.read(size + 1)
+            if len(data) > size:  # replaced by a larger object since: read on, still bounded
+                data += f.read(max_bytes + 1 - len(data))
     except FileNotFoundError:
         raise ValueError(f"missing_audio: {loc}") from None
     except OSError as e:
