@@ -175,9 +175,11 @@ def test_two_workers_ddp_on_gloo(tmp_path, corpus_store):
     out = train(load_config(CONFIG, _overrides(tmp_path, str(store), plan, "ddp", **{
         "scaling.num_workers": 2, "scaling.cpus_per_worker": 0.5, "train.max_steps": 16, "train.log_every": 2,
         "data.featurize_actors": 1,  # the actor-pool featuriser (others: tasks)
-        "data.read_ahead_rows": 64, "data.plan_passes": 1,  # each rank reads ahead: the next read starts
+        "data.read_ahead_rows": 16, "data.plan_passes": 1,  # each rank reads ahead: the next read starts
         "train.dev_every": 12,  # before the loop asks for it; one epoch per read, so 12 steps cross a read
-        # boundary. The dev loss at step 12 is reduced over the ranks' gloo group
+        # boundary. 16 rows is under a rank's share of a read (~32), so each rank is one read ahead (64 queued whole
+        # reads and started up to four more, a featuriser actor each, that the run never reached).
+        # The dev loss at step 12 is reduced over the ranks' gloo group
         "train.dev_eval_every": 4, "train.checkpoint_every": 4,  # rank 0 transcribes while rank 1 waits
         "train.select_by": "dev_capped_error_rate", "train.keep_checkpoints": 1,  # Ray keeps the best + latest
         # no checkpoint after step 4 can improve on it by 1000 points: the run stops at 12 of 16. Rank 0 alone
