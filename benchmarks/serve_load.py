@@ -6,7 +6,7 @@ batching (`@serve.batch`).
     python benchmarks/serve_load.py [--duration 15] [--repeats 3] [--batch-size 16] [--max-new-tokens 20]
     python benchmarks/serve_load.py --parts mixed  # the mixed load alone (--mixed-duration 30, 3 repeats)
     python benchmarks/serve_load.py --quick        # 1 sweep, 5 s a point: a smoke run of the whole thing
-    python benchmarks/serve_load.py --smoke        # the smallest run (the test's): 1 sweep, 2-4 s a point, 8 clients
+    python benchmarks/serve_load.py --smoke        # the smallest run (the test's): 1 sweep, 1.5-3 s a point, 8 clients
 
 One process starts a local Ray (2 CPUs) and Serve on 127.0.0.1. The sweep deploys two apps side by side from the
 same tiny random Qwen3-ASR checkpoint (`save_tiny_checkpoint`, a folder under bench_out/serve_load/), both with
@@ -465,7 +465,7 @@ def main() -> int:
     ap.add_argument("--short-s", type=float, default=3.0, help="clips up to this long are the short ones (default 3)")
     ap.add_argument("--quick", action="store_true", help="1 sweep, 5 s a point, 1.5 s warmup; mixed: 1 repeat of 15 s")
     ap.add_argument("--smoke", action="store_true",
-                    help="the smallest run: 1 sweep of 2 s points; mixed: 8 clients, 16 clips, 1 repeat of 4 s")
+                    help="the smallest run: 1 sweep of 1.5 s points; mixed: 8 clients, 16 clips, 1 repeat of 3 s")
     ap.add_argument("--out", default="bench_out/serve_load.json", help="JSON results")
     ap.add_argument("--png", default="bench_out/serve_load.png", help="plot of throughput and latency vs clients")
     args = ap.parse_args()
@@ -473,9 +473,9 @@ def main() -> int:
         args.duration, args.warmup, args.repeats = 5.0, 1.5, 1
         args.mixed_duration, args.mixed_warmup, args.mixed_repeats = 15.0, 3.0, 1
     if args.smoke:
-        args.duration, args.warmup, args.repeats = 2.0, 0.5, 1
+        args.duration, args.warmup, args.repeats = 1.5, 0.5, 1
         args.mixed_clients, args.mixed_clips, args.mixed_repeats = 8, 16, 1
-        args.mixed_duration, args.mixed_warmup = 4.0, 1.0
+        args.mixed_duration, args.mixed_warmup = 3.0, 1.0
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     problems = []
     if not parts or any(p not in PARTS for p in parts):
