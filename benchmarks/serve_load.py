@@ -6,7 +6,7 @@ batching (`@serve.batch`).
     python benchmarks/serve_load.py [--duration 15] [--repeats 3] [--batch-size 16] [--max-new-tokens 20]
     python benchmarks/serve_load.py --parts mixed  # the mixed load alone (--mixed-duration 30, 3 repeats)
     python benchmarks/serve_load.py --quick        # 1 sweep, 5 s a point: a smoke run of the whole thing
-    python benchmarks/serve_load.py --smoke        # the smallest run (the test's): 1 sweep, 2-4 s a point, 8 clients
+    python benchmarks/serve_load.py --smoke        # the smallest run (the test's): 1 sweep, 1.5-3 s a point, 8 clients
 
 One process starts a local Ray (2 CPUs) and Serve on 127.0.0.1. The sweep deploys two apps side by side from the
 same tiny random Qwen3-ASR checkpoint (`save_tiny_checkpoint`, a folder under bench_out/serve_load/), both with
@@ -250,6 +250,34 @@ def wait_healthy(base: str, apps: list[str], timeout: float = 300) -> None:
         time.sleep(0.5)
 
 
+def deploy(base: str, apps: dict[str, dict]) -> None:
+    """Deploy ``apps`` (name: ServeSettings fields; one replica of 1 CPU each, at /name) together, and wait until
+    each answers /healthz. One ``serve.run_many``: the replicas start and load the model side by side, not one
+    app after the other."""
+    from ray import serve
+
+    from polyglot_lion.serving.app import build_app
+
+    serve.run_many([serve.RunTarget(build_app(settings, {"ray_actor_options": {"num_cpus": 1}}), name=name,
+                                    route_prefix=f"/{name}") for name, settings in apps.items()])
+    wait_healthy(base, list(apps))
+
+
+def delete(apps, timeout: float = 120) -> None:
+    """Delete the apps named in ``apps`` together (their replicas shut down side by side) and wait until all are
+    gone, so that their CPUs are free for the next apps."""
+    from ray import serve
+
+    names = list(apps)
+    for name in names:
+        serve.delete(name, _blocking=False)
+    deadline = time.time() + timeout
+    while set(names) & set(serve.status().applications):
+        if time.time() > deadline:
+            raise RuntimeError(f"apps {names} not deleted after {timeout:.0f} s")
+        time.sleep(0.2)
+
+
 def plot(runs: list[dict], path: Path, title: str) -> None:
     import matplotlib
 
@@ -282,18 +310,11 @@ def plot(runs: list[dict], path: Path, title: str) -> None:
 
 def run_sweep(args, base: str, model: Path, clips: list, bomb: bytes) -> dict:
     """The sweep: batched vs unbatched (both request batching) at 1, 8, 32 clients, and the hostile run."""
-    from ray import serve
-
-    from polyglot_lion.serving.app import build_app
-
     t0 = time.perf_counter()
     common = {"model": str(model.resolve()), "max_new_tokens": args.max_new_tokens, "batching": "request"}
     apps = {"batched": dict(common, max_batch_size=args.batch_size, batch_wait_timeout_s=args.batch_wait),
             "unbatched": dict(common, max_batch_size=1, batch_wait_timeout_s=0.0)}
-    for name, settings in apps.items():
-        serve.run(build_app(settings, {"ray_actor_options": {"num_cpus": 1}}), name=name, route_prefix=f"/{name}",
-                  blocking=False)
-    wait_healthy(base, list(apps))
+    deploy(base, apps)
     startup_s = time.perf_counter() - t0
     print(f"sweep: 2 apps up in {startup_s:.1f} s", file=sys.stderr)
 
@@ -310,8 +331,7 @@ def run_sweep(args, base: str, model: Path, clips: list, bomb: bytes) -> dict:
                       f"{r['done'] / r['window_s']:.1f} req/s, valid failed {r['valid_failed']}, "
                       f"load {r['loadavg_1m']:.1f}", file=sys.stderr)
     finally:
-        for name in apps:
-            serve.delete(name)
+        delete(apps)
     runs = [summarise(app, n, bad_share, raw[(app, n, bad_share)]) for app, n, bad_share in points]
 
     by = {(r["app"], r["clients"]): r for r in runs if not r["malformed_share"]}
@@ -364,20 +384,13 @@ def run_sweep(args, base: str, model: Path, clips: list, bomb: bytes) -> dict:
 
 def run_mixed(args, base: str, model: Path) -> dict:
     """The mixed load: continuous vs request batching, clips of 1-20 s, every sequence to its whole budget."""
-    from ray import serve
-
-    from polyglot_lion.serving.app import build_app
-
     t0 = time.perf_counter()
     clips = make_mixed_clips(args.mixed_clips)
     common = {"model": str(model.resolve()), "max_batch_size": args.batch_size, "max_audio_s": 30.0,
               "stop_at_eos": False, "stop_on_loop": False}
     apps = {"request": dict(common, batching="request", batch_wait_timeout_s=args.batch_wait),
             "continuous": dict(common, batching="continuous")}
-    for name, settings in apps.items():
-        serve.run(build_app(settings, {"ray_actor_options": {"num_cpus": 1}}), name=name, route_prefix=f"/{name}",
-                  blocking=False)
-    wait_healthy(base, list(apps))
+    deploy(base, apps)
     startup_s = time.perf_counter() - t0
     print(f"mixed: 2 apps up in {startup_s:.1f} s", file=sys.stderr)
     n = args.mixed_clients
@@ -390,8 +403,7 @@ def run_mixed(args, base: str, model: Path) -> dict:
                 print(f"mixed repeat {rep + 1}/{args.mixed_repeats}: {app} x{n}: {r['done'] / r['window_s']:.2f} "
                       f"req/s, valid failed {r['valid_failed']}, load {r['loadavg_1m']:.1f}", file=sys.stderr)
     finally:
-        for name in apps:
-            serve.delete(name)
+        delete(apps)
     runs = {app: summarise_mixed(app, n, args.short_s, raw[app]) for app in MIXED_APPS}
     c, q = runs["continuous"], runs["request"]
     rps_ratio = ratio(c["throughput_rps"], q["throughput_rps"])
@@ -453,7 +465,7 @@ def main() -> int:
     ap.add_argument("--short-s", type=float, default=3.0, help="clips up to this long are the short ones (default 3)")
     ap.add_argument("--quick", action="store_true", help="1 sweep, 5 s a point, 1.5 s warmup; mixed: 1 repeat of 15 s")
     ap.add_argument("--smoke", action="store_true",
-                    help="the smallest run: 1 sweep of 2 s points; mixed: 8 clients, 16 clips, 1 repeat of 4 s")
+                    help="the smallest run: 1 sweep of 1.5 s points; mixed: 8 clients, 16 clips, 1 repeat of 3 s")
     ap.add_argument("--out", default="bench_out/serve_load.json", help="JSON results")
     ap.add_argument("--png", default="bench_out/serve_load.png", help="plot of throughput and latency vs clients")
     args = ap.parse_args()
@@ -461,9 +473,9 @@ def main() -> int:
         args.duration, args.warmup, args.repeats = 5.0, 1.5, 1
         args.mixed_duration, args.mixed_warmup, args.mixed_repeats = 15.0, 3.0, 1
     if args.smoke:
-        args.duration, args.warmup, args.repeats = 2.0, 0.5, 1
+        args.duration, args.warmup, args.repeats = 1.5, 0.5, 1
         args.mixed_clients, args.mixed_clips, args.mixed_repeats = 8, 16, 1
-        args.mixed_duration, args.mixed_warmup = 4.0, 1.0
+        args.mixed_duration, args.mixed_warmup = 3.0, 1.0
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     problems = []
     if not parts or any(p not in PARTS for p in parts):

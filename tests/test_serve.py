@@ -57,16 +57,16 @@ def server(ray_session, registry):
     args = {"model": "models:/tiny-serve@champion", "tracking_uri": registry["db"], "api_key_file": registry["key_file"],
             "max_upload_mb": 1, "max_audio_s": 20, "max_batch_size": 16, "batch_wait_timeout_s": 0.1}
     opts = {"ray_actor_options": {"num_cpus": 0.5}}
-    serve.run(build_app(args, opts), name="main", route_prefix="/", blocking=False)
     # the replica's own 503, with OpenAI's body; request batching (@serve.batch), the other apps batch continuously
     tight = dict(args, api_key_file=None, max_in_flight=1, batching="request")
-    serve.run(build_app(tight, opts), name="tight", route_prefix="/tight", blocking=False)
     # continuous batching with 2 slots and no queue; every sequence decodes its whole budget (16 + 15/s)
     loop = dict(args, api_key_file=None, max_batch_size=2, max_queue=0, stop_at_eos=False, stop_on_loop=False)
-    serve.run(build_app(loop, opts), name="loop", route_prefix="/loop", blocking=False)
     # the probe's setup: default limits (25 MB uploads, 600 s of audio), no key
     probe = {"model": args["model"], "tracking_uri": registry["db"], "api_key_env": "POLYGLOT_LION_TEST_NO_KEY"}
-    serve.run(build_app(probe, opts), name="probe", route_prefix="/probe", blocking=False)
+    # deployed together: the four replicas start and load the model side by side (serve.run waits for each app)
+    serve.run_many([serve.RunTarget(build_app(settings, opts), name=name, route_prefix=prefix)
+                    for name, prefix, settings in (("main", "/", args), ("tight", "/tight", tight),
+                                                   ("loop", "/loop", loop), ("probe", "/probe", probe))])
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
     while time.time() < deadline:

@@ -175,9 +175,11 @@ def test_two_workers_ddp_on_gloo(tmp_path, corpus_store):
     out = train(load_config(CONFIG, _overrides(tmp_path, str(store), plan, "ddp", **{
         "scaling.num_workers": 2, "scaling.cpus_per_worker": 0.5, "train.max_steps": 16, "train.log_every": 2,
         "data.featurize_actors": 1,  # the actor-pool featuriser (others: tasks)
-        "data.read_ahead_rows": 64, "data.plan_passes": 1,  # each rank reads ahead: the next read starts
+        "data.read_ahead_rows": 16, "data.plan_passes": 1,  # each rank reads ahead: the next read starts
         "train.dev_every": 12,  # before the loop asks for it; one epoch per read, so 12 steps cross a read
-        # boundary. The dev loss at step 12 is reduced over the ranks' gloo group
+        # boundary. 16 rows is under a rank's share of a read (~32), so each rank is one read ahead (64 queued whole
+        # reads and started up to four more, a featuriser actor each, that the run never reached).
+        # The dev loss at step 12 is reduced over the ranks' gloo group
         "train.dev_eval_every": 4, "train.checkpoint_every": 4,  # rank 0 transcribes while rank 1 waits
         "train.select_by": "dev_capped_error_rate", "train.keep_checkpoints": 1,  # Ray keeps the best + latest
         # no checkpoint after step 4 can improve on it by 1000 points: the run stops at 12 of 16. Rank 0 alone
@@ -511,7 +513,8 @@ def test_a_plan_from_another_store_is_refused_before_ray_starts(tmp_path, corpus
 
 def test_sigterm_during_training_ends_the_mlflow_run_killed(tmp_path, corpus_store):
     """A training job stopped with SIGTERM (``ray job stop``, a scheduler): its MLflow run ends KILLED with an end
-    time, not RUNNING forever; the process exits 143."""
+    time, not RUNNING forever; the process exits 143. The job joins the session's Ray (RAY_ADDRESS), as a job that
+    ``ray job stop`` stops has joined its cluster; the Ray it would start itself costs ~12 s of the suite."""
     import os
     import signal
     import subprocess
@@ -519,12 +522,13 @@ def test_sigterm_during_training_ends_the_mlflow_run_killed(tmp_path, corpus_sto
     import threading
     import time
 
+    import ray
     from mlflow.tracking import MlflowClient
 
     store, plan = corpus_store
     args = _overrides(tmp_path, store, plan, "stopped", **{"train.max_steps": 100000, "train.log_every": 1})
-    env = dict(os.environ, RAY_DATA_DISABLE_PROGRESS_BARS="1", PYTHONUNBUFFERED="1")
-    env.pop("RAY_ADDRESS", None)
+    env = dict(os.environ, RAY_DATA_DISABLE_PROGRESS_BARS="1", PYTHONUNBUFFERED="1",
+               RAY_ADDRESS=ray.get_runtime_context().gcs_address)
     proc = subprocess.Popen([sys.executable, "-m", "polyglot_lion.cli", "train", "--config", CONFIG, *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     lines: list[str] = []

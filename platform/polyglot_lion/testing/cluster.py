@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 from .servers import free_ports, wait_for_http
 
@@ -64,13 +65,15 @@ class LocalCluster:
         return self
 
     def stop(self, grace: float = 3.0) -> None:
-        """SIGTERM every node, then SIGKILL its process group after ``grace`` s: a node that ran a job waits out
-        Ray's own grace period (tens of seconds) before it exits, and is killed all the same."""
+        """SIGTERM every node, then SIGKILL the process group of each still running ``grace`` s later (one grace for
+        all nodes, not one each): a node that ran a job waits out Ray's own grace period (tens of seconds) before
+        it exits, and is killed all the same."""
         for proc in self.procs:
             proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
         for proc in reversed(self.procs):
             try:
-                proc.wait(grace)
+                proc.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
         self.procs = []
