@@ -112,7 +112,7 @@ def run_ablation(opts: AblationOptions) -> dict:
     db = opts.tracking_uri or f"sqlite:///{out}/mlflow.db"
     store, t0 = str(out / "store"), time.time()
     if opts.smoke:
-        opts.train_utterances, opts.eval_utterances, opts.max_eval_utterances = 96, 1, 1
+        opts.train_utterances, opts.eval_utterances, opts.max_eval_utterances = 48, 1, 1
         opts.base_steps, opts.ft_steps = opts.base_steps or 4, opts.ft_steps or 3
     timings: dict[str, float] = {}
     steps_given = opts.base_steps is not None and opts.ft_steps is not None
