@@ -1,21 +1,24 @@
 """Corpus recipes (issue 23): importing from inside archives vs from the unpacked folder, and clips/s per recipe.
 
-    python benchmarks/ingest_recipes.py [--scale 400] [--repeats 5] [--out bench_out/ingest_recipes]
-    python benchmarks/ingest_recipes.py --scale 4 --repeats 1 --out /tmp/r   # the tiny run of the smoke test
+    python benchmarks/ingest_recipes.py [--pair-scale 1600] [--scale 400] [--repeats 5] [--out bench_out/ingest_recipes]
+    python benchmarks/ingest_recipes.py --pair-scale 2 --scale 2 --repeats 1 --out /tmp/r   # the smoke test's run
 
 Every import is ``prepare([ImportSpec(recipe=...)])`` in one local Ray session of 2 CPUs started once
 (``ray.init`` is not timed), after an untimed warm-up import of every recipe's miniature, so no figure holds the
 session's cold start.
 Each import writes a fresh store; the wall time covers listing, the Ray Data tasks and publishing.
 
-Part 1, archives in place vs unpacked. The same clips (the same bytes) are laid out twice: as the publisher
-ships them and with every archive unpacked next to where it was (both layouts are read by the recipe):
-  - AISHELL-1, per-speaker shape: 8 speakers of ``scale // 2`` clips (3-5 s, 16 kHz), ``wav/<spk>.tar.gz``
+Part 1, archives in place vs unpacked, at ``--pair-scale`` (large enough for an archive to be more than a few
+of prepare's chunks, which is where reading in place used to fall behind). The same clips (the same bytes) are
+laid out twice: as the publisher ships them and with every archive unpacked next to where it was (both layouts
+are read by the recipe):
+  - AISHELL-1, per-speaker shape: 8 speakers of ``pair_scale // 2`` clips (3-5 s, 16 kHz), ``wav/<spk>.tar.gz``
     vs ``wav/{train,dev,test}/<spk>/*.wav``; like the real corpus, one archive per speaker;
-  - FLEURS zh (the miniature at ``scale``): ``audio/<split>.tar.gz`` vs ``audio/<split>/*.wav``; like the real
-    corpus, one archive holds a whole split;
-  - SLR65 (the miniature at ``scale``): ``ta_in_{female,male}.zip`` vs each zip unzipped into a folder of its
-    name (``ta_in_female/*.wav``, which the recipe reads); the miniature's zips store their members uncompressed.
+  - FLEURS zh (the miniature at ``pair_scale``): ``audio/<split>.tar.gz`` vs ``audio/<split>/*.wav``; like the
+    real corpus, one archive holds a whole split;
+  - SLR65 (the miniature at ``pair_scale``): ``ta_in_{female,male}.zip`` vs each zip unzipped into a folder of
+    its name (``ta_in_female/*.wav``, which the recipe reads); the miniature's zips store their members
+    uncompressed.
 Both imports of a pair must give the same utterance ids, texts, durations and FLAC bytes (checked; a pair that
 differs makes the run fail; rejected records are not compared: their reasons may differ, e.g. a zip member
 failing its CRC is unreadable_member in the zip and missing_audio once unzip has dropped it). The two layouts alternate in order from repeat to repeat; the median is reported.
@@ -115,7 +118,7 @@ def store_contents(store: str) -> dict[str, tuple[str, float, str]]:
 def cpu_per_clip(spec) -> dict:
     """The same per-clip work outside Ray, in this process: CPU ms per clip of ``prepare``'s two task bodies
     (``read_sources`` then ``process_batch`` over every block) and of reading the archives' members alone
-    (``iter_members``: for a tar.gz, mostly inflation), and how many blocks (stage-1 Ray tasks) there are.
+    (``iter_members``: for a tar.gz, mostly inflation), and how many blocks (Ray tasks) there are.
     CPU time moves much less than wall time when other work shares the machine."""
     from dataclasses import asdict
 
@@ -144,8 +147,8 @@ def cpu_per_clip(spec) -> dict:
 
 
 def task_count(spec) -> int:
-    """How many stage-1 Ray tasks ``prepare`` makes of an import: one per archive, loose files in blocks of
-    batch_size (stage 2 decodes in batches of batch_size on every CPU)."""
+    """How many Ray tasks ``prepare`` makes of an import: one per tar.gz, a zip's members and loose files in
+    blocks of batch_size."""
     from polyglot_lion.data.prepare import PrepareOptions, _blocks, _list_recipe, _plan
 
     targets, routes = _plan([spec])
@@ -257,7 +260,7 @@ def run_recipes(work: Path, scale: int, repeats: int) -> tuple[list[dict], dict]
 
 def markdown(result: dict) -> str:
     s = result["setup"]
-    out = [f"scale {s['scale']}, median of {s['repeats']} runs, one Ray session of {s['num_cpus']} CPUs "
+    out = [f"pair scale {s['pair_scale']}, scale {s['scale']}, median of {s['repeats']} runs, one Ray session of {s['num_cpus']} CPUs "
            f"(warm-up import before timing: {s['warmup_s']:.1f} s; ray.init {s['ray_init_s']:.1f} s, not timed)", "",
            "Archives read in place vs the same clips unpacked:", "",
            "| corpus | layout | clips | Ray tasks | wall (s) | clips/s | audio-s/s | archives / unpacked "
@@ -284,9 +287,10 @@ def markdown(result: dict) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--scale", type=int, default=400,
-                    help="good clips added to each miniature, FLEURS's and SLR65's pairs included (AISHELL-1's pair: "
-                         "8 speakers of scale/2 clips); default 400")
+    ap.add_argument("--pair-scale", type=int, default=1600,
+                    help="part 1: clips of FLEURS's and SLR65's pairs (AISHELL-1's: 8 speakers of pair-scale/2 clips "
+                         "of 3-5 s); default 1600")
+    ap.add_argument("--scale", type=int, default=400, help="part 2: good clips added to each miniature; default 400")
     ap.add_argument("--repeats", type=int, default=5, help="runs of each import; the median is reported (default 5)")
     ap.add_argument("--num-cpus", type=int, default=2, help="CPUs of the local Ray session (default 2)")
     ap.add_argument("--out", default="bench_out/ingest_recipes",
@@ -313,17 +317,17 @@ def main() -> int:
         warmup = [ImportSpec(recipe=m.recipe, language=m.language or "", input=m.input)
                   for m in make_paper_downloads(work / "warmup")]
         warmup_s, _ = timed_import(warmup, work / "stores" / "warmup")
-        pairs = run_pairs(work, args.scale, args.repeats)
+        pairs = run_pairs(work, args.pair_scale, args.repeats)
         recipes, all_in_one = run_recipes(work, args.scale, args.repeats)
     finally:
         ray.shutdown()
-    result = {"setup": {"scale": args.scale, "repeats": args.repeats, "num_cpus": args.num_cpus,
+    result = {"setup": {"pair_scale": args.pair_scale, "scale": args.scale, "repeats": args.repeats, "num_cpus": args.num_cpus,
                         "cpu_count": os.cpu_count(), "ray_init_s": ray_init_s, "warmup_s": warmup_s,
                         "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
               "pairs": pairs, "recipes": recipes, "all_in_one": all_in_one}
     out.mkdir(parents=True, exist_ok=True)
     (out / "ingest_recipes.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
-    shutil.rmtree(work, ignore_errors=True)  # the corpora and stores: ~0.7 GB at the default scale
+    shutil.rmtree(work, ignore_errors=True)  # the corpora and stores: a few GB at the default pair scale
     print(markdown(result))
     print(f"\nfull results: {out / 'ingest_recipes.json'}")
     bad = [p["title"] for p in pairs if not p["same_utterances"]] + [r["label"] for r in recipes if not r["as_expected"]]

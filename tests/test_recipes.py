@@ -298,3 +298,29 @@ def test_unpacked_layouts_count_audio_without_transcript(tmp_path):
         z.unlink()
     listing = get_recipe("slr65").lister(slr.input, RecipeOptions())
     assert collections.Counter(r["reason"] for r in listing.rejects) == {"missing_audio": 2, "missing_transcript": 1}
+
+
+def test_import_blocks_split_zips_by_member_and_keep_each_tar_whole(tmp_path):
+    """prepare's tasks: loose files and a zip's named members in blocks of block_rows (a zip is read by name, so
+    a corpus of a few large zips keeps every CPU busy), a tar.gz whole (no index: one task, one pass)."""
+    from polyglot_lion.data.prepare import _blocks, _list_recipe, _plan
+
+    for m in make_paper_downloads(tmp_path, scale=40):
+        spec = ImportSpec(recipe=m.recipe, language=m.language or "", input=m.input)
+        targets, routes = _plan([spec])
+        items, _ = _list_recipe(0, spec, targets, routes)
+        blocks = [b.to_pylist() for b in _blocks(items, block_rows=16)]
+        assert sorted(it["source"] for b in blocks for it in b) == sorted(it["source"] for it in items), m.dataset
+        assert [len(b) for b in blocks] == sorted((len(b) for b in blocks), reverse=True), m.dataset
+        by_archive = collections.defaultdict(list)
+        for i, b in enumerate(blocks):
+            archives = {it["archive"] for it in b}
+            assert len(archives) == 1, (m.dataset, archives)  # a block never mixes archives, or loose and packed
+            by_archive[archives.pop()].append(len(b))
+        for archive, sizes in by_archive.items():
+            if archive and archive.endswith(".tar.gz"):
+                assert len(sizes) == 1, (m.dataset, archive)
+            else:
+                assert max(sizes) <= 16 and sum(sizes) == sum(1 for it in items if it["archive"] == archive)
+        if m.recipe in ("slr65", "mesolitica"):  # 40 clips more in one zip: read by three tasks
+            assert max(len(s) for a, s in by_archive.items() if a) == 3, m.dataset

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..storage import Location, resolve
-from .archives import MemberError, iter_members
+from .archives import MemberError, archive_kind, iter_members
 from .audio import AudioRejected, decode_audio, encode_flac
 from .cleaners import clean_text
 from .importers import AUDIO_EXTENSIONS, FORMATS, LISTERS, SOURCE_SCHEMA, FormatOptions, parquet_rows_to_items
@@ -52,7 +52,7 @@ PARQUET_WRITE_ARGS = {
 # on moto: 11.5 MB took 135 ms, 9 MB 64 ms). A batch of long clips is written as two or more shards.
 SHARD_MAX_AUDIO_BYTES = 8 * 2**20
 _SOURCE_WITH_SPEC = SOURCE_SCHEMA.append(pa.field(_SPEC, pa.int32())).append(pa.field(_GROUP, pa.int32()))
-# Stage 1's output: the items with archive members' bytes read, and why an item could not be read.
+# read_sources' output: the items with archive members' bytes read, and why an item could not be read.
 _READ_SCHEMA = _SOURCE_WITH_SPEC.append(pa.field("_reason", pa.string())).append(pa.field("_detail", pa.string()))
 
 
@@ -241,10 +241,10 @@ def _target_of(item: dict, routes: dict[tuple[int, str | None], int]) -> int:
 
 
 def read_sources(block: pa.Table, max_member_bytes: int | None = None, chunk_rows: int = 128) -> Iterator[pa.Table]:
-    """Stage 1, a Ray Data task per block: read the audio that lies in archives (one pass per archive, each
-    member once) into ``audio_bytes``, resolve each scanned item's member and split, and turn what cannot be
-    read into a reject (``_reason``/``_detail``). Loose files pass through unread. Yields chunks of
-    ``chunk_rows``, so that stage 2 decodes an archive's members on every CPU while this task reads on."""
+    """Read the audio of a block's items that lies in archives (one pass per archive, each member once) into
+    ``audio_bytes``, resolve each scanned item's member and split, and turn what cannot be read into a reject
+    (``_reason``/``_detail``). Loose files pass through unread. Yields chunks of ``chunk_rows``, so that the
+    caller decodes a chunk before the next one is read: a task holds one chunk of members, not an archive."""
     rows: list[dict] = []
     for item, src in _audio_sources(block.to_pylist(), max_member_bytes):
         row = {name: item.get(name) for name in _READ_SCHEMA.names}
@@ -288,7 +288,7 @@ def _utterance(item: dict, target: dict, max_duration_s: float | None, min_durat
 
 def process_batch(batch: pa.Table, targets: list[dict], routes: dict, max_duration_s: float | None,
                   min_duration_s: float, max_foreign_script: float | None = None) -> Iterator[tuple[int, tuple[str, dict]]]:
-    """Stage 2: read source items -> ``(target index, ("row", utterance) | ("reject", reject))``, one per item.
+    """Read source items -> ``(target index, ("row", utterance) | ("reject", reject))``, one per item.
     Pure apart from reading the named audio files; one bad item never stops the others."""
     for item in batch.to_pylist():
         i = _target_of(item, routes)
@@ -304,7 +304,7 @@ def process_batch(batch: pa.Table, targets: list[dict], routes: dict, max_durati
 def process_and_write(batch: pa.Table, targets: list[dict], routes: dict, max_duration_s: float | None,
                       min_duration_s: float, generations: list[Location],
                       max_foreign_script: float | None = None) -> pa.Table:
-    """Stage 2's Ray Data task: decode, resample, encode and normalise a batch, write its accepted utterances
+    """Decode, resample, encode and normalise a batch of read items, write its accepted utterances
     as one shard per target into that target's new generation (``generations``, pickled with their filesystem), and
     return a small report (shards written, records rejected) instead of the audio.
 
@@ -327,6 +327,18 @@ def process_and_write(batch: pa.Table, targets: list[dict], routes: dict, max_du
                            "detail": None, "ids": [r["id"] for r in rows], "sources": [r["source"] for r in rows],
                            "durations": [r["duration_s"] for r in rows]})
     return pa.Table.from_pylist(report, schema=REPORT_SCHEMA)
+
+
+def import_block(block: pa.Table, targets: list[dict], routes: dict, max_duration_s: float | None,
+                 min_duration_s: float, generations: list[Location], max_foreign_script: float | None = None,
+                 chunk_rows: int = 128) -> Iterator[pa.Table]:
+    """The Ray Data task of ``prepare``, one per block (see ``_blocks``): read its archive members a chunk at a
+    time and process and write each chunk before reading the next, yielding one report per chunk. Members never
+    leave the task that read them: handed on to other tasks, they piled up in the object store faster than they
+    were decoded (inflating a clip costs much less than decoding and encoding it) and were spilled to disk."""
+    for chunk in read_sources(block, chunk_rows=chunk_rows):
+        yield process_and_write(chunk, targets, routes, max_duration_s, min_duration_s, generations,
+                                max_foreign_script)
 
 
 def _pieces(rows: list[dict], max_audio_bytes: int) -> Iterator[list[dict]]:
@@ -383,13 +395,21 @@ def _list_recipe(g: int, spec: ImportSpec, targets: list[Target], routes: dict) 
 
 
 def _blocks(items: list[dict], block_rows: int) -> list[pa.Table]:
-    """One block per archive (read in one pass by one task), loose files in blocks of ``block_rows``;
-    the largest blocks first, so that they do not start last."""
+    """The tasks' blocks: loose files in blocks of ``block_rows``; a tar or tar.gz whole (it has no index, so one
+    task reads it in one pass); a zip in blocks of ``block_rows`` members when every item names its member (a zip
+    is read by name, so its blocks cost no more than the whole, and a corpus of few large zips still keeps every
+    CPU busy), else whole (its members are matched by scanning it). The largest blocks first, so that they do
+    not start last."""
     by_archive: dict[str, list[dict]] = {}
     loose = []
     for it in items:
         (by_archive.setdefault(it["archive"], []) if it.get("archive") else loose).append(it)
-    groups = list(by_archive.values()) + [loose[o:o + block_rows] for o in range(0, len(loose), block_rows)]
+    groups = [loose[o:o + block_rows] for o in range(0, len(loose), block_rows)]
+    for archive, its in by_archive.items():
+        if archive_kind(archive) == "zip" and all(it.get("member") for it in its):
+            groups += [its[o:o + block_rows] for o in range(0, len(its), block_rows)]
+        else:
+            groups.append(its)
     groups.sort(key=len, reverse=True)
     return [pa.Table.from_pylist(g, schema=_SOURCE_WITH_SPEC) for g in groups]
 
@@ -531,7 +551,7 @@ def prepare(specs: list[ImportSpec], store: str | os.PathLike | Location,
     try:
         import ray
 
-        # The pipeline is one fused operator, so Ray Data's per-operator resource reservation only holds CPUs
+        # The pipeline is one operator, so Ray Data's per-operator resource reservation only holds CPUs
         # back: on a 2-CPU node it ran one task at a time (measured: 12 x 0.3 s tasks took 4.1 s with it,
         # 1.95 s without). Datasets copy the context when created, so set it before building them.
         ctx = ray.data.DataContext.get_current()
@@ -546,14 +566,11 @@ def prepare(specs: list[ImportSpec], store: str | os.PathLike | Location,
             kwargs = {"targets": [asdict(t) for t in targets], "routes": routes,
                       "max_duration_s": opts.max_duration_s, "min_duration_s": opts.min_duration_s,
                       "generations": generations, "max_foreign_script": opts.max_foreign_script}
-            # Two stages of stateless tasks (the work is CPU-bound and per clip; tasks need no warm-up).
-            # Stage 1 takes a whole block (batch_size=None), so an archive is read by one task in one pass; it
-            # asks for less CPU than stage 2, which keeps Ray Data from fusing the two: the members it streams
-            # out are decoded by stage 2 on every CPU. Stage 2 writes its own shards and returns only a report.
-            read = ds.map_batches(read_sources, batch_format="pyarrow", batch_size=None, num_cpus=0.5,
-                                  fn_kwargs={"chunk_rows": opts.batch_size})
-            reports = read.map_batches(process_and_write, batch_format="pyarrow", batch_size=opts.batch_size,
-                                       fn_kwargs=kwargs)
+            # One stateless task per block (the work is CPU-bound and per clip; tasks need no warm-up): a whole
+            # block (batch_size=None), so that a tar.gz is read by one task in one pass; it reads, decodes and
+            # writes its own shards, and returns only reports.
+            reports = ds.map_batches(import_block, batch_format="pyarrow", batch_size=None,
+                                     fn_kwargs={**kwargs, "chunk_rows": opts.batch_size})
             for batch in reports.iter_batches(batch_format="pyarrow", batch_size=None):
                 for r in batch.to_pylist():
                     if r["kind"] == "shard":
