@@ -116,7 +116,7 @@ def store_contents(store: str) -> dict[str, tuple[str, float, str]]:
 
 
 def cpu_per_clip(spec) -> dict:
-    """The same per-clip work outside Ray, in this process: CPU ms per clip of ``prepare``'s two task bodies
+    """The same per-clip work outside Ray, in this process: CPU ms per clip of what ``prepare``'s task does
     (``read_sources`` then ``process_batch`` over every block) and of reading the archives' members alone
     (``iter_members``: for a tar.gz, mostly inflation), and how many blocks (Ray tasks) there are.
     CPU time moves much less than wall time when other work shares the machine."""
@@ -260,7 +260,8 @@ def run_recipes(work: Path, scale: int, repeats: int) -> tuple[list[dict], dict]
 
 def markdown(result: dict) -> str:
     s = result["setup"]
-    out = [f"pair scale {s['pair_scale']}, scale {s['scale']}, median of {s['repeats']} runs, one Ray session of {s['num_cpus']} CPUs "
+    out = [f"pair scale {s['pair_scale']}, scale {s['scale']}, median of {s['repeats']} runs, "
+           f"one Ray session of {s['num_cpus']} CPUs "
            f"(warm-up import before timing: {s['warmup_s']:.1f} s; ray.init {s['ray_init_s']:.1f} s, not timed)", "",
            "Archives read in place vs the same clips unpacked:", "",
            "| corpus | layout | clips | Ray tasks | wall (s) | clips/s | audio-s/s | archives / unpacked "
@@ -321,8 +322,8 @@ def main() -> int:
         recipes, all_in_one = run_recipes(work, args.scale, args.repeats)
     finally:
         ray.shutdown()
-    result = {"setup": {"pair_scale": args.pair_scale, "scale": args.scale, "repeats": args.repeats, "num_cpus": args.num_cpus,
-                        "cpu_count": os.cpu_count(), "ray_init_s": ray_init_s, "warmup_s": warmup_s,
+    result = {"setup": {"pair_scale": args.pair_scale, "scale": args.scale, "repeats": args.repeats,
+                        "num_cpus": args.num_cpus, "cpu_count": os.cpu_count(), "ray_init_s": ray_init_s, "warmup_s": warmup_s,
                         "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
               "pairs": pairs, "recipes": recipes, "all_in_one": all_in_one}
     out.mkdir(parents=True, exist_ok=True)

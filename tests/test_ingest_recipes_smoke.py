@@ -14,8 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.ray
 def test_ingest_recipes_smallest_run(tmp_path):
-    proc = subprocess.run([sys.executable, "benchmarks/ingest_recipes.py", "--pair-scale", "2", "--scale", "2", "--repeats", "1",
-                           "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    proc = subprocess.run([sys.executable, "benchmarks/ingest_recipes.py", "--pair-scale", "2", "--scale", "2",
+                           "--repeats", "1", "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     r = json.loads((tmp_path / "ingest_recipes.json").read_text())
 

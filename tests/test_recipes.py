@@ -313,7 +313,7 @@ def test_import_blocks_split_zips_by_member_and_keep_each_tar_whole(tmp_path):
         assert sorted(it["source"] for b in blocks for it in b) == sorted(it["source"] for it in items), m.dataset
         assert [len(b) for b in blocks] == sorted((len(b) for b in blocks), reverse=True), m.dataset
         by_archive = collections.defaultdict(list)
-        for i, b in enumerate(blocks):
+        for b in blocks:
             archives = {it["archive"] for it in b}
             assert len(archives) == 1, (m.dataset, archives)  # a block never mixes archives, or loose and packed
             by_archive[archives.pop()].append(len(b))

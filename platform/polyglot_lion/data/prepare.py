@@ -404,9 +404,9 @@ def _blocks(items: list[dict], block_rows: int) -> list[pa.Table]:
     loose = []
     for it in items:
         (by_archive.setdefault(it["archive"], []) if it.get("archive") else loose).append(it)
-    groups = [loose[o:o + block_rows] for o in range(0, len(loose), block_rows)]
-    for archive, its in by_archive.items():
-        if archive_kind(archive) == "zip" and all(it.get("member") for it in its):
+    groups = []
+    for archive, its in [(None, loose), *by_archive.items()]:
+        if archive is None or (archive_kind(archive) == "zip" and all(it.get("member") for it in its)):
             groups += [its[o:o + block_rows] for o in range(0, len(its), block_rows)]
         else:
             groups.append(its)
