@@ -14,8 +14,10 @@ laid out twice: as the publisher ships them and with every archive unpacked next
 are read by the recipe):
   - AISHELL-1, per-speaker shape: 8 speakers of ``pair_scale // 2`` clips (3-5 s, 16 kHz), ``wav/<spk>.tar.gz``
     vs ``wav/{train,dev,test}/<spk>/*.wav``; like the real corpus, one archive per speaker;
-  - FLEURS zh (the miniature at ``pair_scale``): ``audio/<split>.tar.gz`` vs ``audio/<split>/*.wav``; like the
-    real corpus, one archive holds a whole split;
+  - FLEURS zh (the miniature at ``pair_scale``, 1 s clips): ``audio/<split>.tar.gz`` vs ``audio/<split>/*.wav``;
+    like the real corpus, one archive holds a whole split;
+  - FLEURS zh's shape (``build_fleurs_splits``): ``pair_scale`` clips of 5-11 s split 70/9/21 as FLEURS zh is, the
+    same two layouts; the longer clips weigh inflating against decoding as the real corpus does;
   - SLR65 (the miniature at ``pair_scale``): ``ta_in_{female,male}.zip`` vs each zip unzipped into a folder of
     its name (``ta_in_female/*.wav``, which the recipe reads); the miniature's zips store their members
     uncompressed.
@@ -75,6 +77,29 @@ def build_aishell1_speakers(root: Path, speakers: int, per_speaker: int) -> int:
         _tar_gz(base / "wav" / f"{spk}.tar.gz", members)
     _text(base / "transcript" / "aishell_transcript_v0.8.txt", lines)
     return speakers * per_speaker
+
+
+def build_fleurs_splits(root: Path, clips: int) -> int:
+    """FLEURS zh as published (``data/cmn_hans_cn/<split>.tsv`` with no header row, ``data/cmn_hans_cn/audio/
+    <split>.tar.gz`` holding ``<split>/<name>.wav``), ``clips`` clips of 5-11 s (a FLEURS clip is a read sentence
+    of several seconds; FLEURS zh holds 9.73 h), split as FLEURS zh is (about 70% train, 9% dev, 21% test); returns the
+    number of clips."""
+    from polyglot_lion.testing.corpora import _encoded, _tar_gz, _text
+
+    d = root / "data" / "cmn_hans_cn"
+    a = max(1, clips * 70 // 100)
+    b = max(a + 1, clips * 79 // 100)
+    clips = max(clips, b + 1)  # a clip in each split at the smoke test's scale
+    bounds = {"train": (0, a), "dev": (a, b), "test": (b, clips)}
+    for split, (lo, hi) in bounds.items():
+        rows, members = [], {}
+        for i in range(lo, hi):
+            text = f"扩展 的 句子 {i}"
+            rows.append(f"{i}\t{i}.wav\t{text}.\t{text}\t{len(text)}\t16000\tFEMALE")
+            members[f"{split}/{i}.wav"] = _encoded(5.0 + (i % 13) / 2, 16_000, "WAV", i)
+        _text(d / f"{split}.tsv", rows)
+        _tar_gz(d / "audio" / f"{split}.tar.gz", members)
+    return clips
 
 
 def unpacked_copy(packed: Path, unpacked: Path, archives_glob: str) -> None:
@@ -195,6 +220,11 @@ def run_pairs(work: Path, scale: int, repeats: int) -> list[dict]:
     make_fleurs(f / "archives", "zh", scale)
     unpacked_copy(f / "archives", f / "unpacked", "data/*/audio/*.tar.gz")
     pairs.append(("fleurs", "zh", "FLEURS zh, one tar.gz per split", f, "audio/<split>.tar.gz", "audio/<split>/*.wav"))
+    f8 = work / "pairs" / "fleurs-zh-8s"
+    build_fleurs_splits(f8 / "archives", scale)
+    unpacked_copy(f8 / "archives", f8 / "unpacked", "data/*/audio/*.tar.gz")
+    pairs.append(("fleurs", "zh", "FLEURS zh shape, 5-11 s clips, one tar.gz per split", f8, "audio/<split>.tar.gz",
+                  "audio/<split>/*.wav"))
     z = work / "pairs" / "slr65"
     make_slr65(z / "archives", scale)
     unpacked_copy(z / "archives", z / "unpacked", "*.zip")

@@ -324,3 +324,13 @@ def test_import_blocks_split_zips_by_member_and_keep_each_tar_whole(tmp_path):
                 assert max(sizes) <= 16 and sum(sizes) == sum(1 for it in items if it["archive"] == archive)
         if m.recipe in ("slr65", "mesolitica"):  # 40 clips more in one zip: read by three tasks
             assert max(len(s) for a, s in by_archive.items() if a) == 3, m.dataset
+
+
+def test_helpers_only_for_a_block_beyond_its_share_and_bounded():
+    from polyglot_lion.data.prepare import MAX_HELPERS, helpers_for
+
+    assert helpers_for(800, 128, None) == 0  # no share known (a Parquet-only import)
+    assert helpers_for(800, 128, 3200) == 0  # AISHELL-1 on 2 CPUs: eight archives, each within its share
+    assert helpers_for(100, 128, 10) == 0  # one chunk: nothing to hand on
+    assert helpers_for(1600, 128, 803) == 2  # FLEURS's train split on 2 CPUs: one helper busy, one waiting
+    assert helpers_for(1600, 128, 100) == MAX_HELPERS  # on 16 CPUs: as many as one reader keeps busy

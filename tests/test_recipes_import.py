@@ -16,7 +16,7 @@ from polyglot_lion.data.stats import store_stats
 from polyglot_lion.data.store import list_partitions, read_metadata
 from polyglot_lion.evaluation.benchmarks import BENCHMARKS
 from polyglot_lion.testing import tone
-from polyglot_lion.testing.corpora import make_librispeech, make_paper_downloads
+from polyglot_lion.testing.corpora import make_fleurs, make_librispeech, make_paper_downloads
 
 pytestmark = pytest.mark.ray
 
@@ -115,6 +115,29 @@ def test_made_splits_are_speaker_disjoint_recorded_and_stable(paper_store, ray_s
     assert sorted((r["id"], r["split"]) for r in read_metadata(str(tmp_path)).to_pylist()) == first
     assert {m["split"]: m["utterances"] for m in again} == {
         m["split"]: m["utterances"] for m in (x.meta for x in list_partitions(store)) if m["dataset"] == "slr65"}
+
+
+def test_a_tar_gz_holding_most_of_a_corpus_shares_its_chunks_with_helper_tasks(ray_session, tmp_path):
+    """FLEURS ships a split as one tar.gz: its task reads it in one pass and hands chunks to helper tasks (see
+    prepare.import_block), and the import is exactly the miniature's, every reading kept once."""
+    from polyglot_lion.data.prepare import _blocks, _list_recipe, _plan, helpers_for
+
+    m = make_fleurs(tmp_path / "fleurs", "zh", scale=40)
+    spec = ImportSpec(recipe="fleurs", language="zh", input=m.input)
+    targets, routes = _plan([spec])
+    items, _ = _list_recipe(0, spec, targets, routes)
+    share = -(-len(items) // int(ray_session.cluster_resources()["CPU"]))
+    train = max(len(b) for b in _blocks(items, OPTS.batch_size))
+    assert helpers_for(train, OPTS.batch_size, share) >= 2  # the path under test is taken
+    metas = prepare([spec], str(tmp_path / "store"), OPTS)
+    assert {x["split"]: x["utterances"] for x in metas} == m.splits
+    rejected = collections.Counter()
+    for x in metas:
+        rejected.update(x["rejected"])
+    assert dict(rejected) == m.rejected
+    ids = [r["id"] for r in read_metadata(str(tmp_path / "store")).to_pylist()]
+    assert len(ids) == len(set(ids)) == m.accepted
+    assert {f"fleurs-zh/train/s{i}" for i in range(40)} <= set(ids)
 
 
 def _lhotse_segments(root: Path) -> tuple[str, str]:

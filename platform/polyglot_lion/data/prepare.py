@@ -12,6 +12,7 @@ one pipeline (``prepare(specs=[...])``, or ``polyglot-lion prepare --specs FILE`
 from __future__ import annotations
 
 import collections
+import functools
 import json
 import os
 import time
@@ -34,6 +35,7 @@ from .splits import speaker_disjoint_split
 from .store import REJECTS_FILE, new_generation, publish_partition, write_shard
 from .text import DEFAULT_FOREIGN_SCRIPT_SHARE, fits_script, normalize_text, script_share
 
+MAX_HELPERS = 4  # chunks one import task has in helper tasks at a time (see import_block)
 _SPEC = "_spec"  # the target partition of an item (-1: decided in the task from the archive member's folder)
 _GROUP = "_group"  # the import spec an item came from
 # What each Ray task returns to the driver: one small row per written shard (with its rows' ids, sources and
@@ -331,14 +333,50 @@ def process_and_write(batch: pa.Table, targets: list[dict], routes: dict, max_du
 
 def import_block(block: pa.Table, targets: list[dict], routes: dict, max_duration_s: float | None,
                  min_duration_s: float, generations: list[Location], max_foreign_script: float | None = None,
-                 chunk_rows: int = 128) -> Iterator[pa.Table]:
+                 chunk_rows: int = 128, share_rows: int | None = None) -> Iterator[pa.Table]:
     """The Ray Data task of ``prepare``, one per block (see ``_blocks``): read its archive members a chunk at a
-    time and process and write each chunk before reading the next, yielding one report per chunk. Members never
-    leave the task that read them: handed on to other tasks, they piled up in the object store faster than they
-    were decoded (inflating a clip costs much less than decoding and encoding it) and were spilled to disk."""
+    time and process and write each chunk before reading the next, yielding one report per chunk. Members stay
+    in the task that read them: all handed on to other tasks, they piled up in the object store faster than
+    they were decoded (inflating a clip costs much less than decoding and encoding it) and were spilled to disk.
+
+    The exception is a block larger than its share of the import (``share_rows``: the listed items over the
+    CPUs), a tar.gz that holds most of a corpus (FLEURS ships a split as one): alone it would keep one CPU busy
+    while the others idle. Its task hands chunks to helper tasks, at most ``helpers_for(...)`` at a time (one
+    may wait for a CPU, so that a helper never waits for the reader), and decodes the chunk it has read itself
+    when they are all busy: a bounded hand-off, never more than that many chunks in the object store."""
+    args = (targets, routes, max_duration_s, min_duration_s, generations, max_foreign_script)
+    helpers = helpers_for(len(block), chunk_rows, share_rows)
+    handed: list = []  # ObjectRefs of the helpers' reports
     for chunk in read_sources(block, chunk_rows=chunk_rows):
-        yield process_and_write(chunk, targets, routes, max_duration_s, min_duration_s, generations,
-                                max_foreign_script)
+        if handed:
+            import ray
+
+            done, handed = ray.wait(handed, num_returns=len(handed), timeout=0)
+            yield from ray.get(done)
+        if len(handed) < helpers:
+            handed.append(_chunk_task().remote(chunk, *args))
+        else:
+            yield process_and_write(chunk, *args)
+    if handed:
+        import ray
+
+        yield from ray.get(handed)  # blocked in ray.get, this task lends its CPU to the helpers
+
+
+def helpers_for(block_rows: int, chunk_rows: int, share_rows: int | None) -> int:
+    """Chunks a task of ``block_rows`` items may have in helper tasks at a time: none for a block within its
+    share of the import (``share_rows``) or of one chunk; else one per share it holds beyond the first plus one
+    waiting, at most MAX_HELPERS (reading a tar.gz alone keeps a few decoding CPUs busy, not more)."""
+    if share_rows is None or block_rows <= max(share_rows, chunk_rows):
+        return 0
+    return min(MAX_HELPERS, -(-block_rows // share_rows))
+
+
+@functools.cache
+def _chunk_task():
+    import ray
+
+    return ray.remote(num_cpus=1)(process_and_write)
 
 
 def _pieces(rows: list[dict], max_audio_bytes: int) -> Iterator[list[dict]]:
@@ -447,9 +485,9 @@ def _source_dataset(specs: list[ImportSpec], targets: list[Target], routes: dict
     if listed:
         datasets.append(ray.data.from_arrow(_blocks(listed, block_rows)))
     if not datasets:
-        return None, listed_rejects
+        return None, listed_rejects, 0
     ds = datasets[0].union(*datasets[1:]) if len(datasets) > 1 else datasets[0]
-    return ds, listed_rejects
+    return ds, listed_rejects, len(listed)
 
 
 def _source_order(source: str) -> tuple[str, int, str]:
@@ -557,12 +595,14 @@ def prepare(specs: list[ImportSpec], store: str | os.PathLike | Location,
         ctx = ray.data.DataContext.get_current()
         reservation, ctx.op_resource_reservation_enabled = ctx.op_resource_reservation_enabled, False
         try:
-            ds, listed = _source_dataset(specs, targets, routes, block_rows=opts.batch_size)
+            ds, listed, n_listed = _source_dataset(specs, targets, routes, block_rows=opts.batch_size)
         finally:
             ctx.op_resource_reservation_enabled = reservation
         shards: dict[int, list[dict]] = {i: [] for i in range(len(targets))}
         rejects: dict[int, list[dict]] = {i: list(listed[i]) for i in range(len(targets))}
         if ds is not None:
+            cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+            share_rows = -(-n_listed // cpus) if n_listed else None
             kwargs = {"targets": [asdict(t) for t in targets], "routes": routes,
                       "max_duration_s": opts.max_duration_s, "min_duration_s": opts.min_duration_s,
                       "generations": generations, "max_foreign_script": opts.max_foreign_script}
@@ -570,7 +610,7 @@ def prepare(specs: list[ImportSpec], store: str | os.PathLike | Location,
             # block (batch_size=None), so that a tar.gz is read by one task in one pass; it reads, decodes and
             # writes its own shards, and returns only reports.
             reports = ds.map_batches(import_block, batch_format="pyarrow", batch_size=None,
-                                     fn_kwargs={**kwargs, "chunk_rows": opts.batch_size})
+                                     fn_kwargs={**kwargs, "chunk_rows": opts.batch_size, "share_rows": share_rows})
             for batch in reports.iter_batches(batch_format="pyarrow", batch_size=None):
                 for r in batch.to_pylist():
                     if r["kind"] == "shard":
