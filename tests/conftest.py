@@ -7,6 +7,13 @@ import os
 import pytest
 
 
+def pytest_configure(config):
+    """Ray Train's controller polls its workers every 2 s by default, so each run's start and end wait for a poll;
+    the suite's runs last seconds, so it polls more often. Set before anything starts: Ray's workers, the test
+    clusters' nodes and the benchmark scripts run as subprocesses inherit it."""
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
+
+
 def pytest_collection_modifyitems(config, items):
     """Keep the tiers honest: a test that uses the Ray session (directly or through a fixture such as
     ``corpus_store``) must carry the ``ray`` marker; a ``gpu`` test is skipped on a machine without CUDA."""
