@@ -81,9 +81,9 @@ def build_aishell1_speakers(root: Path, speakers: int, per_speaker: int) -> int:
 
 def build_fleurs_splits(root: Path, clips: int) -> int:
     """FLEURS zh as published (``data/cmn_hans_cn/<split>.tsv`` with no header row, ``data/cmn_hans_cn/audio/
-    <split>.tar.gz`` holding ``<split>/<name>.wav``), ``clips`` clips of 5-11 s (a FLEURS clip is a read sentence
-    of several seconds; FLEURS zh holds 9.73 h), split as FLEURS zh is (about 70% train, 9% dev, 21% test); returns the
-    number of clips."""
+    <split>.tar.gz`` holding ``<split>/<name>.wav``), ``clips`` clips of 5-11 s (a FLEURS clip is a read
+    sentence of several seconds; FLEURS zh holds 9.73 h), split as FLEURS zh is (about 70% train, 9% dev, 21%
+    test); returns the number of clips."""
     from polyglot_lion.testing.corpora import _encoded, _tar_gz, _text
 
     d = root / "data" / "cmn_hans_cn"

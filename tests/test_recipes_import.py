@@ -120,13 +120,13 @@ def test_made_splits_are_speaker_disjoint_recorded_and_stable(paper_store, ray_s
 def test_a_tar_gz_holding_most_of_a_corpus_shares_its_chunks_with_helper_tasks(ray_session, tmp_path):
     """FLEURS ships a split as one tar.gz: its task reads it in one pass and hands chunks to helper tasks (see
     prepare.import_block), and the import is exactly the miniature's, every reading kept once."""
-    from polyglot_lion.data.prepare import _blocks, _list_recipe, _plan, helpers_for
+    from polyglot_lion.data.prepare import _blocks, _list_recipe, _plan, helpers_for, share_of
 
     m = make_fleurs(tmp_path / "fleurs", "zh", scale=40)
     spec = ImportSpec(recipe="fleurs", language="zh", input=m.input)
     targets, routes = _plan([spec])
     items, _ = _list_recipe(0, spec, targets, routes)
-    share = -(-len(items) // int(ray_session.cluster_resources()["CPU"]))
+    share = share_of(len(items), ray_session.cluster_resources()["CPU"])
     train = max(len(b) for b in _blocks(items, OPTS.batch_size))
     assert helpers_for(train, OPTS.batch_size, share) >= 2  # the path under test is taken
     metas = prepare([spec], str(tmp_path / "store"), OPTS)

@@ -344,23 +344,26 @@ def import_block(block: pa.Table, targets: list[dict], routes: dict, max_duratio
     while the others idle. Its task hands chunks to helper tasks, at most ``helpers_for(...)`` at a time (one
     may wait for a CPU, so that a helper never waits for the reader), and decodes the chunk it has read itself
     when they are all busy: a bounded hand-off, never more than that many chunks in the object store."""
+    import ray
+
     args = (targets, routes, max_duration_s, min_duration_s, generations, max_foreign_script)
     helpers = helpers_for(len(block), chunk_rows, share_rows)
     handed: list = []  # ObjectRefs of the helpers' reports
     for chunk in read_sources(block, chunk_rows=chunk_rows):
         if handed:
-            import ray
-
             done, handed = ray.wait(handed, num_returns=len(handed), timeout=0)
             yield from ray.get(done)
         if len(handed) < helpers:
             handed.append(_chunk_task().remote(chunk, *args))
         else:
             yield process_and_write(chunk, *args)
-    if handed:
-        import ray
+    yield from ray.get(handed)  # blocked in ray.get, this task lends its CPU to the helpers
 
-        yield from ray.get(handed)  # blocked in ray.get, this task lends its CPU to the helpers
+
+def share_of(listed_rows: int, cpus: float) -> int | None:
+    """One CPU's share of an import of ``listed_rows`` listed items (None when nothing was listed, e.g. Parquet
+    input, whose rows are not counted before the tasks run)."""
+    return -(-listed_rows // max(1, int(cpus))) if listed_rows else None
 
 
 def helpers_for(block_rows: int, chunk_rows: int, share_rows: int | None) -> int:
@@ -601,8 +604,7 @@ def prepare(specs: list[ImportSpec], store: str | os.PathLike | Location,
         shards: dict[int, list[dict]] = {i: [] for i in range(len(targets))}
         rejects: dict[int, list[dict]] = {i: list(listed[i]) for i in range(len(targets))}
         if ds is not None:
-            cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-            share_rows = -(-n_listed // cpus) if n_listed else None
+            share_rows = share_of(n_listed, ray.cluster_resources().get("CPU", 1))
             kwargs = {"targets": [asdict(t) for t in targets], "routes": routes,
                       "max_duration_s": opts.max_duration_s, "min_duration_s": opts.min_duration_s,
                       "generations": generations, "max_foreign_script": opts.max_foreign_script}
