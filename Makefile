@@ -41,8 +41,10 @@ setup: $(STAMP)
 demo: setup
 	$(BIN)/python -m polyglot_lion.demo --out $(DEMO_DIR)
 
+# two xdist workers, modules whole and the longest first (tests/conftest.py); TEST_WORKERS=0 runs in one process
+TEST_WORKERS ?= 2
 test: setup
-	$(BIN)/python -m pytest -q --durations=15 tests
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder --durations=15 tests
 
 # the inner loop: pure logic, config, normaliser, balancing, scoring, prompts (markers: pyproject.toml)
 check: setup
