@@ -8,10 +8,17 @@ import pytest
 
 
 def pytest_configure(config):
-    """Ray Train's controller polls its workers every 2 s by default, so each run's start and end wait for a poll;
-    the suite's runs last seconds, so it polls more often. Set before anything starts: Ray's workers, the test
-    clusters' nodes and the benchmark scripts run as subprocesses inherit it."""
+    """Set before anything starts (and before torch loads OpenMP): Ray's workers, the test clusters' nodes and the
+    benchmark scripts run as subprocesses inherit them.
+
+    - Ray Train's controller polls its workers every 2 s by default, so each run's start and end wait for a poll;
+      the suite's runs last seconds, so it polls more often.
+    - OpenMP threads wait at each parallel region's end by spinning, a core each, by default. The suite runs
+      several torch processes at once on few cores (the test process, Ray's workers, benchmark scripts, two xdist
+      workers), and a spinning thread holds a core another process needs: small-model steps then take several
+      times longer. Waiting threads sleep instead (``PASSIVE``)."""
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 # `make test` runs the suite on two xdist workers. Each takes a module whole (its module fixtures start once: a
