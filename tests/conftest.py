@@ -141,4 +141,3 @@ def mlflow_s3(s3_server, tmp_path_factory):
     with MlflowServer(str(root / "mlflow.db"), destination, env=s3_server.env,
                       log_path=str(root / "mlflow.log")) as server:
         yield server
-
