@@ -94,8 +94,8 @@ def synthetic_examples(encoder, n: int, min_s: float, max_s: float, text_tokens_
     from polyglot_lion.model.prompts import IGNORE_INDEX, Example
 
     rng = np.random.default_rng(seed)
-    answer_prefix = encoder.processor.tokenizer("language None<asr_text>", add_special_tokens=False)["input_ids"]
-    first_plain_id = len(encoder.processor.tokenizer.all_special_ids) + 8
+    answer_prefix = encoder.tokenizer("language None<asr_text>", add_special_tokens=False)["input_ids"]
+    first_plain_id = len(encoder.tokenizer.all_special_ids) + 8
     examples = []
     for i in range(n):
         seconds = float(rng.uniform(min_s, max_s))

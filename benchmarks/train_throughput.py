@@ -207,7 +207,7 @@ def step_ablation(store: str, base: str, batches: list[list[str]], n_batches: in
     rows = read_metadata(store, "train", columns=["id", "audio", "text", "language"]).to_pylist()
     examples = {r["id"]: encoder.encode(decode_flac(r["audio"]), r["text"], r["language"])
                 for r in rows if r["id"] in wanted}
-    pad_id = encoder.processor.tokenizer.pad_token_id
+    pad_id = encoder.tokenizer.pad_token_id
     tensors = [{k: v for k, v in collate([examples[u] for u in b], pad_id).items() if torch.is_tensor(v)}
                for b in chosen]
     base_model = Qwen3ASRForConditionalGeneration.from_pretrained(base, dtype=torch.float32)

@@ -74,3 +74,46 @@ def test_bucket_batches_budget_and_determinism():
     assert bucket_batches(lengths, 6000, 16, seed=4) != batches
     with pytest.raises(ValueError):
         bucket_batches(lengths, 0, 16, 0)
+
+
+def test_audio_token_count_is_the_processors(processor):
+    import torch
+
+    from polyglot_lion.model.prompts import audio_token_count
+
+    frames = torch.arange(0, 3001)
+    want = processor._get_audio_token_length(frames, 50).tolist()
+    assert [audio_token_count(n, 50) for n in range(3001)] == want
+
+
+def test_a_featuriser_without_the_processor_encodes_as_the_processor(processor, tmp_path):
+    """A featurising worker loads only the tokenizer and the feature extractor (the prompt's pieces come from
+    the driver): the same examples, and transformers' processor and modeling modules stay unimported."""
+    import json
+    import subprocess
+    import sys
+
+    from polyglot_lion.model.loading import load_tokenizer_and_features
+    from polyglot_lion.model.prompts import PromptPieces
+
+    processor.save_pretrained(tmp_path)
+    parts = load_tokenizer_and_features(tmp_path)
+    assert type(parts.tokenizer) is type(processor.tokenizer)
+    pieces = PromptPieces.of(processor)
+    rng = np.random.default_rng(3)
+    for mode in ("agnostic", "tagged"):
+        full, light = PromptEncoder(processor, mode), PromptEncoder(parts, mode, pieces)
+        for n, text, lang in [(16000, "hello world", "en"), (40123, "你好世界", "zh"), (9000, "vanakkam", "ta"),
+                              (23456, "saya suka makan", "ms")]:
+            samples = rng.standard_normal(n).astype(np.float32) * 0.1
+            a, b = full.encode(samples, text, lang), light.encode(samples, text, lang)
+            assert a.input_ids.tolist() == b.input_ids.tolist() and a.labels.tolist() == b.labels.tolist()
+            assert a.n_frames == b.n_frames and np.array_equal(a.features, b.features)
+    probe = ("import json, sys; from polyglot_lion.model.loading import load_tokenizer_and_features; "
+             f"load_tokenizer_and_features({str(tmp_path)!r}); "
+             "print(json.dumps([m for m in ('transformers.processing_utils', 'transformers.modeling_utils') "
+             "if m in sys.modules]))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert json.loads(out.splitlines()[-1]) == []
+    (tmp_path / "tokenizer_config.json").write_text("{}")  # no class named: the caller loads the processor
+    assert load_tokenizer_and_features(tmp_path) is None

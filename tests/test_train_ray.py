@@ -280,6 +280,11 @@ def test_featurize_task_equals_actor(corpus_store, tiny_checkpoint):
     assert data.featurize_batch(rows, tiny_checkpoint, "agnostic").equals(want)  # from the cache
     assert (tiny_checkpoint, "agnostic") in data._ENCODERS
     assert not data.featurize_batch(rows, tiny_checkpoint, "tagged").equals(want)  # the mode is part of the key
+    # the driver's prompt pieces: the workers load only the tokenizer and the feature extractor, the same rows
+    data._ENCODERS.clear()
+    pieces = data.prompt_pieces(tiny_checkpoint)
+    assert data.Featurize(tiny_checkpoint, "agnostic", pieces)(rows).equals(want)
+    assert pieces and data.load_tokenizer_and_features(tiny_checkpoint)  # that light load, not the fallback
 
 
 def test_a_row_that_cannot_be_featurised_is_marked_then_dropped_and_counted(corpus_store, tiny_checkpoint):

@@ -87,3 +87,29 @@ def load_model(source: str, dtype=None, device: str | None = None, local_files_o
     if device:
         model.to(device)
     return model, processor
+
+
+def load_tokenizer_and_features(folder: str | os.PathLike):
+    """The tokenizer and the feature extractor of a local checkpoint folder, without its processor, or None when
+    the folder does not name their classes. The classes named in ``tokenizer_config.json`` and
+    ``processor_config.json`` (or ``preprocessor_config.json``) come from transformers' lazy top level, which
+    imports just their modules; ``AutoProcessor`` also imports transformers' processor module and, through it,
+    the modeling code, seconds of CPU in every featurising worker process. Returns an object with ``tokenizer``
+    and ``feature_extractor``: what ``PromptEncoder`` takes beside the prompt's ``PromptPieces``."""
+    import types
+
+    import transformers  # heavy; its top level is lazy, so only the two classes' modules load
+
+    root = Path(folder)
+
+    def config(name: str) -> dict:
+        return json.loads((root / name).read_text()) if (root / name).is_file() else {}
+
+    tokenizer_class = config("tokenizer_config.json").get("tokenizer_class")
+    extractor_class = (config("processor_config.json").get("feature_extractor", {}).get("feature_extractor_type")
+                       or config("preprocessor_config.json").get("feature_extractor_type"))
+    if not (tokenizer_class and extractor_class and hasattr(transformers, tokenizer_class)
+            and hasattr(transformers, extractor_class)):
+        return None
+    return types.SimpleNamespace(tokenizer=getattr(transformers, tokenizer_class).from_pretrained(str(root)),
+                                 feature_extractor=getattr(transformers, extractor_class).from_pretrained(str(root)))

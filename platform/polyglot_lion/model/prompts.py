@@ -37,37 +37,65 @@ class Example:
     n_frames: int  # valid mel frames in features
 
 
-class PromptEncoder:
-    """Turns (16 kHz samples, normalised text, language) into an Example for a given processor."""
+def audio_token_count(n_frames: int, n_window: int) -> int:
+    """How many ``<|audio_pad|>`` tokens the encoder makes of ``n_frames`` mel frames: chunks of ``2 * n_window``
+    frames, each through three stride-2 convolutions (the processor's ``_get_audio_token_length``)."""
+    def conv(n: int) -> int:
+        return (n - 1) // 2 + 1
 
-    def __init__(self, processor, mode: str = "agnostic"):
-        if mode not in MODES:
-            raise ValueError(f"target mode must be one of {list(MODES)} (is {mode!r})")
-        self.processor, self.mode = processor, mode
+    chunk = 2 * n_window
+    return conv(conv(conv(n_frames % chunk))) + (n_frames // chunk) * conv(conv(conv(chunk)))
+
+
+@dataclass(frozen=True)
+class PromptPieces:
+    """The checkpoint's transcription prompt around the audio, as token ids, and the ids an example needs. Read
+    once from the full processor (its chat template, ``of``); with them, the tokenizer and the feature extractor
+    are all ``PromptEncoder`` needs, so a featurising worker loads just those two (``model.loading.
+    load_tokenizer_and_features``)."""
+
+    prefix: tuple[int, ...]
+    suffix: tuple[int, ...]
+    audio_id: int
+    end_id: int
+
+    @classmethod
+    def of(cls, processor) -> PromptPieces:
         tok = processor.tokenizer
         prompt = processor.apply_transcription_request(np.zeros(1600, np.float32), tokenize=False)[0]
         before, after = prompt.split(processor.audio_token, 1)
-        self.prefix = tok(before, add_special_tokens=False)["input_ids"]
-        self.suffix = tok(after, add_special_tokens=False)["input_ids"]
-        self.audio_id = processor.audio_token_id
-        self.end_id = tok.convert_tokens_to_ids("<|im_end|>")
-        self.n_window = processor.feature_extractor.n_window
+        return cls(tuple(tok(before, add_special_tokens=False)["input_ids"]),
+                   tuple(tok(after, add_special_tokens=False)["input_ids"]),
+                   processor.audio_token_id, tok.convert_tokens_to_ids("<|im_end|>"))
+
+
+class PromptEncoder:
+    """Turns (16 kHz samples, normalised text, language) into an Example for a given processor: the checkpoint's
+    processor, or, with its ``pieces``, anything with the processor's ``tokenizer`` and ``feature_extractor``."""
+
+    def __init__(self, processor, mode: str = "agnostic", pieces: PromptPieces | None = None):
+        if mode not in MODES:
+            raise ValueError(f"target mode must be one of {list(MODES)} (is {mode!r})")
+        self.mode = mode
+        self.tokenizer, self.feature_extractor = processor.tokenizer, processor.feature_extractor
+        pieces = pieces or PromptPieces.of(processor)
+        self.prefix, self.suffix = list(pieces.prefix), list(pieces.suffix)
+        self.audio_id, self.end_id = pieces.audio_id, pieces.end_id
+        self.n_window = self.feature_extractor.n_window
 
     def audio_tokens(self, n_frames: int) -> int:
-        import torch
-
-        return int(self.processor._get_audio_token_length(torch.tensor([n_frames]), self.n_window)[0])
+        return audio_token_count(n_frames, self.n_window)
 
     def features(self, samples: np.ndarray) -> tuple[np.ndarray, int]:
         # the processor's own audio settings: pad to this clip's length (not 30 s), never truncate
-        out = self.processor.feature_extractor(samples, sampling_rate=16_000, return_attention_mask=True,
-                                               padding=True, truncation=False, return_tensors="np")
+        out = self.feature_extractor(samples, sampling_rate=16_000, return_attention_mask=True,
+                                     padding=True, truncation=False, return_tensors="np")
         return out["input_features"][0].astype(np.float32), int(out["attention_mask"][0].sum())
 
     def encode(self, samples: np.ndarray, text: str, language: str | None) -> Example:
         feats, n_frames = self.features(samples)
-        answer = self.processor.tokenizer(answer_text(text, language, self.mode),
-                                          add_special_tokens=False)["input_ids"] + [self.end_id]
+        answer = self.tokenizer(answer_text(text, language, self.mode),
+                                add_special_tokens=False)["input_ids"] + [self.end_id]
         prompt = self.prefix + [self.audio_id] * self.audio_tokens(n_frames) + self.suffix
         ids = np.array(prompt + answer, np.int64)
         labels = np.array([IGNORE_INDEX] * len(prompt) + answer, np.int64)

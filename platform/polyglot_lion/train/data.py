@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import math
+import os
 import queue
 import sys
 import threading
@@ -24,7 +25,8 @@ import pyarrow as pa
 
 from ..data.audio import decode_flac
 from ..folders import cached_local_copy
-from ..model.prompts import Example, PromptEncoder, bucket_batches, collate
+from ..model.loading import load_tokenizer_and_features
+from ..model.prompts import Example, PromptEncoder, PromptPieces, bucket_batches, collate
 
 # features: float16 bytes of (n_mels, frames); error: null, or why the row could not be featurised
 FEATURE_SCHEMA = pa.schema([("id", pa.string()), ("count", pa.int64()), ("input_ids", pa.list_(pa.int64())),
@@ -38,32 +40,47 @@ SKIP_REASONS = ("unreadable_audio", "featurize_failed")
 class Featurize:
     """Ray Data callable class (actor pool): utterance rows -> token ids, labels and mel features (float16 bytes)."""
 
-    def __init__(self, processor_dir: str, mode: str):
-        self.encoder = _encoder(processor_dir, mode)
+    def __init__(self, processor_dir: str, mode: str, pieces: PromptPieces | None = None):
+        self.encoder = _encoder(processor_dir, mode, pieces)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         return featurize_rows(batch, self.encoder)
 
 
-def featurize_batch(batch: pa.Table, processor_dir: str, mode: str) -> pa.Table:
+def featurize_batch(batch: pa.Table, processor_dir: str, mode: str, pieces: PromptPieces | None = None) -> pa.Table:
     """Ray Data function (task pool, ``data.featurize_actors: 0``): as ``Featurize``; the processor is cached
     per worker process, and Ray reuses task processes across datasets, so consecutive jobs in one session (the
     test suite, an experiment's fine-tunes) pay the imports and the processor load once, not once per job."""
-    return featurize_rows(batch, _encoder(processor_dir, mode))
+    return featurize_rows(batch, _encoder(processor_dir, mode, pieces))
+
+
+def prompt_pieces(processor_dir: str) -> PromptPieces | None:
+    """The prompt's pieces for the featurisers, read in the driver from the checkpoint's full processor, so that
+    they load only its tokenizer and feature extractor. None for a checkpoint that is not a local folder (a
+    bucket, a hub id): the driver would download all of it, weights included, for a few token ids."""
+    if not os.path.isdir(processor_dir):
+        return None
+    from transformers import AutoProcessor  # heavy: only a driver that starts featurisers loads a processor
+
+    return PromptPieces.of(AutoProcessor.from_pretrained(processor_dir))
 
 
 _ENCODERS: dict[tuple[str, str], PromptEncoder] = {}
 
 
-def _encoder(processor_dir: str, mode: str) -> PromptEncoder:
+def _encoder(processor_dir: str, mode: str, pieces: PromptPieces | None = None) -> PromptEncoder:
     key = (processor_dir, mode)
     if key not in _ENCODERS:
-        from transformers import AutoProcessor  # heavy: only a featurising process loads a processor
-
         if len(_ENCODERS) >= 4:  # a long-lived task process serves many jobs: keep the latest few
             _ENCODERS.pop(next(iter(_ENCODERS)))
         # a bucket location (a run's tiny base model): loaded from this node's temporary copy
-        _ENCODERS[key] = PromptEncoder(AutoProcessor.from_pretrained(cached_local_copy(processor_dir)), mode)
+        folder = cached_local_copy(processor_dir)
+        parts = load_tokenizer_and_features(folder) if pieces and os.path.isdir(folder) else None
+        if parts is None:
+            from transformers import AutoProcessor  # heavy: only a featurising process loads a processor
+
+            parts, pieces = AutoProcessor.from_pretrained(folder), None
+        _ENCODERS[key] = PromptEncoder(parts, mode, pieces)
     return _ENCODERS[key]
 
 

@@ -35,7 +35,7 @@ from .checkpoints import (
     run_location,
     selected_checkpoint,
 )
-from .data import Featurize, featurize_batch, steps_for_epochs
+from .data import Featurize, featurize_batch, prompt_pieces, steps_for_epochs
 from .loop import train_loop_per_worker
 from .zero import check_deepspeed_config, deepspeed_config
 
@@ -135,7 +135,7 @@ def build_datasets(cfg: Config, base_model_dir: str) -> dict:
     # (its big feature blocks count against a small object-store budget): training ran at a quarter speed.
     ctx.downstream_capacity_backpressure_ratio = None
     cols = ["id", "audio", "text", "language", "duration_s"]
-    args = (base_model_dir, cfg.data.target_mode)
+    args = (base_model_dir, cfg.data.target_mode, prompt_pieces(base_model_dir))
     if cfg.data.featurize_actors:
         featurize = dict(fn=Featurize, fn_constructor_args=args, batch_format="pyarrow", batch_size=32, num_cpus=0.5,
                          compute=ray.data.ActorPoolStrategy(min_size=1, max_size=cfg.data.featurize_actors))
