@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import types
 from pathlib import Path
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
@@ -96,8 +97,6 @@ def load_tokenizer_and_features(folder: str | os.PathLike):
     imports just their modules; ``AutoProcessor`` also imports transformers' processor module and, through it,
     the modeling code, seconds of CPU in every featurising worker process. Returns an object with ``tokenizer``
     and ``feature_extractor``: what ``PromptEncoder`` takes beside the prompt's ``PromptPieces``."""
-    import types
-
     import transformers  # heavy; its top level is lazy, so only the two classes' modules load
 
     root = Path(folder)

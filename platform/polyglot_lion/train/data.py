@@ -48,9 +48,9 @@ class Featurize:
 
 
 def featurize_batch(batch: pa.Table, processor_dir: str, mode: str, pieces: PromptPieces | None = None) -> pa.Table:
-    """Ray Data function (task pool, ``data.featurize_actors: 0``): as ``Featurize``; the processor is cached
+    """Ray Data function (task pool, ``data.featurize_actors: 0``): as ``Featurize``; the encoder is cached
     per worker process, and Ray reuses task processes across datasets, so consecutive jobs in one session (the
-    test suite, an experiment's fine-tunes) pay the imports and the processor load once, not once per job."""
+    test suite, an experiment's fine-tunes) pay the imports and the load once, not once per job."""
     return featurize_rows(batch, _encoder(processor_dir, mode, pieces))
 
 
