@@ -224,6 +224,19 @@ def test_negative_shuffle_buffer_is_refused():
         load_config(CONFIG, ["data.read_ahead_rows=-2"], check_paths=False)
 
 
+def test_deepspeed_on_cpu_does_not_build_the_inference_all_reduce_op():
+    """ZeRO training reduces through torch.distributed; the shared-memory op that only DeepSpeed's tensor-parallel
+    inference calls is not compiled: DeepSpeed's own ``build_shm_op`` returns None without building it."""
+    import deepspeed.ops
+    from deepspeed.comm.torch import build_shm_op
+
+    from polyglot_lion.train.zero import skip_shm_all_reduce_build
+
+    skip_shm_all_reduce_build()
+    assert deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] is False
+    assert build_shm_op() is None
+
+
 def test_deepspeed_config_is_built_and_validated():
     from polyglot_lion.train.zero import check_deepspeed_config, deepspeed_config
 

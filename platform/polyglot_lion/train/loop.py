@@ -60,6 +60,7 @@ from .step import (
     uses_cuda_graphs,
     warmup_cosine,
 )
+from .zero import skip_shm_all_reduce_build
 
 
 def train_loop_per_worker(config: dict) -> None:
@@ -230,6 +231,8 @@ def _setup_optimizer(model, tr, device: torch.device, bf16_weights: bool, graphs
     if ds_config:
         import deepspeed  # optional dependency: only the scale-out path needs it
 
+        if device.type == "cpu":
+            skip_shm_all_reduce_build()
         engine, optimizer, _, scheduler = deepspeed.initialize(model=model, optimizer=optimizer,
                                                                lr_scheduler=scheduler, config=ds_config)
         if resume:

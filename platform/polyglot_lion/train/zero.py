@@ -64,3 +64,16 @@ def check_deepspeed_config(ds: dict) -> dict:
             if hasattr(parsed, "bfloat16_config") else parsed.bfloat16_enabled,
             "gradient_accumulation_steps": parsed.gradient_accumulation_steps,
             "gradient_clipping": parsed.gradient_clipping}
+
+
+def skip_shm_all_reduce_build() -> None:
+    """On CPU, DeepSpeed's process-group set-up compiles its shared-memory all-reduce op (C++: tens of CPU-seconds
+    and a compiler, once per node and Python environment) that only its tensor-parallel inference calls
+    (``inference_all_reduce``); ZeRO training reduces through torch.distributed. Marking the op incompatible in
+    DeepSpeed's table of compatible ops, which its ``build_shm_op`` reads, skips the build and changes nothing
+    else. Call before ``deepspeed.initialize``."""
+    import deepspeed.ops  # optional dependency (polyglot-lion[deepspeed]): only the scale-out path needs it
+
+    ops = deepspeed.ops.__compatible_ops__
+    if "deepspeed_shm_comm" in ops:
+        ops["deepspeed_shm_comm"] = False
