@@ -75,7 +75,7 @@ def _encoder(processor_dir: str, mode: str, pieces: PromptPieces | None = None) 
             _ENCODERS.pop(next(iter(_ENCODERS)))
         # a bucket location (a run's tiny base model): loaded from this node's temporary copy
         folder = cached_local_copy(processor_dir)
-        parts = load_tokenizer_and_features(folder) if pieces and os.path.isdir(folder) else None
+        parts = load_tokenizer_and_features(folder) if pieces else None  # None: the classes are not named there
         if parts is None:
             from transformers import AutoProcessor  # heavy: only a featurising process loads a processor
 
