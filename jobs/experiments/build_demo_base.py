@@ -35,19 +35,21 @@ def main(argv=None) -> int:
     p.add_argument("--train-utterances", type=int, default=4800, help="synthetic train utterances (the demo's)")
     p.add_argument("--languages", default="en,zh,ta,ms", help="what the base learns, natural sampling "
                                                                "(default all four: Malay scarce, as in the corpus)")
+    p.add_argument("--preset", default="demo", choices=("tiny", "demo"),
+                   help="model size (default demo: its bf16 weights stay under 2 MiB in git)")
     p.add_argument("--install", action="store_true", help=f"replace the shipped base ({SHIPPED})")
     p.add_argument("--smoke", action="store_true", help="tiny sizes and steps: checks that every stage runs")
     args = p.parse_args(argv)
     languages = tuple(x.strip() for x in args.languages.split(",") if x.strip())
     opts = AblationOptions(out=args.out, base_steps=None if args.smoke else args.steps, ft_steps=0, base_only=True,
-                           seeds=(0,), base_languages=languages,
+                           seeds=(0,), preset=args.preset, base_languages=languages,
                            train_utterances=args.train_utterances, eval_utterances=8, smoke=args.smoke)
     result = run_ablation(opts)
     base = result["runs"][0]
     dest = SHIPPED if args.install else os.path.join(args.out, "demo-base")
     export_base(base["checkpoint"], dest, command=" ".join([os.path.basename(sys.argv[0])] + (argv or sys.argv[1:])),
-                languages=languages, steps=opts.base_steps, train_utterances=opts.train_utterances, scores=capped_language_means(base),
-                timings=result["timings"])
+                languages=languages, preset=args.preset, steps=opts.base_steps,
+                train_utterances=opts.train_utterances, scores=capped_language_means(base), timings=result["timings"])
     print(f"base: {base['eval']['languages']} -> {dest}")
     return 0
 

@@ -73,8 +73,8 @@ class DataSection:
 class ModelSection:
     source: str = _f("tiny", "'tiny' (built in-process, random), a transformers-format folder, or a hub id")
     tiny_vocab_size: int = _f(1000, "vocabulary of the tiny model's tokenizer (trained on the store's transcripts)")
-    tiny_preset: str = _f("tiny", "size of a from-scratch model: tiny (2.6M, CPU minutes) or small (GPU)",
-                          choices=("tiny", "small"))
+    tiny_preset: str = _f("tiny", "size of a from-scratch model: tiny (CPU minutes), demo (the shipped "
+                                  "demo base's size, smaller still) or small (GPU)", choices=("tiny", "demo", "small"))
     freeze_audio_encoder: bool = _f(False, "train the decoder and projector only")
     activation_checkpointing: bool = _f(False, "recompute activations in backward to save memory")
     encoder_attention: str = _f("batched", "audio encoder attention without flash attention: batched (all windows "

@@ -40,10 +40,13 @@ TINY_DECODER = dict(num_hidden_layers=3, hidden_size=192, intermediate_size=576,
                     num_key_value_heads=2, head_dim=48, max_position_embeddings=4096)
 
 
-# Presets for from-scratch models: "tiny" trains in minutes on 2 CPU cores; "small" (~25M parameters) is
-# for a GPU run of the same experiment.
+# Presets for from-scratch models: "tiny" trains in minutes on 2 CPU cores; "demo" is the shipped demo base's size,
+# two layers a side and narrower, so its bf16 weights stay under 2 MiB in git; "small" (~25M parameters) is for a
+# GPU run of the same experiment.
 PRESETS: dict[str, tuple[dict, dict]] = {
     "tiny": (TINY_ENCODER, TINY_DECODER),
+    "demo": (dict(TINY_ENCODER, encoder_layers=2, d_model=128, encoder_ffn_dim=384),
+             dict(TINY_DECODER, num_hidden_layers=2, hidden_size=128, intermediate_size=320, head_dim=32)),
     "small": (dict(TINY_ENCODER, encoder_layers=6, d_model=384, encoder_attention_heads=6, encoder_ffn_dim=1536,
                    downsample_hidden_size=64),
               dict(TINY_DECODER, num_hidden_layers=6, hidden_size=512, intermediate_size=1536,
