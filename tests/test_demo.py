@@ -12,16 +12,18 @@ import pytest
 
 from polyglot_lion.demo import summary_text
 from polyglot_lion.demo_base import PROVENANCE, SHIPPED, WEIGHTS, shipped_base
+from polyglot_lion.model.loading import parameter_count
 
 
 def test_the_summary_names_every_component_the_demo_ran(tmp_path):
     text = summary_text(tmp_path, "sqlite:///x.db", "models:/polyglot-lion-tiny@champion",
                         {"corpus": 30.0, "import": 12.0, "train": 250.0}, 400.0,
-                        {"transcribed": 40, "errors": {"unreadable_audio": 2}}, 750)
+                        {"transcribed": 40, "errors": {"unreadable_audio": 2}}, 750, parameters=921_216)
     for component in ("Ray Data ", "Ray Train", "MLflow", "Ray Data bulk", "Ray Serve"):
         assert component in text
     assert "40 transcribed, errors counted: 2 unreadable_audio" in text and "(step 750)" in text
     assert "corpus 30 s, import 12 s, train 250 s; 400 s in all" in text
+    assert "a 0.92M-parameter Qwen3-ASR fine-tuned" in text
 
 
 def test_the_screen_sends_library_stderr_to_the_log_and_keeps_stdout(tmp_path):
@@ -55,6 +57,8 @@ def test_the_shipped_base_model_matches_its_provenance(tmp_path):
     prov = json.loads(Path(SHIPPED, PROVENANCE).read_text())
     assert shipped_base() == SHIPPED and prov["weights_dtype"] == "bfloat16"
     assert set(prov["test_capped_error_rate_by_language"]) == {"en", "zh", "ta", "ms"}
+    assert parameter_count(SHIPPED) == prov["parameters"]
+    assert os.path.getsize(Path(SHIPPED, WEIGHTS)) < 2 * 2**20  # small enough to keep in git
     for name in os.listdir(SHIPPED):
         (tmp_path / name).write_bytes(Path(SHIPPED, name).read_bytes())
     with open(tmp_path / WEIGHTS, "r+b") as f:  # one byte changed

@@ -1,8 +1,8 @@
-"""Build the demo's base model: the tiny Qwen3-ASR trained on the demo's corpus without balancing.
+"""Build the demo's base model: a small Qwen3-ASR (the ``demo`` preset) trained on the demo's corpus without balancing.
 
-    python jobs/experiments/build_demo_base.py --out runs/demo-base --steps 2000           # ~12 min on 2 cores
-    python jobs/experiments/build_demo_base.py --out runs/demo-base --steps 2000 --install # and replace the shipped one
-    python jobs/experiments/build_demo_base.py --out runs/demo-base-en-zh --languages en,zh  # reproduce-mini's base
+    python jobs/experiments/build_demo_base.py --out runs/demo-base              # the shipped base's settings
+    python jobs/experiments/build_demo_base.py --out runs/demo-base --install    # and replace the shipped one
+    python jobs/experiments/build_demo_base.py --out runs/base-en-zh --languages en,zh --preset tiny  # reproduce-mini's
 
 This is reproduce-mini's base stage (``polyglot_lion.experiment``, ``base_only``), by default on all four languages
 with natural sampling, so Malay, the scarcest, is its weakest. `make demo` fine-tunes it with the paper's two-stage
@@ -31,7 +31,7 @@ def main(argv=None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="output folder (corpus, store, the base's run, results)")
-    p.add_argument("--steps", type=int, default=2400, help="optimizer steps of the base (default 2400)")
+    p.add_argument("--steps", type=int, default=3000, help="optimizer steps of the base (default 3000)")
     p.add_argument("--train-utterances", type=int, default=4800, help="synthetic train utterances (the demo's)")
     p.add_argument("--languages", default="en,zh,ta,ms", help="what the base learns, natural sampling "
                                                                "(default all four: Malay scarce, as in the corpus)")

@@ -8,10 +8,10 @@ registered version) -> promote it -> evaluate again, before/after table -> bulk-
 -> start the Serve app, send one request over HTTP, shut it down -> what ran, where everything is, the time per
 stage.
 
-The base model is the tiny Qwen3-ASR shipped in the package (``polyglot_lion/assets/demo-base``), trained by
-``jobs/experiments/build_demo_base.py`` on this very synthetic corpus with natural sampling, so Malay, the scarcest
-language, is its weakest: the demo fine-tunes it with the paper's two-stage balancing, as the paper fine-tunes a
-pretrained Qwen3-ASR. Training from scratch is most of the learning and would not fit ten minutes
+The base model is a small Qwen3-ASR (the ``demo`` preset) shipped in the package (``polyglot_lion/assets/demo-base``),
+trained by ``jobs/experiments/build_demo_base.py`` on this very synthetic corpus with natural sampling, so Malay, the
+scarcest language, is its weakest: the demo fine-tunes it with the paper's two-stage balancing, as the paper
+fine-tunes a pretrained Qwen3-ASR. Training from scratch is most of the learning and would not fit ten minutes
 (``--from-scratch`` does it: ~15 minutes of training to show learning). Training runs for ``--train-minutes`` of
 wall time (``train.max_minutes``), so a slower machine trains fewer steps rather than taking longer.
 
@@ -43,6 +43,7 @@ from .data.synth import corpus_hours, synthesize_corpus
 from .demo_base import SHIPPED, shipped_base
 from .evaluation.evaluate import evaluate
 from .inference.bulk import BulkOptions, transcribe_bulk
+from .model.loading import parameter_count
 from .runtime import init_ray
 from .serving.app import build_app
 from .tracking.registry import promote
@@ -126,7 +127,7 @@ class Stages:
 
 
 def summary_text(out: Path, db: str, uri: str, timings: dict, wall_s: float, bulk: dict | None,
-                 model_step: int | None, from_scratch: bool = False) -> str:
+                 model_step: int | None, from_scratch: bool = False, parameters: int | None = None) -> str:
     """The closing summary: which component did what, where everything is, and the time per stage."""
     corpus_dir, store, plan_dir = out / "corpus", out / "store", out / "plans" / "two-stage"
     per_stage = ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
@@ -147,7 +148,7 @@ Where things are:
   registry                polyglot-lion models --tracking-uri {db} show polyglot-lion-tiny
   serve it yourself       MLFLOW_TRACKING_URI={db} polyglot-lion serve --model {uri}
 Time per stage: {per_stage}; {wall_s:.0f} s in all ({out}/timings.json).
-What the model is: a 2.6M-parameter Qwen3-ASR {"trained from scratch" if from_scratch else "fine-tuned"} for minutes on synthetic espeak-ng speech (random
+What the model is: a {f"{parameters / 1e6:.2g}M-parameter " if parameters else ""}Qwen3-ASR {"trained from scratch" if from_scratch else "fine-tuned"} for minutes on synthetic espeak-ng speech (random
 sentences from ~75 words per language){"" if from_scratch else " from a base trained on the same corpus without balancing"}:
 it shows the platform working end to end and the model learning, not a recogniser for real audio. WER on random word
 sequences is harsh (no language model can guess the next word): read it beside the exact-match column."""
@@ -235,7 +236,7 @@ def _run(args, out: Path, base: str | None, screen: Screen) -> int:
     t0, stage, bars = time.time(), Stages(), screen.bars
     started = init_ray(quiet=True)
     ray.data.DataContext.get_current().enable_progress_bars = args.verbose  # its bars and per-operator log lines
-    bulk, model_step, uri = None, None, ""
+    bulk, model_step, uri, parameters = None, None, "", None
     try:
         with stage("synthesise a skewed four-language corpus (espeak-ng)", "corpus"):
             specs = synthesize_corpus(str(corpus_dir), args.train_utterances, args.eval_utterances, args.seed,
@@ -261,6 +262,7 @@ def _run(args, out: Path, base: str | None, screen: Screen) -> int:
         what = "the random tiny model" if args.from_scratch else "the base model (trained without balancing)"
         with stage(f"evaluate {what} on the 12 synthetic test sets (before)", "evaluate before"):
             start = prepare_base_model(cfg, out / "runs" / "demo")  # the weights training starts from
+            parameters = parameter_count(start)
             before = evaluate(start, str(store), out_dir=str(out / "eval_before"), tracking_uri=db,
                               label="before", log_to_mlflow=False, progress=bars)
             print(f"average error rate {before['average']:.1f}%")
@@ -297,7 +299,7 @@ def _run(args, out: Path, base: str | None, screen: Screen) -> int:
     wall = time.time() - t0
     (out / "timings.json").write_text(json.dumps({"stages_s": stage.timings, "wall_s": wall}, indent=1))
     print(f"\n=== done in {wall:.0f} s ===")
-    print(summary_text(out, db, uri, stage.timings, wall, bulk, model_step, args.from_scratch))
+    print(summary_text(out, db, uri, stage.timings, wall, bulk, model_step, args.from_scratch, parameters))
     return 0
 
 

@@ -10,6 +10,7 @@ left missing, which is the other way a model silently ends up random.
 from __future__ import annotations
 
 import json
+import math
 import os
 import types
 from pathlib import Path
@@ -31,6 +32,22 @@ def _weight_names(folder: Path) -> list[str]:
         with safe_open(str(folder / "model.safetensors"), "pt") as f:
             return list(f.keys())
     return []
+
+
+def parameter_count(path: str | os.PathLike) -> int:
+    """How many parameters a local transformers-format folder's safetensors weights hold (read from the headers)."""
+    from safetensors import safe_open  # only where weights are read
+
+    folder = Path(path)
+    index = folder / "model.safetensors.index.json"
+    files = (sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.exists()
+             else ["model.safetensors"])
+    total = 0
+    for name in files:
+        with safe_open(str(folder / name), "pt") as f:
+            for key in f.keys():
+                total += math.prod(f.get_slice(key).get_shape())
+    return total
 
 
 def checkpoint_format(path: str | os.PathLike) -> str:
