@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from polyglot_lion.model.convert import convert_checkpoint, rename_weight
-from polyglot_lion.model.loading import CheckpointFormatError, checkpoint_format, load_model
+from polyglot_lion.model.loading import CheckpointFormatError, checkpoint_format, load_model, parameter_count
 from polyglot_lion.model.tiny import build_tiny_model, save_tiny_checkpoint
 from polyglot_lion.testing import TINY_TEXTS, write_original_format_checkpoint
 
@@ -86,6 +86,15 @@ def test_saved_tiny_checkpoint_loads(tmp_path):
     model, processor = load_model(path)
     assert json.loads((tmp_path / "tiny" / "config.json").read_text())["model_type"] == "qwen3_asr"
     assert processor.tokenizer.audio_token == "<|audio_pad|>"
+
+
+def test_parameter_count_reads_one_file_or_shards(tiny, tmp_path):
+    model, _ = tiny
+    want = sum(p.numel() for p in model.parameters())  # tied embeddings once, as save_pretrained stores them
+    model.save_pretrained(tmp_path / "one")
+    model.save_pretrained(tmp_path / "shards", max_shard_size="1MB")
+    assert len(list((tmp_path / "shards").glob("model-*.safetensors"))) > 1
+    assert parameter_count(tmp_path / "one") == parameter_count(tmp_path / "shards") == want
 
 
 def test_hub_id_offline_says_so(monkeypatch):
