@@ -3,7 +3,9 @@ hostile run) and the mixed load (continuous vs request batching, clips of 1-20 s
 is made from what the apps answered, so the benchmark cannot rot between full runs. Figures are not judged here
 (a shared machine, seconds of load): the full run is in BENCHMARKS.md."""
 
+import importlib.util
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +13,24 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _serve_load():
+    spec = importlib.util.spec_from_file_location("serve_load", ROOT / "benchmarks" / "serve_load.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_mixed_rows_split_short_and_long_clips():
+    point = {"latencies_ms": [100.0, 300.0, 900.0, 50.0], "audio_s": [1.0, 3.0, 12.5, 2.9], "done": 4,
+             "window_s": 2.0, "done_audio_s": 19.4, "valid": 4, "valid_failed": 0, "batch_sizes": {"2": 2},
+             "loadavg_1m": 1.0, "errors": []}
+    row = _serve_load().summarise_mixed("continuous", 8, 3.0, [point])
+    assert row["short_requests"] == 3 and row["measured_requests"] == 4  # up to 3.0 s is short
+    assert (row["short_p50_ms"], row["long_p50_ms"]) == (100.0, 900.0)
+    empty = _serve_load().summarise_mixed("request", 8, 3.0, [dict(point, latencies_ms=[], audio_s=[], done=0)])
+    assert empty["short_requests"] == 0 and math.isnan(empty["short_p50_ms"])  # nothing measured: NaN, no error
 
 
 @pytest.mark.ray
@@ -41,7 +61,9 @@ def test_serve_load_smallest_run(tmp_path):
     for x in runs.values():  # seconds of load on a shared machine: a point may measure nothing, never fail one
         assert x["valid_requests"] > 0 and x["valid_failed"] == 0 and x["mean_batch"] >= 1, x
         assert 0 <= x["short_requests"] <= x["measured_requests"], x
-    assert runs["continuous"]["short_requests"] + runs["request"]["short_requests"] > 0
+    # the pool holds short clips; whether one finishes inside a 2-s window on a loaded machine is chance (a CI run
+    # measured none), so the short/long split itself is checked on fixed points below
+    assert 0 < mixed["knobs"]["short_share"] < 1
     assert set(mixed["targets"]) == {"continuous_at_least_1.5x_requests_per_s",
                                      "continuous_short_p50_at_least_2x_lower", "zero_failed_valid_requests"}
 
