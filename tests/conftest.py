@@ -121,6 +121,23 @@ def corpus_store(tmp_path_factory, ray_session):
 
 
 @pytest.fixture(scope="session")
+def benchmark_module():
+    """``benchmark_module("serve_load")``: a script of benchmarks/ as a module, for tests of its pure functions
+    (the scripts are run as files, not a package)."""
+    import importlib.util
+    from pathlib import Path
+
+    def load(name: str):
+        path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
+
+
+@pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory):
     """A tiny random Qwen3-ASR checkpoint (transformers format, with processor files)."""
     from polyglot_lion.model.tiny import save_tiny_checkpoint

@@ -70,3 +70,18 @@ def test_the_shipped_base_model_matches_its_provenance(tmp_path):
         shipped_base(str(tmp_path))
     with pytest.raises(FileNotFoundError, match=r"no PROVENANCE.json in .*build_demo_base.py"):
         shipped_base(str(tmp_path / "nowhere"))
+
+
+def test_an_exported_base_passes_the_demo_check_and_records_its_size(tmp_path):
+    from polyglot_lion.demo_base import export_base
+    from polyglot_lion.model.tiny import PRESETS, save_tiny_checkpoint
+    from polyglot_lion.testing import TINY_TEXTS
+
+    encoder, decoder = PRESETS["demo"]
+    ckpt = save_tiny_checkpoint(str(tmp_path / "ckpt"), TINY_TEXTS, encoder=encoder, decoder=decoder)
+    dest = export_base(ckpt, str(tmp_path / "base"), "build_demo_base.py --out x", ("en", "ms"), "demo", 10, 48,
+                       {"en": 90.0, "ms": 99.0}, {"base_s": 1.0})
+    prov = json.loads(Path(dest, PROVENANCE).read_text())
+    assert shipped_base(dest) == dest and prov["weights_dtype"] == "bfloat16"
+    assert prov["parameters"] == parameter_count(ckpt) and prov["train"]["model.tiny_preset"] == "demo"
+

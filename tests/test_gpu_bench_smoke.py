@@ -1,7 +1,6 @@
 """The GPU benchmarks never run on a GPU in CI: their --smoke mode (tiny model, CPU) keeps them from rotting,
 and the real 0.6B / 1.7B configs are checked by parameter count on the meta device (nothing allocated)."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -141,13 +140,6 @@ def test_real_sizes_have_the_published_parameter_counts(size, low, high):
     assert model.config.text_config.vocab_size == 151_936 and model.config.audio_config.num_mel_bins == 128
 
 
-def _gpu_train_module():
-    spec = importlib.util.spec_from_file_location("gpu_train", ROOT / "benchmarks" / "gpu_train.py")
-    gpu_train = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gpu_train)
-    return gpu_train
-
-
 def test_gpu_train_platform_step_and_the_models_own_loss_agree(tmp_path, default_run):
     """The benchmark trains with the platform's step (answer-only loss, channels-last convs, host-computed layout)
     by default; ``--loss full --conv-layout default`` is the model's own loss and layout (and transformers' forward
@@ -162,10 +154,10 @@ def test_gpu_train_platform_step_and_the_models_own_loss_agree(tmp_path, default
     assert device_layout["final_loss"] == pytest.approx(ours["final_loss"], rel=1e-6)
 
 
-def test_training_flops_count_lm_head_where_it_runs():
+def test_training_flops_count_lm_head_where_it_runs(benchmark_module):
     """MFU counts the FLOPs a step does: with the answer-only loss, lm_head only on the positions that predict an
     answer token, so the two counts differ by exactly 3 x 2 x hidden x vocab x the other positions."""
-    gpu_train = _gpu_train_module()
+    gpu_train = benchmark_module("gpu_train")
     config = qwen3_asr_config("0.6b")
     labels = torch.full((2, 10), -100)
     labels[0, 6:9], labels[1, 4:6] = 7, 7  # 3 + 2 answer tokens; sequences of 9 and 6 real tokens
@@ -178,8 +170,8 @@ def test_training_flops_count_lm_head_where_it_runs():
     assert full - answer == pytest.approx(3 * 2 * t.hidden_size * t.vocab_size * (15 - 5))
 
 
-def test_peak_tflops_table():
-    gpu_train = _gpu_train_module()
+def test_peak_tflops_table(benchmark_module):
+    gpu_train = benchmark_module("gpu_train")
     assert gpu_train.peak_tflops("NVIDIA H100 80GB HBM3") == 989.4
     assert gpu_train.peak_tflops("NVIDIA H100 PCIe") == 756.0
     assert gpu_train.peak_tflops("NVIDIA H200") == 989.4

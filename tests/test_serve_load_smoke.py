@@ -3,7 +3,6 @@ hostile run) and the mixed load (continuous vs request batching, clips of 1-20 s
 is made from what the apps answered, so the benchmark cannot rot between full runs. Figures are not judged here
 (a shared machine, seconds of load): the full run is in BENCHMARKS.md."""
 
-import importlib.util
 import json
 import math
 import subprocess
@@ -15,21 +14,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _serve_load():
-    spec = importlib.util.spec_from_file_location("serve_load", ROOT / "benchmarks" / "serve_load.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_the_mixed_rows_split_short_and_long_clips():
+def test_the_mixed_rows_split_short_and_long_clips(benchmark_module):
+    serve_load = benchmark_module("serve_load")
     point = {"latencies_ms": [100.0, 300.0, 900.0, 50.0], "audio_s": [1.0, 3.0, 12.5, 2.9], "done": 4,
              "window_s": 2.0, "done_audio_s": 19.4, "valid": 4, "valid_failed": 0, "batch_sizes": {"2": 2},
              "loadavg_1m": 1.0, "errors": []}
-    row = _serve_load().summarise_mixed("continuous", 8, 3.0, [point])
+    row = serve_load.summarise_mixed("continuous", 8, 3.0, [point])
     assert row["short_requests"] == 3 and row["measured_requests"] == 4  # up to 3.0 s is short
     assert (row["short_p50_ms"], row["long_p50_ms"]) == (100.0, 900.0)
-    empty = _serve_load().summarise_mixed("request", 8, 3.0, [dict(point, latencies_ms=[], audio_s=[], done=0)])
+    empty = serve_load.summarise_mixed("request", 8, 3.0, [dict(point, latencies_ms=[], audio_s=[], done=0)])
     assert empty["short_requests"] == 0 and math.isnan(empty["short_p50_ms"])  # nothing measured: NaN, no error
 
 

@@ -14,6 +14,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from .model.loading import parameter_count
+
 #: the shipped base, inside the package
 SHIPPED = str(Path(__file__).parent / "assets" / "demo-base")
 PROVENANCE = "PROVENANCE.json"
@@ -46,7 +48,7 @@ def export_base(checkpoint: str, dest: str, command: str, languages: tuple[str, 
     os.makedirs(dest, exist_ok=True)
     model = Qwen3ASRForConditionalGeneration.from_pretrained(checkpoint, dtype=torch.float32)
     model.to(torch.bfloat16).save_pretrained(dest)
-    parameters = sum(p.numel() for p in model.parameters())
+    parameters = parameter_count(dest)
     AutoProcessor.from_pretrained(checkpoint).save_pretrained(dest)
     provenance = {
         "what": f"Qwen3-ASR of the {preset!r} preset ({parameters:,} parameters; built in-process, random init) "
